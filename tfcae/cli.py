@@ -1,0 +1,75 @@
+"""Shared plumbing of the command-line tools in bin/ (kept thin: parse, call, report).
+
+Every tool prints `error: <one line>` on stderr and exits 1 for a user error (bad input,
+bad file, wrong model), never a traceback; `--debug` re-raises to show one.
+"""
+import dataclasses
+import os
+import sys
+
+# Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+from tfcae import TfcaeError  # noqa: E402
+
+flags.DEFINE_bool("debug", False, "Show full tracebacks instead of one-line errors.")
+
+
+def define_flags_from_dataclass(cls, skip=()):
+  """Defines one absl flag per dataclass field (name, type, default, help, choices)."""
+  for f in dataclasses.fields(cls):
+    if f.name in skip:
+      continue
+    help_text = f.metadata.get("help", f.name)
+    choices = f.metadata.get("choices")
+    if choices:
+      flags.DEFINE_enum(f.name, f.default, list(choices), help_text)
+    elif f.type in (bool, "bool"):
+      flags.DEFINE_bool(f.name, f.default, help_text)
+    elif f.type in (int, "int"):
+      flags.DEFINE_integer(f.name, f.default, help_text)
+    elif f.type in (float, "float"):
+      flags.DEFINE_float(f.name, f.default, help_text)
+    else:
+      flags.DEFINE_string(f.name, f.default, help_text)
+
+
+def dataclass_from_flags(cls):
+  values = flags.FLAGS.flag_values_dict()
+  return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+
+
+def fail(message, code=1):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(code)
+
+
+def run(main):
+  """absl.app.run with tfcae's error policy.
+
+  Tools that use TensorFlow must import it at module level, before calling this: when
+  TensorFlow is first imported inside absl's app.run, TFC's GDN layers fail to build
+  ("initial_value could not be lifted out of a tf.function").
+  """
+
+  def wrapped(argv):
+    if not flags.FLAGS.debug:
+      # absl defaults to INFO under app.run; TFC's offset-heuristic warning fires on every
+      # validation trace and is expected here.
+      from absl import logging
+      logging.set_verbosity(logging.ERROR)
+    if len(argv) > 1:
+      fail(f"unexpected arguments: {' '.join(argv[1:])} (all options are --flags)")
+    try:
+      result = main()
+    except (TfcaeError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+      if flags.FLAGS.debug:
+        raise
+      fail(str(e).splitlines()[0] if str(e) else e.__class__.__name__)
+    except KeyboardInterrupt:
+      fail("interrupted", 130)
+    return result
+
+  app.run(wrapped)

@@ -1,0 +1,68 @@
+"""Exporting a trained model as a self-contained tf.saved_model.
+
+The SavedModel in `model_dir` has three named signatures:
+
+  compress(image: uint8 [H, W, 3]) -> {"bitstream": string}   the exact bytes of a .tfcae file
+  decompress(bitstream: string [])  -> {"image": uint8 [H, W, 3]}
+  estimate_bits(image: uint8 [H, W, 3]) -> {"bits": float32}  entropy-model estimate
+
+and the same functions as attributes (`loaded.compress(...)`), plus `loaded.fingerprint`.
+Loading needs only `import tensorflow, tensorflow_compression` (TFC registers the range
+coding ops), not tfcae.
+"""
+import json
+import os
+
+import tensorflow as tf
+
+from tfcae.fileio import atomic_write_json
+
+EXPORT_INFO = "tfcae_export.json"
+
+
+def export_model(model, model_dir, extra_info=None):
+  """Writes the SavedModel (prepare_for_compression() must have run) and its info JSON."""
+  if not model._compression_ready:
+    raise ValueError("call model.prepare_for_compression() before exporting")
+  signatures = {
+      "compress": _named(model.compress, "bitstream"),
+      "decompress": _named(model.decompress, "image"),
+      "estimate_bits": _named(model.estimate_bits, "bits"),
+  }
+  module = tf.Module()
+  # Only what serving needs: the compiled functions and the variables they capture
+  # (transforms, priors, coding tables, fingerprint). No Keras objects, so saving is
+  # quick and loading needs no tfcae code.
+  module.compress = model.compress
+  module.decompress = model.decompress
+  module.estimate_bits = model.estimate_bits
+  module.fingerprint = model.fingerprint
+  module.model_variables = list(model.variables) + [
+      v for coder in model.entropy_models() for v in coder.variables]
+  tf.saved_model.save(module, model_dir, signatures=signatures)
+  info = {"architecture": model.get_config(), "fingerprint": model.fingerprint.numpy().hex(),
+          "stride": model.stride, "num_strings": model.num_strings,
+          "signatures": sorted(signatures)}
+  info.update(extra_info or {})
+  atomic_write_json(os.path.join(model_dir, EXPORT_INFO), info)
+  return info
+
+
+def _named(function, output_name):
+  """Wraps a tf.function so its serving signature has a named output."""
+  spec = function.input_signature
+
+  @tf.function(input_signature=spec)
+  def serving(*args):
+    return {output_name: function(*args)}
+
+  return serving
+
+
+def is_exported(model_dir):
+  return os.path.isfile(os.path.join(model_dir, "saved_model.pb"))
+
+
+def read_export_info(model_dir):
+  with open(os.path.join(model_dir, EXPORT_INFO), encoding="utf-8") as f:
+    return json.load(f)

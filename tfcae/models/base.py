@@ -1,0 +1,169 @@
+"""CompressionModel: the generic Keras model every tfcae architecture derives from.
+
+A sub-class provides the transforms and the entropy model (in the spirit of TFC's
+models/bls2017.py) through four methods:
+
+  forward(x, training)                  -> dict(x_hat, bits [B], y, ...) for training/eval
+  _compress_latents(x)                  -> list of S scalar strings (x padded, [1, H, W, 3])
+  _decompress_latents(strings, shape)   -> x_hat [1, H, W, 3] (shape = padded image shape)
+  _make_entropy_models(compression)     -> builds the entropy model(s)
+
+and the class attributes `stride` (total down-sampling, the padding multiple) and
+`num_strings`. Everything else lives here once: the generic train/test step driven by the
+objective seam (tfcae.objectives), padding, the bitstream, and the `compress` /
+`decompress` / `estimate_bits` tf.functions with fixed input signatures that become the
+SavedModel's serving signatures.
+"""
+import hashlib
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from tfcae import bitstream
+from tfcae.objectives import StepContext, rate_distortion
+
+
+def edge_pad(image, height, width):
+  """Pads [B, h, w, C] at the bottom/right to [B, height, width, C] by repeating edges.
+
+  Unlike reflection this works for any image size (even 1×1), and unlike zeros it adds
+  no artificial edge for the transforms to spend bits on.
+  """
+  pad_h = height - tf.shape(image)[1]
+  pad_w = width - tf.shape(image)[2]
+  image = tf.concat([image, tf.repeat(image[:, -1:], pad_h, axis=1)], axis=1)
+  return tf.concat([image, tf.repeat(image[:, :, -1:], pad_w, axis=2)], axis=2)
+
+
+class CompressionModel(tf.keras.Model):
+  """Base class; see the module docstring."""
+
+  stride = 1
+  num_strings = 1
+  architecture = None  # registry name, set by sub-classes
+
+  def __init__(self, objective=None, **kwargs):
+    super().__init__(**kwargs)
+    self.objective = objective if objective is not None else rate_distortion(0.01)
+    self.fingerprint = tf.Variable(b"\0" * bitstream.FINGERPRINT_BYTES, trainable=False,
+                                   dtype=tf.string, name="fingerprint")
+    self._compression_ready = False
+    self._trackers = {}
+
+  # --- to implement -----------------------------------------------------------------
+  def forward(self, x, training):
+    raise NotImplementedError
+
+  def _make_entropy_models(self, compression):
+    """Returns a tuple of TFC entropy models (built with or without coding tables)."""
+    raise NotImplementedError
+
+  def entropy_models(self):
+    """The table-backed coders after prepare_for_compression(); training ones before.
+
+    Before, they are rebuilt on each call (cheap, no tables), as in TFC's bls2017.
+    """
+    if self._compression_ready:
+      return tuple(self._coders)
+    return self._make_entropy_models(compression=False)
+
+  def _compress_latents(self, x):
+    raise NotImplementedError
+
+  def _decompress_latents(self, strings, padded_shape):
+    raise NotImplementedError
+
+  def encoder_layers(self):
+    """The layers that run on the sender (for projections, accounting, TFLite)."""
+    raise NotImplementedError
+
+  # --- Keras ------------------------------------------------------------------------
+  def call(self, x, training=False):
+    return self.forward(x, training=training)["x_hat"]
+
+  def compile(self, **kwargs):
+    super().compile(loss=None, metrics=None, loss_weights=None, weighted_metrics=None, **kwargs)
+    self._trackers = {n: tf.keras.metrics.Mean(name=n) for n in self.objective.log_names()}
+
+  @property
+  def metrics(self):
+    return list(self._trackers.values())
+
+  def _record(self, logs):
+    for name, value in logs.items():
+      if name in self._trackers:
+        self._trackers[name].update_state(value)
+    return {name: t.result() for name, t in self._trackers.items()}
+
+  def train_step(self, x):
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    with tf.GradientTape() as tape:
+      ctx = StepContext(self, x, self.forward(x, training=True), training=True)
+      loss, logs = self.objective(ctx)
+      # Optimizers sum gradients over replicas; scale so the step is that of the global mean.
+      scaled_loss = loss / replicas
+    variables = self.trainable_variables
+    gradients = tape.gradient(scaled_loss, variables)
+    for hook in self.objective.hooks:
+      gradients = hook.transform_gradients(self, gradients, variables)
+    self.optimizer.apply_gradients(zip(gradients, variables))
+    for hook in self.objective.hooks:
+      logs.update(hook.after_apply(self, ctx))
+    return self._record(logs)
+
+  def test_step(self, x):
+    ctx = StepContext(self, x, self.forward(x, training=False), training=False)
+    _, logs = self.objective(ctx)
+    return self._record(logs)
+
+  def predict_step(self, x):
+    return self.forward(x, training=False)["x_hat"]
+
+  def get_config(self):
+    """The architecture (what the fingerprint and a rebuild need)."""
+    raise NotImplementedError
+
+  # --- compression ------------------------------------------------------------------
+  def prepare_for_compression(self):
+    """Builds the range-coding tables from the trained prior (TFC `compression=True`)."""
+    self._coders = list(self._make_entropy_models(compression=True))
+    self._compression_ready = True
+    self.fingerprint.assign(self.compute_fingerprint())
+
+  def compute_fingerprint(self):
+    """First 8 bytes of SHA-256 over the architecture config and every weight."""
+    h = hashlib.sha256(json.dumps(self.get_config(), sort_keys=True).encode())
+    for v in sorted(self.variables, key=lambda v: v.name):
+      if v is self.fingerprint or v.dtype == tf.string:
+        continue
+      h.update(v.name.encode())
+      h.update(np.ascontiguousarray(v.numpy()).tobytes())
+    return h.digest()[:bitstream.FINGERPRINT_BYTES]
+
+  def _padded_shape(self, height, width):
+    s = self.stride
+    return (height + s - 1) // s * s, (width + s - 1) // s * s
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
+  def compress(self, image):
+    """uint8 [H, W, 3] image -> scalar string: the complete tfcae file."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    x = tf.cast(image, tf.float32)[None]
+    x = edge_pad(x, *self._padded_shape(height, width))
+    strings = self._compress_latents(x)
+    return bitstream.pack_tf(self.fingerprint, height, width, strings)
+
+  @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="bitstream")])
+  def decompress(self, data):
+    """Scalar string (a tfcae file) -> uint8 [H, W, 3]; InvalidArgumentError if bad."""
+    height, width, strings = bitstream.parse_tf(data, self.fingerprint, self.num_strings)
+    x_hat = self._decompress_latents(strings, self._padded_shape(height, width))
+    return tf.saturate_cast(tf.round(x_hat[0, :height, :width]), tf.uint8)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
+  def estimate_bits(self, image):
+    """The entropy model's estimate of the payload size in bits (rounded latents)."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    x = edge_pad(tf.cast(image, tf.float32)[None], *self._padded_shape(height, width))
+    return tf.reduce_sum(self.forward(x, training=False)["bits"])

@@ -1,0 +1,86 @@
+"""Factorized-prior CAE: Ballé, Laparra & Simoncelli, "End-to-end optimized image
+compression", ICLR 2017 (TFC's models/bls2017.py).
+
+Three strided convolutions each side (9×9 stride 4, 5×5 stride 2, 5×5 stride 2; total
+stride 16) with GDN / inverse GDN, and a `tfc.ContinuousBatchedEntropyModel` over a learned
+`tfc.NoisyDeepFactorized` density per latent channel.
+
+Convolutions are plain Keras `Conv2D` / `Conv2DTranspose` (spatial kernels): weight
+projections read and write `layer.kernel` directly (and take Keras `kernel_constraint`s),
+TF-MOT wraps them natively, and they convert to TFLite builtin ops.
+"""
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+from tfcae.models.base import CompressionModel
+
+
+def analysis_transform(num_filters, latent_channels, kernel_constraint=None):
+  """x in [0, 255] -> y. Layer names are stable: projections and accounting use them."""
+  conv = lambda filters, kernel, stride, name: tf.keras.layers.Conv2D(
+      filters, kernel, strides=stride, padding="same", name=name,
+      kernel_constraint=kernel_constraint)
+  return tf.keras.Sequential([
+      tf.keras.layers.Rescaling(1. / 255., name="scale"),
+      conv(num_filters, 9, 4, "conv_0"), tfc.GDN(name="gdn_0"),
+      conv(num_filters, 5, 2, "conv_1"), tfc.GDN(name="gdn_1"),
+      conv(latent_channels, 5, 2, "conv_2"),
+  ], name="analysis")
+
+
+def synthesis_transform(num_filters):
+  """y_hat -> x_hat in [0, 255] (mirror of the analysis transform)."""
+  deconv = lambda filters, kernel, stride, name: tf.keras.layers.Conv2DTranspose(
+      filters, kernel, strides=stride, padding="same", name=name)
+  return tf.keras.Sequential([
+      deconv(num_filters, 5, 2, "deconv_0"), tfc.GDN(inverse=True, name="igdn_0"),
+      deconv(num_filters, 5, 2, "deconv_1"), tfc.GDN(inverse=True, name="igdn_1"),
+      deconv(3, 9, 4, "deconv_2"),
+      tf.keras.layers.Rescaling(255., name="scale"),
+  ], name="synthesis")
+
+
+class FactorizedModel(CompressionModel):
+  """Ballé et al. (2017) with a factorized prior."""
+
+  architecture = "factorized"
+  stride = 16
+  num_strings = 1
+
+  def __init__(self, num_filters=128, latent_channels=None, objective=None, **kwargs):
+    super().__init__(objective=objective, **kwargs)
+    self.num_filters = int(num_filters)
+    self.latent_channels = int(latent_channels or num_filters)
+    self.analysis_transform = analysis_transform(self.num_filters, self.latent_channels)
+    self.synthesis_transform = synthesis_transform(self.num_filters)
+    self.prior = tfc.NoisyDeepFactorized(batch_shape=(self.latent_channels,))
+    self.build((None, None, None, 3))
+
+  def get_config(self):
+    return {"architecture": self.architecture, "num_filters": self.num_filters,
+            "latent_channels": self.latent_channels}
+
+  def encoder_layers(self):
+    return list(self.analysis_transform.layers)
+
+  def _make_entropy_models(self, compression):
+    return (tfc.ContinuousBatchedEntropyModel(self.prior, coding_rank=3,
+                                              compression=compression),)
+
+  def forward(self, x, training):
+    (entropy_model,) = self.entropy_models()
+    y = self.analysis_transform(x)
+    y_hat, bits = entropy_model(y, training=training)
+    x_hat = self.synthesis_transform(y_hat)
+    return {"x_hat": x_hat, "bits": bits, "y": y, "y_hat": y_hat}
+
+  def _compress_latents(self, x):
+    y = self.analysis_transform(x)
+    (entropy_model,) = self.entropy_models()
+    return [entropy_model.compress(y)[0]]
+
+  def _decompress_latents(self, strings, padded_shape):
+    y_shape = [padded_shape[0] // self.stride, padded_shape[1] // self.stride]
+    (entropy_model,) = self.entropy_models()
+    y_hat = entropy_model.decompress(tf.reshape(strings[0], [1]), y_shape)
+    return self.synthesis_transform(y_hat)

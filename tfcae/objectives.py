@@ -1,0 +1,191 @@
+"""The objective seam: loss terms and training hooks composed around a generic train_step.
+
+A model's `train_step` (tfcae.models.base.CompressionModel) never hard-codes a loss. It
+runs the forward pass, wraps the outputs in a `StepContext`, and asks its `Objective`:
+
+  1. loss = sum(term(ctx) for term in objective.terms)       inside the GradientTape
+  2. grads = hook.transform_gradients(model, grads, vars)     for each hook (e.g. masks)
+  3. optimizer.apply_gradients(...)
+  4. hook.after_apply(model, ctx)                              for each hook, in-graph
+     (weight projections, re-applied masks, dual ascent on a Lagrange multiplier)
+  5. hook.on_epoch_end(model, epoch, logs)                     eagerly, from a Keras callback
+     (e.g. ADMM updates of auxiliary variables every k epochs)
+
+Terms and hooks are `tf.Module`s attached to the model, so every variable they create
+(multipliers, momentum buffers, masks, ADMM's Z and U) is saved by the model's
+tf.train.Checkpoint and restored on resume. Each declares the names it logs via
+`log_names()`, so the model can create its Keras metric trackers up front. Each has a
+`get_config()`; `summary.json` records them.
+
+The default objective is Ballé et al.'s rate-distortion Lagrangian  R + λ·D  with R in
+bits per pixel and D the MSE on the 0..255 scale (or 1 − MS-SSIM).
+"""
+import tensorflow as tf
+
+DISTORTIONS = ("mse", "ms-ssim")
+
+
+class StepContext:
+  """What one forward pass produced, with derived quantities computed once, lazily.
+
+  Attributes:
+    x: the input batch, float32 in [0, 255], [B, H, W, 3].
+    outputs: the model's forward() dict: `x_hat` (reconstruction), `bits` (per-image
+      bits, [B]), `y` (the bottleneck before quantisation), and model-specific entries.
+    training: whether this is a training step (noisy quantisation) or not (rounding).
+  """
+
+  def __init__(self, model, x, outputs, training):
+    self.model = model
+    self.x = x
+    self.outputs = outputs
+    self.training = training
+    self._cache = {}
+
+  def __getitem__(self, key):
+    return self.outputs[key]
+
+  @property
+  def num_pixels(self):
+    if "num_pixels" not in self._cache:
+      self._cache["num_pixels"] = tf.cast(tf.reduce_prod(tf.shape(self.x)[:-1]), tf.float32)
+    return self._cache["num_pixels"]
+
+  @property
+  def bpp(self):
+    """Bits per pixel of this (per-replica) batch, from the entropy model."""
+    if "bpp" not in self._cache:
+      self._cache["bpp"] = tf.reduce_sum(self.outputs["bits"]) / self.num_pixels
+    return self._cache["bpp"]
+
+  def distortion(self, metric):
+    """Mean distortion of the batch: 'mse' (0..255 scale) or 'ms-ssim' (1 − MS-SSIM)."""
+    if metric not in self._cache:
+      x, x_hat = self.x, self.outputs["x_hat"]
+      if metric == "mse":
+        value = tf.reduce_mean(tf.math.squared_difference(x, x_hat))
+      elif metric == "ms-ssim":
+        value = 1. - tf.reduce_mean(tf.image.ssim_multiscale(x, x_hat, 255.))
+      else:
+        raise ValueError(f"unknown distortion {metric!r}; expected one of {DISTORTIONS}")
+      self._cache[metric] = value
+    return self._cache[metric]
+
+
+class LossTerm(tf.Module):
+  """One additive term of the loss. Sub-classes implement `value(ctx)` (unweighted)."""
+
+  def __init__(self, weight=1.0, name=None):
+    super().__init__(name=name)
+    self.weight = float(weight)
+
+  def value(self, ctx):
+    raise NotImplementedError
+
+  def __call__(self, ctx):
+    """Returns (weighted loss contribution, dict of values to log)."""
+    v = self.value(ctx)
+    return self.weight * v, {self.name: v}
+
+  def log_names(self):
+    return [self.name]
+
+  def get_config(self):
+    return {"class": type(self).__name__, "name": self.name, "weight": self.weight}
+
+
+class Rate(LossTerm):
+  """R: bits per pixel estimated by the entropy model (Ballé et al. 2017, eq. 2)."""
+
+  def __init__(self, weight=1.0, name="bpp"):
+    super().__init__(weight, name)
+
+  def value(self, ctx):
+    return ctx.bpp
+
+
+class Distortion(LossTerm):
+  """λ·D with D = MSE on the 0..255 scale, or 1 − MS-SSIM."""
+
+  def __init__(self, weight=0.01, metric="mse", name=None):
+    if metric not in DISTORTIONS:
+      raise ValueError(f"unknown distortion {metric!r}; expected one of {DISTORTIONS}")
+    super().__init__(weight, name or metric.replace("-", "_"))
+    self.metric = metric
+
+  def value(self, ctx):
+    return ctx.distortion(self.metric)
+
+  def get_config(self):
+    return dict(super().get_config(), metric=self.metric)
+
+
+class TrainingHook(tf.Module):
+  """Acts around the optimizer step. All methods are optional no-ops.
+
+  `transform_gradients` and `after_apply` run inside the compiled train_step (graph
+  mode, per replica under tf.distribute); `on_epoch_end` runs eagerly.
+  """
+
+  def transform_gradients(self, model, gradients, variables):
+    return gradients
+
+  def after_apply(self, model, ctx):
+    """Returns a dict of values to log (names declared in log_names)."""
+    return {}
+
+  def on_epoch_end(self, model, epoch, logs):
+    pass
+
+  def log_names(self):
+    return []
+
+  def get_config(self):
+    return {"class": type(self).__name__, "name": self.name}
+
+
+class Objective(tf.Module):
+  """A list of loss terms and a list of training hooks."""
+
+  def __init__(self, terms, hooks=(), name="objective"):
+    super().__init__(name=name)
+    if not terms:
+      raise ValueError("an objective needs at least one loss term")
+    names = [t.name for t in terms]
+    if len(set(names)) != len(names):
+      raise ValueError(f"loss term names must be unique, got {names}")
+    self.terms = list(terms)
+    self.hooks = list(hooks)
+
+  def __call__(self, ctx):
+    """Returns (total loss, logs)."""
+    total, logs = 0., {}
+    for term in self.terms:
+      contribution, term_logs = term(ctx)
+      total += contribution
+      logs.update(term_logs)
+    logs["loss"] = total
+    return total, logs
+
+  def log_names(self):
+    names = ["loss"]
+    for item in self.terms + self.hooks:
+      names.extend(n for n in item.log_names() if n not in names)
+    return names
+
+  def get_config(self):
+    return {"terms": [t.get_config() for t in self.terms],
+            "hooks": [h.get_config() for h in self.hooks]}
+
+
+def rate_distortion(lmbda, distortion="mse"):
+  """The classic objective R + λ·D (Ballé et al. 2017)."""
+  return Objective([Rate(), Distortion(lmbda, distortion)])
+
+
+class ObjectiveEpochCallback(tf.keras.callbacks.Callback):
+  """Calls every hook's `on_epoch_end` (e.g. ADMM's Z/U updates)."""
+
+  def on_epoch_end(self, epoch, logs=None):
+    for hook in self.model.objective.hooks:
+      hook.on_epoch_end(self.model, epoch, logs or {})

@@ -1,0 +1,234 @@
+"""Training: datasets -> model + objective -> Keras fit with checkpoints -> export.
+
+`train(config)` is what `bin/train` runs. It is resumable: the model, the optimizer, every
+variable of the objective's terms and hooks, and the epoch counter are saved with
+tf.train.CheckpointManager in `model_dir/checkpoints` after every epoch; running the same
+command again restores the latest checkpoint and continues with the next epoch.
+"""
+import contextlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfcae import TfcaeError, data, export
+from tfcae.config import ARCHITECTURE_FIELDS, TrainConfig
+from tfcae.fileio import atomic_write_json
+from tfcae.models import build_model
+from tfcae.objectives import ObjectiveEpochCallback, rate_distortion
+
+CONFIG_FILE = "train_config.json"
+SUMMARY_FILE = "summary.json"
+HISTORY_FILE = "history.csv"
+
+
+def build_objective(config):
+  """The objective for a config. Later methods (D-CO, ADMM, decorrelation, weight
+  projections) extend this with their terms and hooks; models never change."""
+  return rate_distortion(config.lmbda, config.distortion)
+
+
+def learning_rate_schedule(config):
+  total = config.epochs * config.steps_per_epoch
+  if config.lr_schedule == "constant":
+    return config.learning_rate
+  if config.lr_schedule == "step":
+    return tf.keras.optimizers.schedules.PiecewiseConstantDecay(
+        [int(total * config.lr_decay_at)],
+        [config.learning_rate, config.learning_rate * config.lr_decay_factor])
+  return tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
+
+
+def configure_devices(num_cpu_devices):
+  """Splits the CPU into logical devices; must run before TensorFlow initialises."""
+  if num_cpu_devices > 1:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_devices)
+
+
+def make_strategy(config):
+  if config.strategy == "default":
+    return None
+  gpus = tf.config.list_logical_devices("GPU")
+  devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+  # Tests and CPU runs have no NCCL: reduce on the host.
+  return tf.distribute.MirroredStrategy(
+      devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+class EpochCheckpoint(tf.keras.callbacks.Callback):
+  """Saves model + optimizer + objective state + epoch counter after every epoch."""
+
+  def __init__(self, manager, epoch_variable):
+    super().__init__()
+    self.manager = manager
+    self.epoch_variable = epoch_variable
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.epoch_variable.assign(epoch + 1)
+    self.manager.save(checkpoint_number=epoch + 1)
+
+
+class Throughput(tf.keras.callbacks.Callback):
+  """Adds `steps_per_sec` (training steps only, validation excluded) to the epoch logs."""
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start, self._steps = time.perf_counter(), 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._steps += 1
+    self._last = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None and self._steps:
+      logs["steps_per_sec"] = self._steps / max(self._last - self._start, 1e-9)
+
+
+class ReconstructionImages(tf.keras.callbacks.Callback):
+  """Writes one validation crop and its reconstruction to TensorBoard each epoch."""
+
+  def __init__(self, log_dir, images):
+    super().__init__()
+    self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
+    self.images = images
+
+  def on_epoch_end(self, epoch, logs=None):
+    x_hat = self.model(self.images, training=False)
+    with self.writer.as_default(step=epoch + 1):
+      tf.summary.image("original", self.images / 255., max_outputs=2)
+      tf.summary.image("reconstruction", tf.clip_by_value(x_hat / 255., 0., 1.), max_outputs=2)
+
+
+def _check_resume_compatible(model_dir, config):
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    previous = json.load(f)
+  changed = [k for k in ARCHITECTURE_FIELDS if previous.get(k) != getattr(config, k)]
+  if changed:
+    raise TfcaeError(f"{model_dir} holds a model trained with a different architecture "
+                     f"({', '.join(f'{k}={previous.get(k)!r}' for k in changed)}); use another "
+                     "--model_dir")
+
+
+def _datasets(config):
+  if config.dataset:
+    return data.tfds_datasets(config.dataset, config.patch_size, config.batch_size,
+                              config.tfds_data_dir or None, seed=config.seed)
+  train_files = data.image_files(config.train_images, "training images")
+  if config.val_images:
+    val_files = data.image_files(config.val_images, "validation images")
+  else:
+    if len(train_files) < 2:
+      raise TfcaeError("need at least 2 training images to hold some out for validation "
+                       "(or give --val_images)")
+    n_val = max(1, len(train_files) // 10)
+    train_files, val_files = train_files[:-n_val], train_files[-n_val:]
+  overlap = set(map(os.path.abspath, train_files)) & set(map(os.path.abspath, val_files))
+  if overlap:
+    raise TfcaeError(f"{len(overlap)} images are both training and validation images")
+  return (data.train_dataset(train_files, config.patch_size, config.batch_size, config.seed),
+          data.validation_dataset(val_files, config.patch_size, config.batch_size))
+
+
+def train(config: TrainConfig):
+  """Trains (or resumes), exports the SavedModel and writes summary.json. Returns it."""
+  config.validate()
+  model_dir = config.model_dir
+  os.makedirs(model_dir, exist_ok=True)
+  _check_resume_compatible(model_dir, config)
+  atomic_write_json(os.path.join(model_dir, CONFIG_FILE), config.to_dict())
+  if config.check_numerics:
+    tf.debugging.enable_check_numerics()
+  tf.keras.utils.set_random_seed(config.seed)
+
+  train_ds, val_ds = _datasets(config)
+  val_ds = val_ds.take(config.validation_batches)
+  strategy = make_strategy(config)
+  # The default strategy's scope() breaks TFC's GDN build (its initial values cannot be
+  # lifted out of Keras' build graph), so only enter a scope for a real strategy.
+  with strategy.scope() if strategy else contextlib.nullcontext():
+    model = build_model(config.architecture(), objective=build_objective(config))
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate_schedule(config)))
+    # Create the optimizer's slots now so the checkpoint restores them immediately.
+    model.optimizer.build(model.trainable_variables)
+    epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch)
+  manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
+                                       max_to_keep=3)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch.numpy())} of "
+          f"{config.epochs})", flush=True)
+  initial_epoch = int(epoch.numpy())
+
+  log_dir = os.path.join(model_dir, "logs")
+  callbacks = [
+      tf.keras.callbacks.TerminateOnNaN(),
+      ObjectiveEpochCallback(),
+      Throughput(),
+      EpochCheckpoint(manager, epoch),
+      tf.keras.callbacks.CSVLogger(os.path.join(model_dir, HISTORY_FILE), append=True),
+      tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", write_graph=False,
+                                     profile_batch=0),
+  ]
+  if config.image_summaries:
+    callbacks.append(ReconstructionImages(log_dir, next(iter(val_ds))[:2]))
+  verbose = config.verbose if config.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
+  start = time.time()
+  history = {}
+  if initial_epoch < config.epochs:
+    history = model.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+                        initial_epoch=initial_epoch, validation_data=val_ds,
+                        callbacks=callbacks, verbose=verbose).history
+    if model.stop_training or any(not np.isfinite(v) for v in history.get("loss", [0.])):
+      raise TfcaeError("training diverged (NaN/Inf loss); the last good checkpoint is kept in "
+                       f"{manager.directory}")
+  train_seconds = time.time() - start
+
+  # Validation with the real quantizer and the coding tables (not the noisy proxy).
+  model.prepare_for_compression()
+  validation = model.evaluate(val_ds, verbose=0, return_dict=True)
+  summary = {
+      "architecture": model.get_config(),
+      "objective": model.objective.get_config(),
+      "fingerprint": model.fingerprint.numpy().hex(),
+      "epochs_completed": int(epoch.numpy()),
+      "train": _final_training_logs(model_dir, history),
+      "validation": {k: float(v) for k, v in validation.items()},
+      "train_seconds_this_run": round(train_seconds, 1),
+      "settings": config.to_dict(),
+      "tensorflow": tf.__version__,
+  }
+  export.export_model(model, model_dir, {"summary": SUMMARY_FILE})
+  atomic_write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
+  return summary
+
+
+def _final_training_logs(model_dir, history):
+  """Last epoch's training logs, from this run or, after a no-op resume, history.csv."""
+  if history:
+    return {k: float(v[-1]) for k, v in history.items() if not k.startswith("val_")}
+  path = os.path.join(model_dir, HISTORY_FILE)
+  if not os.path.exists(path):
+    return {}
+  import csv
+  with open(path, encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  if not rows:
+    return {}
+  return {k: float(v) for k, v in rows[-1].items()
+          if not k.startswith("val_") and v not in ("", None) and _is_number(v)}
+
+
+def _is_number(text):
+  try:
+    float(text)
+    return True
+  except ValueError:
+    return False
