@@ -254,6 +254,12 @@ def pack_tf(fingerprint, height, width, strings):
   return tf.strings.join([head, _u32_be(crc), payload])
 
 
+def _require(condition, message):
+  """tf.debugging.Assert with a fixed message (assert_equal cannot format string tensors)."""
+  import tensorflow as tf
+  return tf.debugging.Assert(tf.reduce_all(condition), [message])
+
+
 def parse_tf(data, fingerprint, num_strings):
   """In-graph `parse` with validation; raises InvalidArgumentError on a bad file.
 
@@ -262,26 +268,25 @@ def parse_tf(data, fingerprint, num_strings):
   import tensorflow as tf
   hsize = header_size(num_strings)
   n = tf.strings.length(data)
-  checks = [tf.debugging.assert_greater_equal(n, hsize, message="truncated tfcae bitstream")]
-  with tf.control_dependencies(checks):
+  with tf.control_dependencies([_require(n >= hsize, "truncated tfcae bitstream")]):
     head = tf.strings.substr(data, 0, hsize - 4)
   lengths = [_be_u32(data, _FIXED.size + 4 * i) for i in range(num_strings)]
-  fixed = tf.io.decode_raw(tf.strings.substr(data, 4, 2), tf.uint8)
+  fixed = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 4, 2), tf.uint8), tf.int32)
   checks = [
-      tf.debugging.assert_equal(tf.strings.substr(data, 0, 4), MAGIC,
-                                message="not a tfcae bitstream (bad magic number)"),
-      tf.debugging.assert_equal(tf.cast(fixed, tf.int32), [VERSION, num_strings],
-                                message="unsupported tfcae version or string count"),
-      tf.debugging.assert_equal(tf.strings.substr(data, 6, FINGERPRINT_BYTES), fingerprint,
-                                message="bitstream was written by another model"),
-      tf.debugging.assert_equal(tf.cast(n, tf.int64) - hsize, tf.add_n(lengths),
-                                message="truncated or corrupted tfcae bitstream (length)"),
+      _require(tf.equal(tf.strings.substr(data, 0, 4), MAGIC),
+               "not a tfcae bitstream (bad magic number)"),
+      _require(tf.equal(fixed, [VERSION, num_strings]),
+               "unsupported tfcae version or string count"),
+      _require(tf.equal(tf.strings.substr(data, 6, FINGERPRINT_BYTES), fingerprint),
+               "bitstream was written by another model"),
+      _require(tf.equal(tf.cast(n, tf.int64) - hsize, tf.add_n(lengths)),
+               "truncated or corrupted tfcae bitstream (length)"),
   ]
   with tf.control_dependencies(checks):
     payload = tf.strings.substr(data, hsize, n - hsize)
     crc = crc32_tf(tf.strings.join([head, payload]))
-  checks = [tf.debugging.assert_equal(crc, _be_u32(data, hsize - 4),
-                                      message="corrupted tfcae bitstream (CRC-32 mismatch)")]
+  checks = [_require(tf.equal(crc, _be_u32(data, hsize - 4)),
+                     "corrupted tfcae bitstream (CRC-32 mismatch)")]
   with tf.control_dependencies(checks):
     height = tf.cast(_be_u32(data, 14), tf.int32)
     width = tf.cast(_be_u32(data, 18), tf.int32)

@@ -45,6 +45,9 @@ class TrainConfig:
                             ("constant", "step", "cosine"))
   lr_decay_at: float = _field(0.8, "Fraction of training after which 'step' decays.")
   lr_decay_factor: float = _field(0.1, "Decay factor of the 'step' schedule.")
+  clip_gradient_norm: float = _field(1.0, "Clip the global gradient norm to this (as "
+                                     "CompressAI does; GDN models otherwise blow up now and "
+                                     "then); 0 disables.")
   # Execution.
   strategy: str = _field("default", "tf.distribute strategy.", ("default", "mirrored"))
   num_cpu_devices: int = _field(0, "Split the CPU into this many logical devices (to run "

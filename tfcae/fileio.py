@@ -30,6 +30,10 @@ def atomic_write_bytes(path, data):
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    # mkstemp creates 0600 files; give the result the permissions open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -154,7 +154,8 @@ def train(config: TrainConfig):
   # lifted out of Keras' build graph), so only enter a scope for a real strategy.
   with strategy.scope() if strategy else contextlib.nullcontext():
     model = build_model(config.architecture(), objective=build_objective(config))
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate_schedule(config)))
+    model.compile(optimizer=tf.keras.optimizers.Adam(
+        learning_rate_schedule(config), global_clipnorm=config.clip_gradient_norm or None))
     # Create the optimizer's slots now so the checkpoint restores them immediately.
     model.optimizer.build(model.trainable_variables)
     epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")

@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny trained-and-exported models, built once per test session."""
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE_TRAIN = os.path.join(REPO, "data", "sample", "train")
+SAMPLE_EVAL = os.path.join(REPO, "data", "sample", "eval")
+SHARED_KODAK = os.path.join(REPO, "..", "shared", "data", "kodak")
+
+
+def tiny_config(model_dir, model="factorized", **overrides):
+  from tfcae.config import TrainConfig
+  settings = dict(model_dir=str(model_dir), model=model, num_filters=8,
+                  train_images=SAMPLE_TRAIN, patch_size=64, batch_size=2, epochs=1,
+                  steps_per_epoch=60, validation_batches=1, learning_rate=5e-3, verbose=0,
+                  image_summaries=False)
+  settings.update(overrides)
+  return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="session", params=["factorized", "hyperprior"])
+def exported_model(request, tmp_path_factory):
+  """(architecture, model_dir) of a tiny model trained for a few steps and exported."""
+  from tfcae import training
+  model_dir = tmp_path_factory.mktemp(f"tiny_{request.param}")
+  training.train(tiny_config(model_dir, request.param))
+  return request.param, str(model_dir)
+
+
+@pytest.fixture(scope="session")
+def factorized_dir(tmp_path_factory):
+  from tfcae import training
+  model_dir = tmp_path_factory.mktemp("tiny_factorized_b")
+  training.train(tiny_config(model_dir, seed=1))
+  return str(model_dir)
+
+
+@pytest.fixture
+def rng():
+  return np.random.default_rng(1234)
+
+
+def run_tool(tool, *args, env=None, timeout=300):
+  """Runs bin/<tool> in a fresh Python process; returns CompletedProcess (text)."""
+  full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  full_env.update(env or {})
+  return subprocess.run([sys.executable, os.path.join(REPO, "bin", tool), *args],
+                        capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def sample_image(name="kodim23.png"):
+  from tfcae.fileio import load_rgb_image
+  return load_rgb_image(os.path.join(SAMPLE_EVAL, name))

@@ -1,0 +1,87 @@
+"""The file format: Python and in-graph implementations agree; bad files are rejected."""
+import os
+import struct
+import zlib
+
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings, strategies as st
+
+from tfcae import TfcaeError, bitstream
+
+FP = bytes(range(1, 9))
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 255, 256, 257, 511, 512, 513, 4096, 100003])
+def test_crc32_tf_matches_zlib_at_chunk_boundaries(n):
+  message = os.urandom(n)
+  assert int(bitstream.crc32_tf(tf.constant(message))) == zlib.crc32(message)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=0, max_size=3000))
+def test_crc32_tf_matches_zlib(message):
+  assert int(bitstream.crc32_tf(tf.constant(message))) == zlib.crc32(message)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=3),
+       st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1))
+def test_pack_tf_is_byte_identical_to_pack(strings, height, width):
+  expected = bitstream.pack(FP, height, width, strings)
+  got = bitstream.pack_tf(tf.constant(FP), tf.constant(height, tf.int64),
+                          tf.constant(width, tf.int64), [tf.constant(s) for s in strings])
+  assert got.numpy() == expected
+  parsed = bitstream.parse(expected, FP)
+  assert (parsed.height, parsed.width, list(parsed.strings)) == (height, width, strings)
+
+
+def test_layout_is_as_documented():
+  data = bitstream.pack(FP, 512, 768, [b"abc", b"de"])
+  assert data[:4] == b"TCAE" and data[4] == 1 and data[5] == 2 and data[6:14] == FP
+  assert struct.unpack(">IIII", data[14:30]) == (512, 768, 3, 2)
+  assert struct.unpack(">I", data[30:34])[0] == zlib.crc32(data[:30] + data[34:])
+  assert data[34:] == b"abcde"
+  assert len(data) == bitstream.header_size(2) + 5
+
+
+GOOD = bitstream.pack(FP, 17, 33, [b"hello", b"world!"])
+
+
+def _flip(data, index):
+  return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1:]
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty file"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "bad magic"),
+    (GOOD[:3], "bad magic"),
+    (GOOD[:10], "truncated"),
+    (GOOD[:-1], "truncated"),
+    (GOOD + b"x", "corrupted"),
+    (_flip(GOOD, 4), "version"),
+    (_flip(GOOD, 17), "CRC-32"),        # height
+    (_flip(GOOD, 22), "truncated"),     # a string length, made larger
+    (_flip(GOOD, 25), "corrupted"),     # a string length, made smaller
+    (_flip(GOOD, len(GOOD) - 2), "CRC-32"),  # payload
+])
+def test_parse_rejects_bad_files(data, message):
+  with pytest.raises(TfcaeError, match=message):
+    bitstream.parse(data, FP)
+
+
+def test_parse_rejects_other_model():
+  with pytest.raises(TfcaeError, match="another model"):
+    bitstream.parse(GOOD, b"\xff" * 8)
+
+
+@pytest.mark.parametrize("data", [GOOD[:-1], _flip(GOOD, 17), _flip(GOOD, len(GOOD) - 2),
+                                  b"\0" * 60])
+def test_parse_tf_rejects_bad_files(data):
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    bitstream.parse_tf(tf.constant(data), tf.constant(FP), 2)
+
+
+def test_parse_tf_rejects_other_model():
+  with pytest.raises(tf.errors.InvalidArgumentError, match="another model"):
+    bitstream.parse_tf(tf.constant(GOOD), tf.constant(b"\xff" * 8), 2)
