@@ -19,8 +19,13 @@ $(STAMP): setup.py constraints.txt | $(PY)
 
 install: $(STAMP)
 
+# The quick start: train on the shipped BSDS500 sample, code one shipped Kodak image,
+# evaluate on the three shipped Kodak images (disjoint from the training images).
 demo: $(STAMP)
-	$(VENV)/bin/python bin/quickstart --model_dir=$(DEMO_DIR)
+	$(PY) bin/train --flagfile=configs/quickstart.cfg --model_dir=$(DEMO_DIR)
+	$(PY) bin/compress --model_dir=$(DEMO_DIR) --input=data/sample/eval/kodim23.png --output=$(DEMO_DIR)/kodim23.tfcae
+	$(PY) bin/decompress --model_dir=$(DEMO_DIR) --input=$(DEMO_DIR)/kodim23.tfcae --output=$(DEMO_DIR)/kodim23.png
+	$(PY) bin/evaluate --model_dir=$(DEMO_DIR) --images='data/sample/eval/*.png' --output=$(DEMO_DIR)/eval.json
 
 # pytest exits 5 when it collects nothing; that must fail CI, and it does (non-zero).
 test-fast: $(STAMP)

@@ -30,6 +30,9 @@ flags.DEFINE_string("anchor", "jpeg", "Anchor curve for BD-rates.")
 # OpenJPEG already use both cores, so a second process only adds contention.
 flags.DEFINE_integer("jobs", 1, "Codecs swept in parallel processes (1: in this process).")
 flags.DEFINE_bool("progress", True, "Progress bars on stderr.")
+flags.DEFINE_bool("reuse", False, "Reuse <out_dir>/<codec>.json where it exists instead of "
+                  "sweeping the codec again (e.g. when only adding tfcae models).")
+flags.DEFINE_string("model_name", "tfcae", "Name (legend, JSON file) of the --model_dirs curve.")
 
 
 def _sweep_to_file(codec, paths, out_path, progress):
@@ -45,6 +48,11 @@ def _sweep_to_file(codec, paths, out_path, progress):
 def _run_codecs(codecs, paths, out_dir):
   jobs = max(1, min(FLAGS.jobs, len(codecs)))
   outputs = {c: os.path.join(out_dir, f"{c}.json") for c in codecs}
+  if FLAGS.reuse:
+    kept = [c for c in codecs if os.path.exists(outputs[c])]
+    if kept:
+      print(f"reusing {', '.join(kept)}", flush=True)
+    codecs = [c for c in codecs if c not in kept]
   # Slowest codecs (AV1/HEVC encoders) first so the two workers finish together.
   order = sorted(codecs, key=lambda c: c not in ("avif", "heic"))
   if jobs == 1:
@@ -105,7 +113,7 @@ def run():
     except ImportError as e:
       print(f"skipping --model_dirs: tfcae.evaluation is not available ({e})", flush=True)
     else:
-      models = evaluate_model_dirs(model_dirs, paths)
+      models = evaluate_model_dirs(model_dirs, paths, name=FLAGS.model_name)
       write_results(os.path.join(out_dir, f"{models['name']}.json"), models)
       results_list.append(models)
 

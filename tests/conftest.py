@@ -46,12 +46,12 @@ def rng():
   return np.random.default_rng(1234)
 
 
-def run_tool(tool, *args, env=None, timeout=300):
+def run_tool(tool, *args, env=None, timeout=300, cwd=None):
   """Runs bin/<tool> in a fresh Python process; returns CompletedProcess (text)."""
   full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   full_env.update(env or {})
   return subprocess.run([sys.executable, os.path.join(REPO, "bin", tool), *args],
-                        capture_output=True, text=True, env=full_env, timeout=timeout)
+                        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
 
 
 def sample_image(name="kodim23.png"):

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Training throughput (optimizer steps per second) of tfcae models on this machine.
+
+  .venv/bin/python bench/train_throughput.py [--steps=40] [--images=data/sample/train]
+
+Runs tfcae.training.train (the code path of bin/train) for two epochs per setting and
+reports the second epoch's steps/s (the first includes tracing). Prints a markdown table
+for docs/results.md.
+"""
+import csv
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tensorflow as tf  # noqa: E402,F401  (before absl's app.run; see tfcae.cli.run)
+from absl import app, flags  # noqa: E402
+
+from tfcae import training  # noqa: E402
+from tfcae.config import TrainConfig  # noqa: E402
+
+flags.DEFINE_integer("steps", 40, "Steps per epoch (two epochs per setting).")
+flags.DEFINE_string("images", "data/sample/train", "Training images.")
+flags.DEFINE_string("settings", "factorized:64:128:8,factorized:128:256:8,hyperprior:128:256:8",
+                    "model:num_filters:patch_size:batch_size, comma-separated.")
+FLAGS = flags.FLAGS
+
+
+def measure(model, num_filters, patch, batch):
+  with tempfile.TemporaryDirectory() as model_dir:
+    training.train(TrainConfig(
+        model_dir=model_dir, model=model, num_filters=num_filters, train_images=FLAGS.images,
+        patch_size=patch, batch_size=batch, epochs=2, steps_per_epoch=FLAGS.steps,
+        validation_batches=1, verbose=0, image_summaries=False))
+    with open(os.path.join(model_dir, training.HISTORY_FILE)) as f:
+      return float(list(csv.DictReader(f))[-1]["steps_per_sec"])
+
+
+def main(argv):
+  del argv
+  rows = []
+  for setting in FLAGS.settings.split(","):
+    model, n, patch, batch = setting.split(":")
+    rate = measure(model, int(n), int(patch), int(batch))
+    rows.append(f"| {model} | {n} | {patch}² | {batch} | {rate:.2f} | "
+                f"{rate * int(batch) * int(patch) ** 2 / 1e6:.2f} |")
+    print(rows[-1], flush=True)
+  print("\n| model | N | patch | batch | steps/s | Mpixel/s |\n|---|---|---|---|---|---|")
+  print("\n".join(rows))
+
+
+if __name__ == "__main__":
+  app.run(main)
