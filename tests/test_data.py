@@ -35,6 +35,7 @@ def test_train_and_validation_datasets(tmp_path):
   val = list(data.validation_dataset(files, 32, 4))
   assert len(val) == 1 and val[0].shape == (2, 32, 32, 3)
   np.testing.assert_array_equal(list(data.validation_dataset(files, 32, 4))[0], val[0])
+  assert len(list(data.validation_dataset(files * 3, 32, 2, max_batches=2))) == 2
 
 
 def test_image_files_accepts_folders_globs_and_lists():

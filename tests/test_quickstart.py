@@ -1,7 +1,6 @@
 """The README's quick start, end to end, on the shipped sample (slow tier)."""
 import json
 import os
-import re
 import subprocess
 
 import numpy as np
@@ -21,7 +20,7 @@ def _demo_commands():
 @pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path):
   commands = _demo_commands()
-  assert [re.search(r"bin/(\w+)", c).group(1) for c in commands] == [
+  assert [os.path.basename(c.split()[1]) for c in commands] == [
       "train", "compress", "decompress", "evaluate"]
   for command in commands:
     # "<python> bin/<tool> --flag=... ..." -> run bin/<tool> with this interpreter, in REPO.

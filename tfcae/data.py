@@ -69,15 +69,16 @@ def train_dataset(files, patch_size, batch_size, seed=None):
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def validation_dataset(files, patch_size, batch_size):
-  """Finite, deterministic, cached dataset of centre crops."""
+def validation_dataset(files, patch_size, batch_size, max_batches=None):
+  """Finite, deterministic, cached dataset of centre crops (at most max_batches)."""
   with tf.device("/cpu:0"):
     ds = tf.data.Dataset.from_tensor_slices(files)
-    ds = ds.map(lambda f: center_patch(decode_image(f), patch_size))
-    return ds.batch(batch_size).cache()
+    ds = ds.map(lambda f: center_patch(decode_image(f), patch_size)).batch(batch_size)
+    # take() before cache(): caching reads the whole (truncated) set, so it completes.
+    return ds.take(max_batches if max_batches else -1).cache()
 
 
-def tfds_datasets(name, patch_size, batch_size, data_dir=None, seed=None):
+def tfds_datasets(name, patch_size, batch_size, data_dir=None, seed=None, max_val_batches=None):
   """(train, validation) from a locally prepared TFDS dataset (e.g. 'clic'); no download."""
   import tensorflow_datasets as tfds
   try:
@@ -97,5 +98,6 @@ def tfds_datasets(name, patch_size, batch_size, data_dir=None, seed=None):
   train = images("train").repeat().map(lambda im: random_patch(im, patch_size),
                                        num_parallel_calls=tf.data.AUTOTUNE)
   train = train.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  val = images(val_split).map(lambda im: center_patch(im, patch_size)).batch(batch_size).cache()
+  val = images(val_split).map(lambda im: center_patch(im, patch_size)).batch(batch_size)
+  val = val.take(max_val_batches if max_val_batches else -1).cache()
   return train, val

@@ -119,7 +119,8 @@ def _check_resume_compatible(model_dir, config):
 def _datasets(config):
   if config.dataset:
     return data.tfds_datasets(config.dataset, config.patch_size, config.batch_size,
-                              config.tfds_data_dir or None, seed=config.seed)
+                              config.tfds_data_dir or None, seed=config.seed,
+                              max_val_batches=config.validation_batches)
   train_files = data.image_files(config.train_images, "training images")
   if config.val_images:
     val_files = data.image_files(config.val_images, "validation images")
@@ -133,7 +134,8 @@ def _datasets(config):
   if overlap:
     raise TfcaeError(f"{len(overlap)} images are both training and validation images")
   return (data.train_dataset(train_files, config.patch_size, config.batch_size, config.seed),
-          data.validation_dataset(val_files, config.patch_size, config.batch_size))
+          data.validation_dataset(val_files, config.patch_size, config.batch_size,
+                                  config.validation_batches))
 
 
 def train(config: TrainConfig):
@@ -148,7 +150,6 @@ def train(config: TrainConfig):
   tf.keras.utils.set_random_seed(config.seed)
 
   train_ds, val_ds = _datasets(config)
-  val_ds = val_ds.take(config.validation_batches)
   strategy = make_strategy(config)
   # The default strategy's scope() breaks TFC's GDN build (its initial values cannot be
   # lifted out of Keras' build graph), so only enter a scope for a real strategy.
