@@ -33,6 +33,8 @@ flags.DEFINE_bool("progress", True, "Progress bars on stderr.")
 flags.DEFINE_bool("reuse", False, "Reuse <out_dir>/<codec>.json where it exists instead of "
                   "sweeping the codec again (e.g. when only adding tfcae models).")
 flags.DEFINE_string("model_name", "tfcae", "Name (legend, JSON file) of the --model_dirs curve.")
+flags.DEFINE_list("extra_results", [], "Further results JSON files (e.g. earlier tfcae curves) "
+                  "to include in the plots and tables.")
 
 
 def _sweep_to_file(codec, paths, out_path, progress):
@@ -117,6 +119,7 @@ def run():
       write_results(os.path.join(out_dir, f"{models['name']}.json"), models)
       results_list.append(models)
 
+  results_list.extend(read_results(path) for path in FLAGS.extra_results)
   plotting.plot_rd(results_list, "psnr", os.path.join(out_dir, "rd_psnr.png"),
                    title=f"Kodak ({len(paths)} images), PSNR")
   plotting.plot_rd(results_list, "ms-ssim", os.path.join(out_dir, "rd_msssim.png"),
