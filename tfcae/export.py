@@ -37,7 +37,7 @@ def export_model(model, model_dir, extra_info=None):
   module.decompress = model.decompress
   module.estimate_bits = model.estimate_bits
   module.fingerprint = model.fingerprint
-  module.model_variables = list(model.variables) + [
+  module.model_variables = model.state_variables() + [
       v for coder in model.entropy_models() for v in coder.variables]
   tf.saved_model.save(module, model_dir, signatures=signatures)
   info = {"architecture": model.get_config(), "fingerprint": model.fingerprint.numpy().hex(),

@@ -131,10 +131,15 @@ class CompressionModel(tf.keras.Model):
     self._compression_ready = True
     self.fingerprint.assign(self.compute_fingerprint())
 
+  def state_variables(self):
+    """The model's state: every variable but the Keras metric trackers' running totals."""
+    metric_ids = {id(v) for m in self.metrics for v in m.variables}
+    return [v for v in self.variables if id(v) not in metric_ids]
+
   def compute_fingerprint(self):
     """First 8 bytes of SHA-256 over the architecture config and every weight."""
     h = hashlib.sha256(json.dumps(self.get_config(), sort_keys=True).encode())
-    for v in sorted(self.variables, key=lambda v: v.name):
+    for v in sorted(self.state_variables(), key=lambda v: v.name):
       if v is self.fingerprint or v.dtype == tf.string:
         continue
       h.update(v.name.encode())
