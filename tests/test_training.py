@@ -40,6 +40,18 @@ def test_resume_continues_from_checkpoint(tmp_path):
   assert _history_epochs(model_dir) == [0, 1, 2]
 
 
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+  training.train(tiny_config(tmp_path, epochs=1, steps_per_epoch=2))
+  good = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+  from tfcae import objectives
+  original = objectives.Rate.value
+  monkeypatch.setattr(objectives.Rate, "value", lambda self, ctx: original(self, ctx) * np.nan)
+  with pytest.raises(TfcaeError, match="diverged"):
+    training.train(tiny_config(tmp_path, epochs=2, steps_per_epoch=2))
+  assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == good
+  assert not (tmp_path / "summary.json").read_text().count("NaN")
+
+
 def test_summary_json(tmp_path):
   summary = training.train(tiny_config(tmp_path, epochs=1, steps_per_epoch=3))
   on_disk = json.loads((tmp_path / "summary.json").read_text())

@@ -69,6 +69,10 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
     self.epoch_variable = epoch_variable
 
   def on_epoch_end(self, epoch, logs=None):
+    # Keras still ends the epoch after TerminateOnNaN stops it: never overwrite the last
+    # good checkpoint with diverged weights.
+    if self.model.stop_training or not np.isfinite((logs or {}).get("loss", 0.)):
+      return
     self.epoch_variable.assign(epoch + 1)
     self.manager.save(checkpoint_number=epoch + 1)
 
