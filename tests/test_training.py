@@ -12,7 +12,6 @@ import pytest
 import tensorflow as tf
 
 from tfcae import TfcaeError, training
-from tfcae.config import TrainConfig
 
 from conftest import REPO, SAMPLE_TRAIN, run_tool, tiny_config
 

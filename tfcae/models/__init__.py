@@ -3,6 +3,9 @@ from tfcae.models.base import CompressionModel, edge_pad
 from tfcae.models.factorized import FactorizedModel
 from tfcae.models.hyperprior import HyperpriorModel
 
+__all__ = ["CompressionModel", "FactorizedModel", "HyperpriorModel", "MODELS", "build_model",
+           "edge_pad"]
+
 MODELS = {cls.architecture: cls for cls in (FactorizedModel, HyperpriorModel)}
 
 
