@@ -36,8 +36,13 @@ test-slow: $(STAMP)
 
 test: test-fast test-slow
 
+# make benchmark [MODEL_DIRS=runs/a,runs/b MODEL_NAME=tfcae-x IMAGES='dir/*.png' REUSE=1]
+MODEL_DIRS ?=
+MODEL_NAME ?= tfcae
+IMAGES ?= ../shared/data/kodak/*.png
 benchmark: $(STAMP)
-	$(PY) bench/kodak_benchmark.py
+	$(PY) bench/kodak_benchmark.py --images='$(IMAGES)' --model_dirs=$(MODEL_DIRS) \
+	  --model_name=$(MODEL_NAME) $(if $(REUSE),--reuse,)
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache
