@@ -11,7 +11,6 @@ import pytest  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_TRAIN = os.path.join(REPO, "data", "sample", "train")
 SAMPLE_EVAL = os.path.join(REPO, "data", "sample", "eval")
-SHARED_KODAK = os.path.join(REPO, "..", "shared", "data", "kodak")
 
 
 def tiny_config(model_dir, model="factorized", **overrides):
