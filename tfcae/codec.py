@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression  # noqa: F401  (registers the range coding ops)
 
-from tfcae import TfcaeError, bitstream
+from tfcae import TfcaeError, bitstream, metrics
 from tfcae.export import is_exported, read_export_info
 from tfcae.fileio import atomic_write_bytes, load_rgb_image, save_png
 
@@ -68,7 +68,7 @@ def compress_file(codec, input_path, output_path):
   seconds = time.perf_counter() - start
   atomic_write_bytes(output_path, data)
   height, width = image.shape[:2]
-  return {"bytes": len(data), "bpp": 8. * len(data) / (height * width), "height": height,
+  return {"bytes": len(data), "bpp": metrics.bpp(len(data), height, width), "height": height,
           "width": width, "seconds": seconds}
 
 

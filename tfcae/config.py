@@ -86,7 +86,8 @@ class TrainConfig:
     if self.distortion == "ms-ssim" and self.patch_size < 176:
       # tf.image.ssim_multiscale needs each side > (11 - 1) * 2**4 = 160 for 5 scales.
       raise ValueError("--distortion=ms-ssim needs --patch_size >= 176")
-    stride = 64 if self.model == "hyperprior" else 16
+    from tfcae.models import MODELS  # imports TensorFlow; only after the cheap checks
+    stride = MODELS[self.model].stride
     if self.patch_size % stride:
       raise ValueError(f"--patch_size must be a multiple of the {self.model} stride ({stride})")
 

@@ -2,7 +2,7 @@
 
 Training batches are random crops with random horizontal flips; validation batches are
 deterministic centre crops (cached), so validation numbers are comparable across epochs.
-Images smaller than the patch are edge-padded up to it, never dropped and never a crash.
+Images smaller than the patch are mirror-padded up to it, never dropped and never a crash.
 Evaluation (tfcae.evaluation) reads whole images from files instead.
 """
 import tensorflow as tf

@@ -9,7 +9,7 @@ For every image: compress with the exported model, decompress the bytes, and mea
 import os
 import time
 
-from tfcae import metrics
+from tfcae import bitstream, metrics
 from tfcae.codec import Codec
 from tfcae.fileio import load_rgb_image
 from tfcae.results import make_results
@@ -41,8 +41,7 @@ def evaluate_codec(codec, image_paths, progress=True):
         "image": os.path.basename(path),
         "bpp": metrics.bpp(len(data), height, width),
         "estimated_bpp": codec.estimate_bits(image) / num_pixels,
-        "header_bpp": 8. * (len(data) - sum(len(s) for s in codec.parse(data).strings))
-                      / num_pixels,
+        "header_bpp": 8. * bitstream.header_size(codec.num_strings) / num_pixels,
         "psnr-rgb": metrics.psnr(image, decoded),
         "ms-ssim-rgb": metrics.ms_ssim(image, decoded),
         "encoding_time": encoding_time,
