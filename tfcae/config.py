@@ -26,6 +26,10 @@ class TrainConfig:
   # Objective.
   lmbda: float = _field(0.01, "λ in R + λ·D (D is MSE on the 0..255 scale, or 1 − MS-SSIM).")
   distortion: str = _field("mse", "Distortion metric.", ("mse", "ms-ssim"))
+  # --- D-CO, hinge and β objectives (issue 4; tfcae/dco.py) ---
+  # --- Bottleneck decorrelation (issue 6) ---
+  # --- ADMM pruning of the latent code (issue 5; tfcae/admm.py) ---
+  # --- Weight sparsity and double descent (issue 3; tfcae/sparsity.py) ---
   # Data.
   train_images: str = _field("", "Training images: folder, glob or comma list (PNG/JPEG).")
   val_images: str = _field("", "Validation images; empty: hold out the last 10% of "

@@ -18,7 +18,7 @@ from tfcae import TfcaeError, data, export
 from tfcae.config import ARCHITECTURE_FIELDS, TrainConfig
 from tfcae.fileio import atomic_write_json
 from tfcae.models import build_model
-from tfcae.objectives import ObjectiveEpochCallback, rate_distortion
+from tfcae.objectives import Distortion, Objective, ObjectiveEpochCallback, Rate
 
 CONFIG_FILE = "train_config.json"
 SUMMARY_FILE = "summary.json"
@@ -26,9 +26,15 @@ HISTORY_FILE = "history.csv"
 
 
 def build_objective(config):
-  """The objective for a config. Later methods (D-CO, ADMM, decorrelation, weight
-  projections) extend this with their terms and hooks; models never change."""
-  return rate_distortion(config.lmbda, config.distortion)
+  """The objective for a config: the one place where the methods plug their loss terms
+  and training hooks in (docs/design.md, "The objective seam"); models never change."""
+  terms = [Rate(), Distortion(config.lmbda, config.distortion)]
+  hooks = []
+  # --- D-CO and hinge replace R + λ·D (issue 4; tfcae/dco.py) ---
+  # --- Bottleneck decorrelation (issue 6) ---
+  # --- ADMM pruning of the latent code (issue 5; tfcae/admm.py) ---
+  # --- Weight sparsity and double descent (issue 3; tfcae/sparsity.py) ---
+  return Objective(terms, hooks)
 
 
 def learning_rate_schedule(config):
