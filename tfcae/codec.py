@@ -72,6 +72,22 @@ def compress_file(codec, input_path, output_path):
           "width": width, "seconds": seconds}
 
 
+class TFLiteCodec:
+  """Compression through a device (TFLite) encoder and host-side range coding (issue 7).
+
+  Same interface as Codec.compress; the files decode with Codec.decompress.
+  """
+
+  def __init__(self, tflite_path, model_dir, num_threads=1):
+    from tfcae.tflite import HostCoder
+    if not os.path.isdir(model_dir):
+      raise TfcaeError(f"{model_dir}: no such model directory")
+    self.coder = HostCoder(tflite_path, model_dir, num_threads)
+
+  def compress(self, image):
+    return self.coder.compress(image)
+
+
 def decompress_file(codec, input_path, output_path):
   """Decompresses a tfcae file to PNG. Nothing is written unless decoding succeeds."""
   if not os.path.isfile(input_path):

@@ -7,7 +7,8 @@ a setting is added here once and is then a flag, a flagfile line and an entry of
 import dataclasses
 import json
 
-ARCHITECTURE_FIELDS = ("model", "num_filters", "latent_channels", "hyper_filters")
+ARCHITECTURE_FIELDS = ("model", "num_filters", "latent_channels", "hyper_filters",
+                       "caep_blocks")
 
 
 def _field(default, help_text, choices=None):
@@ -19,17 +20,66 @@ class TrainConfig:
   model_dir: str = _field("", "Output directory: checkpoints, logs, exported SavedModel, "
                           "summary.json. Re-running the same command resumes from it.")
   # Architecture.
-  model: str = _field("factorized", "Architecture.", ("factorized", "hyperprior"))
+  model: str = _field("factorized", "Architecture.", ("factorized", "hyperprior", "caep"))
   num_filters: int = _field(128, "Filters of the hidden transform layers (N).")
   latent_channels: int = _field(0, "Latent channels (M); 0 means num_filters.")
   hyper_filters: int = _field(0, "Hyper-transform filters (hyperprior only); 0 = num_filters.")
+  caep_blocks: int = _field(15, "Bottleneck residual blocks on each side (caep only; widths "
+                            "are num_filters/4, /2 and num_filters).")
   # Objective.
   lmbda: float = _field(0.01, "λ in R + λ·D (D is MSE on the 0..255 scale, or 1 − MS-SSIM).")
-  distortion: str = _field("mse", "Distortion metric.", ("mse", "ms-ssim"))
+  distortion: str = _field("mse", "Distortion metric (caep-mix: CAE-ADMM's MS-SSIM + SSIM + "
+                          "MSE + PSNR mix, tfcae/objectives.py).",
+                          ("mse", "ms-ssim", "ssim", "caep-mix"))
   # --- D-CO, hinge and β objectives (issue 4; tfcae/dco.py) ---
+  objective: str = _field("beta", "beta: R + λ·D (--lmbda); dco: min R s.t. D ≤ "
+                          "--target_distortion by Lagrangian dual ascent (van Rozendaal et "
+                          "al.); hinge: R + --hinge_lambda·max(D/c_D − 1, 0).",
+                          ("beta", "dco", "hinge"))
+  target_distortion: float = _field(0.0, "c_D for dco/hinge, in --distortion's units (MSE "
+                                    "on 0..255, or 1 − MS-SSIM); must be > 0.")
+  hinge_lambda: float = _field(10.0, "The fixed λ of the hinge objective.")
+  target_tolerance: float = _field(0.02, "summary.json counts the target as met when the "
+                                   "validation distortion is ≤ c_D·(1 + this).")
+  multiplier_lr: float = _field(5e-3, "D-CO: learning rate of μ (λ = exp μ); paper 5e-3.")
+  multiplier_momentum: float = _field(0.99, "D-CO: momentum of μ's SGD; paper 0.99.")
+  multiplier_dampening: float = _field(0.99, "D-CO: dampening of μ's SGD; paper 0.99.")
+  multiplier_max: float = _field(1e3, "D-CO: clip λ ≤ this; paper 1e3.")
+  multiplier_init: float = _field(1e3, "D-CO: initial λ (≤ --multiplier_max); paper 1e3.")
   # --- Bottleneck decorrelation (issue 6) ---
+  decorrelation_weight: float = _field(0.0, "α of the bottleneck decorrelation term "
+                                      "α·Σ_{i≠j} C_ij² over the latents y (Laakom et al.); "
+                                      "0 disables it.")
+  decorrelation_form: str = _field("squared", "Off-diagonal covariances summed squared or "
+                                   "as absolute values.", ("squared", "abs"))
   # --- ADMM pruning of the latent code (issue 5; tfcae/admm.py) ---
+  admm_keep_ratio: float = _field(0., "ADMM latent pruning (CAE-P): fraction of latent "
+                                  "entries kept by the projection; 0 disables ADMM.")
+  admm_period: int = _field(20, "Epochs between ADMM Z/U updates (paper: 20).")
+  admm_rho: float = _field(1.0, "ADMM ρ: the penalty is ρ/2·mean((E(x) − Z + U)²).")
+  admm_scope: str = _field("dataset", "dataset: Z, U per latent position of a crop, from "
+                           "the mean code (reference code); image: each code's own "
+                           "projection every step, U = 0.", ("dataset", "image"))
   # --- Weight sparsity and double descent (issue 3; tfcae/sparsity.py) ---
+  sparsity_constraint: str = _field("none", "Double descent (Gille et al., Algorithm 2) with "
+                                    "the encoder kernels projected onto this ball; none "
+                                    "trains dense.", ("none", "l1", "l11", "l1inf"))
+  sparsity_groups: str = _field("output_filters", "How a kernel is split into groups for "
+                                "l11/l1inf (l1 ignores it).",
+                                ("output_filters", "input_channels", "kernel_positions"))
+  sparsity_radius: float = _field(0.2, "Radius of the ball, per layer: a fraction of the "
+                                  "layer's norm at the start of training (fixed then), or "
+                                  "absolute with --nosparsity_relative_radius.")
+  sparsity_relative_radius: bool = _field(True, "Read --sparsity_radius as relative.")
+  sparsity_layers: str = _field("", "Comma-separated encoder layers to constrain (e.g. "
+                                "conv_0,conv_1); empty: every encoder layer with a kernel.")
+  first_descent_epochs: int = _field(1, "Epochs of the first descent; the rest of --epochs "
+                                     "is the masked second descent.")
+  project_every: str = _field("step", "When the first descent projects.",
+                              ("step", "epoch", "end"))
+  init_from: str = _field("", "Start from the weights of this trained model_dir (e.g. to "
+                          "sparsify a dense model); its optimizer and objective state are "
+                          "not loaded.")
   # Data.
   train_images: str = _field("", "Training images: folder, glob or comma list (PNG/JPEG).")
   val_images: str = _field("", "Validation images; empty: hold out the last 10% of "
@@ -68,6 +118,8 @@ class TrainConfig:
               "latent_channels": self.latent_channels or self.num_filters}
     if self.model == "hyperprior":
       config["hyper_filters"] = self.hyper_filters or self.num_filters
+    if self.model == "caep":
+      config["caep_blocks"] = self.caep_blocks
     return config
 
   def validate(self):
@@ -87,9 +139,24 @@ class TrainConfig:
         raise ValueError(f"--{name} must be positive")
     if self.lmbda <= 0 or self.learning_rate <= 0:
       raise ValueError("--lmbda and --learning_rate must be positive")
-    if self.distortion == "ms-ssim" and self.patch_size < 176:
+    if self.objective in ("dco", "hinge"):  # issue 4: checked again by tfcae.dco
+      if not self.target_distortion > 0:
+        raise ValueError(f"--objective={self.objective} needs --target_distortion > 0 (the "
+                         f"constraint is D/c_D − 1), got {self.target_distortion}")
+      if self.distortion != "mse" and self.target_distortion >= 1:
+        raise ValueError(f"--target_distortion for {self.distortion} is 1 − similarity: < 1")
+      if not (self.hinge_lambda > 0 and self.multiplier_lr > 0 and
+              0 < self.multiplier_init <= self.multiplier_max):
+        raise ValueError("--hinge_lambda and --multiplier_lr must be > 0 and 0 < "
+                         "--multiplier_init <= --multiplier_max")
+    if self.distortion in ("ms-ssim", "caep-mix") and self.patch_size < 176:
       # tf.image.ssim_multiscale needs each side > (11 - 1) * 2**4 = 160 for 5 scales.
-      raise ValueError("--distortion=ms-ssim needs --patch_size >= 176")
+      raise ValueError(f"--distortion={self.distortion} needs --patch_size >= 176")
+    if self.sparsity_constraint != "none" and not 1 <= self.first_descent_epochs < self.epochs:
+      raise ValueError("--first_descent_epochs must leave at least one epoch of --epochs for "
+                       "the second descent")
+    if self.sparsity_radius < 0:
+      raise ValueError("--sparsity_radius must be >= 0")
     from tfcae.models import MODELS  # imports TensorFlow; only after the cheap checks
     stride = MODELS[self.model].stride
     if self.patch_size % stride:

@@ -101,3 +101,109 @@ def tfds_datasets(name, patch_size, batch_size, data_dir=None, seed=None, max_va
   val = images(val_split).map(lambda im: center_patch(im, patch_size)).batch(batch_size)
   val = val.take(max_val_batches if max_val_batches else -1).cache()
   return train, val
+
+
+# --- MNIST (issue 6: the bottleneck-decorrelation study) --------------------------------
+MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_IDX_UBYTE = 0x08  # the only IDX element type MNIST uses (unsigned byte)
+
+
+def read_idx(path):
+  """Reads one IDX file (gzip-compressed if the name ends in .gz) as a uint8 array.
+
+  IDX layout (LeCun et al.): two zero bytes, a type byte (0x08 = uint8), a byte giving the
+  number of dimensions d, d big-endian uint32 sizes, then the data. The magic, the type and
+  the exact data size are checked; any mismatch is a TfcaeError naming the file.
+  """
+  import gzip
+  import zlib
+
+  import numpy as np
+  try:
+    if path.endswith(".gz"):
+      with gzip.open(path, "rb") as f:
+        raw = f.read()
+    else:
+      with open(path, "rb") as f:
+        raw = f.read()
+  except FileNotFoundError:
+    raise TfcaeError(f"missing MNIST file {path}") from None
+  except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+    raise TfcaeError(f"corrupt MNIST file {path}: {e}") from None
+  if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE or raw[3] == 0:
+    raise TfcaeError(f"corrupt MNIST file {path}: not an unsigned-byte IDX file "
+                     f"(magic {raw[:4].hex() or 'missing'})")
+  ndim = raw[3]
+  header = 4 + 4 * ndim
+  if len(raw) < header:
+    raise TfcaeError(f"corrupt MNIST file {path}: truncated header")
+  shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  expected = int(np.prod(shape, dtype=np.int64))
+  if len(raw) - header != expected:
+    raise TfcaeError(f"corrupt MNIST file {path}: {len(raw) - header} data bytes, expected "
+                     f"{expected} for shape {shape}")
+  return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+
+
+def load_mnist_idx(folder):
+  """The four standard MNIST IDX files in `folder` (.gz, or already decompressed).
+
+  Returns {"train": (images, labels), "test": (images, labels)}: uint8 [N, 28, 28] images
+  and uint8 [N] labels. Missing or corrupt files, or images and labels that disagree, are a
+  TfcaeError.
+  """
+  import os
+
+  import numpy as np
+  result = {}
+  for split, names in MNIST_FILES.items():
+    arrays = []
+    for name in names:
+      path = os.path.join(folder, name + ".gz")
+      if not os.path.exists(path) and os.path.exists(os.path.join(folder, name)):
+        path = os.path.join(folder, name)
+      arrays.append(read_idx(path))
+    images, labels = arrays
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+      raise TfcaeError(f"MNIST {split} files in {folder} disagree: images {images.shape}, "
+                       f"labels {labels.shape}")
+    if labels.size and int(labels.max()) > 9:
+      raise TfcaeError(f"MNIST {split} labels in {folder} are not digits 0-9")
+    result[split] = (np.asarray(images), np.asarray(labels))
+  return result
+
+
+def load_mnist_tfds(data_dir=None):
+  """MNIST from a locally prepared TFDS 'mnist' (no download), as load_mnist_idx returns."""
+  import numpy as np
+  import tensorflow_datasets as tfds
+  try:
+    builder = tfds.builder("mnist", data_dir=data_dir)
+  except Exception as e:  # tfds raises DatasetNotFoundError and friends
+    raise TfcaeError(f"TFDS dataset 'mnist': {e}") from None
+  if not builder.is_prepared():
+    raise TfcaeError(f"TFDS dataset 'mnist' is not prepared in {builder.data_dir!r}; prepare "
+                     "it with `tfds build mnist` or give the IDX folder instead")
+  result = {}
+  for split in ("train", "test"):
+    images, labels = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1,
+                                                      as_supervised=True))
+    result[split] = (np.asarray(images)[..., 0], np.asarray(labels).astype(np.uint8))
+  return result
+
+
+def mnist_splits(mnist, num_validation=10000):
+  """train / validation / test arrays: the validation set is the LAST `num_validation`
+  training images (Laakom et al.: 50k / 10k / 10k). Values are flattened to [N, 784]
+  float32 in [0, 1]; labels are kept for plots."""
+  import numpy as np
+  train_images, train_labels = mnist["train"]
+  if not 0 < num_validation < len(train_images):
+    raise TfcaeError(f"cannot hold out {num_validation} of {len(train_images)} MNIST "
+                     "training images for validation")
+  flat = lambda a: (a.reshape(len(a), -1).astype(np.float32) / 255.)
+  cut = len(train_images) - num_validation
+  return {"train": (flat(train_images[:cut]), train_labels[:cut]),
+          "validation": (flat(train_images[cut:]), train_labels[cut:]),
+          "test": (flat(mnist["test"][0]), mnist["test"][1])}

@@ -62,3 +62,75 @@ def plot_rd(results_list, metric="psnr", output_png="rd.png", title=None, dpi=12
   finally:
     plt.close(fig)
   return output_png
+
+
+# --- D-CO: Lagrange multiplier trajectories (issue 4) -----------------------------------
+def read_lambda_trajectory(model_dir):
+  """(steps, λ) of a D-CO (or hinge) run from its history.csv and train_config.json.
+
+  λ after epoch e is the validation column `val_lambda` (the multiplier is constant during
+  validation, so this is its value at the end of the epoch), or the epoch mean `lambda`
+  when validation did not log it. Step 0 is the initial λ (--multiplier_init).
+  """
+  import csv
+  import json
+  import os
+  history = os.path.join(model_dir, "history.csv")
+  try:
+    with open(history, encoding="utf-8") as f:
+      rows = list(csv.DictReader(f))
+  except OSError as e:
+    raise ValueError(f"{model_dir}: cannot read history.csv ({e.strerror or e})") from None
+  column = next((c for c in ("val_lambda", "lambda") if rows and rows[0].get(c)), None)
+  if column is None:
+    raise ValueError(f"{history}: no λ column (was it trained with --objective=dco?)")
+  settings = {}
+  config_path = os.path.join(model_dir, "train_config.json")
+  if os.path.exists(config_path):
+    with open(config_path, encoding="utf-8") as f:
+      settings = json.load(f)
+  per_epoch = int(settings.get("steps_per_epoch", 1))
+  steps, values = [], []
+  if "multiplier_init" in settings and settings.get("objective") == "dco":
+    steps.append(0)
+    values.append(float(settings["multiplier_init"]))
+  for row in rows:  # history.csv is appended across resumes: the last row of an epoch wins
+    epoch_end = (int(row["epoch"]) + 1) * per_epoch
+    if steps and steps[-1] >= epoch_end:
+      keep = [i for i, s in enumerate(steps) if s < epoch_end]
+      steps, values = [steps[i] for i in keep], [values[i] for i in keep]
+    steps.append(epoch_end)
+    values.append(float(row[column]))
+  return np.asarray(steps), np.asarray(values)
+
+
+def plot_lambda_trajectories(runs, output_png="lambda.png", title=None, dpi=120,
+                             lambda_max=None):
+  """λ against training step for several runs on a log axis (van Rozendaal et al., Fig. 3).
+
+  Args:
+    runs: list of (label, steps, λ values).
+    lambda_max: draw the clip as a dashed line.
+  """
+  if not runs:
+    raise ValueError("nothing to plot: no runs given")
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  try:
+    for label, steps, values in runs:
+      values = np.asarray(values, dtype=np.float64)
+      if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(f"{label}: λ values must be finite and >= 0")
+      ax.plot(steps, np.maximum(values, 1e-6), linewidth=1.5, label=label)
+    if lambda_max:
+      ax.axhline(lambda_max, color="gray", linestyle="--", linewidth=1, label="clip")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("Lagrange multiplier λ")
+    ax.set_title(title or "D-CO: λ trajectories")
+    ax.grid(True, which="both", alpha=0.4)
+    ax.legend(loc="upper right", fontsize="small")
+    _save(fig, output_png, dpi)
+  finally:
+    plt.close(fig)
+  return output_png

@@ -31,9 +31,35 @@ def build_objective(config):
   terms = [Rate(), Distortion(config.lmbda, config.distortion)]
   hooks = []
   # --- D-CO and hinge replace R + λ·D (issue 4; tfcae/dco.py) ---
+  if config.objective != "beta":  # min R s.t. D ≤ c_D, or the hinge baseline
+    from tfcae import dco
+    terms, dco_hooks = dco.objective_parts(config)
+    hooks.extend(dco_hooks)
   # --- Bottleneck decorrelation (issue 6) ---
+  if config.decorrelation_weight:  # α·Σ_{i≠j} C_ij² over y; the constructor rejects α < 0
+    from tfcae.objectives import Decorrelation
+    terms.append(Decorrelation(config.decorrelation_weight, config.decorrelation_form))
   # --- ADMM pruning of the latent code (issue 5; tfcae/admm.py) ---
+  # For caep the Rate term only fits the prior (the model stop-gradients y into it), so the
+  # transforms see λ·D + ρ/2·‖E(x) − Z + U‖²: only ρ/λ matters to them (Zhao & Liao).
+  if config.admm_keep_ratio > 0:
+    from tfcae import admm
+    from tfcae.models import MODELS
+    side = config.patch_size // MODELS[config.model].stride  # Z, U: one crop's latent
+    latent_shape = (side, side, config.latent_channels or config.num_filters)
+    term, hook = admm.admm_objective_parts(latent_shape, config.admm_keep_ratio,
+                                           config.admm_period, config.admm_rho,
+                                           config.admm_scope)
+    terms.append(term)
+    hooks.append(hook)
   # --- Weight sparsity and double descent (issue 3; tfcae/sparsity.py) ---
+  if config.sparsity_constraint != "none":
+    from tfcae.sparsity import DoubleDescent
+    hooks.append(DoubleDescent(
+        config.sparsity_constraint, config.sparsity_groups, config.sparsity_radius,
+        relative=config.sparsity_relative_radius,
+        layers=[n for n in config.sparsity_layers.split(",") if n],
+        first_descent_epochs=config.first_descent_epochs, project_every=config.project_every))
   return Objective(terms, hooks)
 
 
@@ -119,11 +145,36 @@ def _check_resume_compatible(model_dir, config):
     return
   with open(path, encoding="utf-8") as f:
     previous = json.load(f)
-  changed = [k for k in ARCHITECTURE_FIELDS if previous.get(k) != getattr(config, k)]
+  # A field added after that run was written had its default then.
+  defaults = TrainConfig.__dataclass_fields__
+  changed = [k for k in ARCHITECTURE_FIELDS
+             if previous.get(k, defaults[k].default) != getattr(config, k)]
   if changed:
     raise TfcaeError(f"{model_dir} holds a model trained with a different architecture "
                      f"({', '.join(f'{k}={previous.get(k)!r}' for k in changed)}); use another "
                      "--model_dir")
+
+
+def warm_start(model, source_dir):
+  """Loads a trained model's weights (not its optimizer or objective state) from
+  `source_dir`'s latest checkpoint, e.g. to sparsify a trained dense model."""
+  latest = tf.train.latest_checkpoint(os.path.join(source_dir, "checkpoints"))
+  if latest is None:
+    raise TfcaeError(f"--init_from={source_dir}: no checkpoint in {source_dir}/checkpoints")
+  path = os.path.join(source_dir, CONFIG_FILE)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      source = TrainConfig(**{k: v for k, v in json.load(f).items()
+                              if k in TrainConfig.__dataclass_fields__}).architecture()
+    if source != model.get_config():
+      raise TfcaeError(f"--init_from={source_dir} holds a different architecture ({source}); "
+                       f"this run builds {model.get_config()}")
+  # The transforms and priors only: this run's objective state and metrics start fresh.
+  parts = {name: child for name, child in model._trackable_children("checkpoint").items()
+           if name not in ("objective", "fingerprint", "_trackers")}
+  weights = tf.train.Checkpoint(model=tf.train.Checkpoint(**parts))
+  weights.restore(latest).expect_partial().assert_existing_objects_matched()
+  print(f"Initialised the weights from {latest}", flush=True)
 
 
 def _datasets(config):
@@ -165,6 +216,8 @@ def train(config: TrainConfig):
   # lifted out of Keras' build graph), so only enter a scope for a real strategy.
   with strategy.scope() if strategy else contextlib.nullcontext():
     model = build_model(config.architecture(), objective=build_objective(config))
+    if config.init_from:
+      warm_start(model, config.init_from)
     model.compile(optimizer=tf.keras.optimizers.Adam(
         learning_rate_schedule(config), global_clipnorm=config.clip_gradient_norm or None))
     # Create the optimizer's slots now so the checkpoint restores them immediately.
@@ -217,6 +270,12 @@ def train(config: TrainConfig):
       "settings": config.to_dict(),
       "tensorflow": tf.__version__,
   }
+  # Any term or hook may report state at the end (e.g. D-CO: target met, final λ).
+  for item in model.objective.terms + model.objective.hooks:
+    if hasattr(item, "summary"):
+      state = summary.setdefault("objective_state", {})[item.name] = item.summary(validation)
+      for warning in state.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
   export.export_model(model, model_dir, {"summary": SUMMARY_FILE})
   atomic_write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
   return summary

@@ -1,12 +1,13 @@
 """Model zoo: one Keras model class per architecture (CompressAI-style registry)."""
 from tfcae.models.base import CompressionModel, edge_pad
+from tfcae.models.caep import CaepModel
 from tfcae.models.factorized import FactorizedModel
 from tfcae.models.hyperprior import HyperpriorModel
 
-__all__ = ["CompressionModel", "FactorizedModel", "HyperpriorModel", "MODELS", "build_model",
-           "edge_pad"]
+__all__ = ["CaepModel", "CompressionModel", "FactorizedModel", "HyperpriorModel", "MODELS",
+           "build_model", "edge_pad"]
 
-MODELS = {cls.architecture: cls for cls in (FactorizedModel, HyperpriorModel)}
+MODELS = {cls.architecture: cls for cls in (FactorizedModel, HyperpriorModel, CaepModel)}
 
 
 def build_model(config, objective=None):

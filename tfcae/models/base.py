@@ -78,6 +78,18 @@ class CompressionModel(tf.keras.Model):
     """The layers that run on the sender (for projections, accounting, TFLite)."""
     raise NotImplementedError
 
+  def latent_offset(self):
+    """The offset o the entropy coder subtracts before rounding: symbols = round(y − o).
+
+    [latent_channels] float32. A device-side encoder (tfcae.tflite) outputs these
+    symbols; `compress_symbols` turns them back into a tfcae file.
+    """
+    raise NotImplementedError
+
+  def _compress_symbols(self, symbols):
+    """int32 symbols [1, h, w, C] (= round(y − o)) -> list of S scalar strings."""
+    raise NotImplementedError
+
   # --- Keras ------------------------------------------------------------------------
   def call(self, x, training=False):
     return self.forward(x, training=training)["x_hat"]
@@ -85,6 +97,8 @@ class CompressionModel(tf.keras.Model):
   def compile(self, **kwargs):
     super().compile(loss=None, metrics=None, loss_weights=None, weighted_metrics=None, **kwargs)
     self._trackers = {n: tf.keras.metrics.Mean(name=n) for n in self.objective.log_names()}
+    for hook in self.objective.hooks:
+      hook.build(self)
 
   @property
   def metrics(self):
@@ -165,6 +179,14 @@ class CompressionModel(tf.keras.Model):
     height, width, strings = bitstream.parse_tf(data, self.fingerprint, self.num_strings)
     x_hat = self._decompress_latents(strings, self._padded_shape(height, width))
     return tf.saturate_cast(tf.round(x_hat[0, :height, :width]), tf.uint8)
+
+  @tf.function(input_signature=[tf.TensorSpec([1, None, None, None], tf.int32, name="symbols"),
+                                tf.TensorSpec([], tf.int32, name="height"),
+                                tf.TensorSpec([], tf.int32, name="width")])
+  def compress_symbols(self, symbols, height, width):
+    """Host-side coding: the quantised latents of a [height, width] image (as a TFLite
+    encoder outputs them, tfcae.tflite) -> scalar string, the complete tfcae file."""
+    return bitstream.pack_tf(self.fingerprint, height, width, self._compress_symbols(symbols))
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
   def estimate_bits(self, image):

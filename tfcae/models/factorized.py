@@ -12,6 +12,7 @@ TF-MOT wraps them natively, and they convert to TFLite builtin ops.
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from tfcae import layers
 from tfcae.models.base import CompressionModel
 
 
@@ -22,8 +23,8 @@ def analysis_transform(num_filters, latent_channels, kernel_constraint=None):
       kernel_constraint=kernel_constraint)
   return tf.keras.Sequential([
       tf.keras.layers.Rescaling(1. / 255., name="scale"),
-      conv(num_filters, 9, 4, "conv_0"), tfc.GDN(name="gdn_0"),
-      conv(num_filters, 5, 2, "conv_1"), tfc.GDN(name="gdn_1"),
+      conv(num_filters, 9, 4, "conv_0"), layers.GDN(name="gdn_0"),
+      conv(num_filters, 5, 2, "conv_1"), layers.GDN(name="gdn_1"),
       conv(latent_channels, 5, 2, "conv_2"),
   ], name="analysis")
 
@@ -77,6 +78,18 @@ class FactorizedModel(CompressionModel):
   def _compress_latents(self, x):
     y = self.analysis_transform(x)
     (entropy_model,) = self.entropy_models()
+    return [entropy_model.compress(y)[0]]
+
+  def latent_offset(self):
+    (entropy_model,) = self.entropy_models()
+    offset = entropy_model.quantization_offset  # TFC's median heuristic; None when all zero
+    return tf.zeros([self.latent_channels]) if offset is None else offset
+
+  def _compress_symbols(self, symbols):
+    (entropy_model,) = self.entropy_models()
+    # compress() quantises round(y − o) again: round((k + o) − o) = k exactly (the float
+    # error of the round trip is ≪ ½), so these are the device's symbols, bit for bit.
+    y = tf.cast(symbols, tf.float32) + self.latent_offset()
     return [entropy_model.compress(y)[0]]
 
   def _decompress_latents(self, strings, padded_shape):

@@ -9,6 +9,7 @@ log-spaced table, used by `tfc.LocationScaleIndexedEntropyModel`. Total stride 6
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from tfcae import layers
 from tfcae.models.base import CompressionModel
 
 # Ballé et al. (2018): 64 scales log-spaced between 0.11 and 256.
@@ -26,9 +27,9 @@ def analysis_transform(num_filters, latent_channels, kernel_constraint=None):
       filters, 5, strides=2, padding="same", name=name, kernel_constraint=kernel_constraint)
   return tf.keras.Sequential([
       tf.keras.layers.Rescaling(1. / 255., name="scale"),
-      conv(num_filters, "conv_0"), tfc.GDN(name="gdn_0"),
-      conv(num_filters, "conv_1"), tfc.GDN(name="gdn_1"),
-      conv(num_filters, "conv_2"), tfc.GDN(name="gdn_2"),
+      conv(num_filters, "conv_0"), layers.GDN(name="gdn_0"),
+      conv(num_filters, "conv_1"), layers.GDN(name="gdn_1"),
+      conv(num_filters, "conv_2"), layers.GDN(name="gdn_2"),
       conv(latent_channels, "conv_3"),
   ], name="analysis")
 
@@ -117,6 +118,20 @@ class HyperpriorModel(CompressionModel):
     z = self.hyper_analysis_transform(abs(y))
     indexes = self.hyper_synthesis_transform(side_model.quantize(z))
     return [latent_model.compress(y, indexes)[0], side_model.compress(z)[0]]
+
+  def latent_offset(self):
+    # The indexed (Gaussian) model codes round(y − loc) with loc = 0: integer offsets.
+    return tf.zeros([self.latent_channels])
+
+  def _compress_symbols(self, symbols):
+    latent_model, side_model = self.entropy_models()
+    y_hat = tf.cast(symbols, tf.float32)
+    # The device sends only ŷ, so the host's hyper-analysis sees |ŷ| instead of |y|: z
+    # (the side information) can differ from the server path's, but the file is valid and
+    # decodes to the same ŷ, since the decoder derives the scales from ẑ alone.
+    z = self.hyper_analysis_transform(abs(y_hat))
+    indexes = self.hyper_synthesis_transform(side_model.quantize(z))
+    return [latent_model.compress(y_hat, indexes)[0], side_model.compress(z)[0]]
 
   def _decompress_latents(self, strings, padded_shape):
     latent_model, side_model = self.entropy_models()

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""D-CO vs hinge vs β on BSDS500: van Rozendaal et al.'s Fig. 1 on our data (issue 4).
+
+  .venv/bin/python bench/dco_sweep.py --targets=150,180,220,280 --betas=0.003,0.01,0.03 \
+      --hinge_targets=150,220,280 --runs_dir=runs/dco --jobs=2
+
+Trains one short CPU model per D-CO target, per β (the codec core's R + λ·D) and per hinge
+target, all with configs/dco_cpu.cfg's settings (the objective flags are overridden per
+run), two at a time; a run whose summary.json exists is not trained again. Then reports,
+per run, the final validation MSE (real quantizer) against the target, the training MSE
+of the last epoch (the constrained quantity: the multiplier sees training batches), the
+rate and the final λ, and writes
+
+  docs/benchmark/dco_sweep.json   every number of the table
+  docs/benchmark/dco_rd.png       rate vs validation MSE of the three methods, targets marked
+  docs/benchmark/dco_lambda.png   the D-CO runs' λ trajectories (the paper's Fig. 3)
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from absl import app, flags  # noqa: E402
+
+from tfcae import plotting  # noqa: E402
+from tfcae.fileio import atomic_write_json  # noqa: E402
+
+flags.DEFINE_string("config", "configs/dco_cpu.cfg", "Shared flagfile of every run.")
+flags.DEFINE_list("targets", ["150", "180", "220", "280"], "D-CO MSE targets c_D.")
+flags.DEFINE_list("betas", ["0.003", "0.01", "0.03"], "λ of the R + λ·D baseline.")
+flags.DEFINE_list("hinge_targets", ["150", "220", "280"], "Hinge baseline MSE targets.")
+flags.DEFINE_float("hinge_lambda", 10., "The hinge's fixed λ.")
+flags.DEFINE_list("extra_lambda_runs", [], "More label=model_dir runs for the λ plot (e.g. "
+                  "the paper's multiplier lr).")
+flags.DEFINE_string("runs_dir", "runs/dco", "Where the runs go.")
+flags.DEFINE_integer("jobs", 2, "Trainings at a time.")
+flags.DEFINE_string("output_dir", "docs/benchmark", "Where the JSON and plots go.")
+FLAGS = flags.FLAGS
+
+
+def planned_runs():
+  runs = [(f"dco_c{t}", "dco", float(t), ["--objective=dco", f"--target_distortion={t}"])
+          for t in FLAGS.targets]
+  runs += [(f"beta_l{b}", "beta", None, ["--objective=beta", f"--lmbda={b}"])
+           for b in FLAGS.betas]
+  runs += [(f"hinge_c{t}", "hinge", float(t),
+            ["--objective=hinge", f"--target_distortion={t}",
+             f"--hinge_lambda={FLAGS.hinge_lambda:g}"]) for t in FLAGS.hinge_targets]
+  return runs
+
+
+def train(name, args):
+  model_dir = os.path.join(FLAGS.runs_dir, name)
+  if os.path.exists(os.path.join(model_dir, "summary.json")):
+    return name, 0.
+  start = time.time()
+  with open(f"{model_dir}.log", "w", encoding="utf-8") as log:
+    subprocess.run([sys.executable, os.path.join(REPO, "bin", "train"),
+                    f"--flagfile={FLAGS.config}", f"--model_dir={model_dir}", "--verbose=2",
+                    *args], stdout=log, stderr=subprocess.STDOUT, check=True, cwd=REPO)
+  return name, time.time() - start
+
+
+def last_epoch(model_dir):
+  with open(os.path.join(model_dir, "history.csv"), encoding="utf-8") as f:
+    return list(csv.DictReader(f))[-1]
+
+
+def main(argv):
+  del argv
+  os.makedirs(FLAGS.runs_dir, exist_ok=True)
+  runs = planned_runs()
+  with ThreadPoolExecutor(FLAGS.jobs) as pool:
+    for name, seconds in pool.map(lambda r: train(r[0], r[3]), runs):
+      if seconds:
+        print(f"trained {name} in {seconds / 60:.1f} min", flush=True)
+
+  rows = []
+  for name, method, target, _ in runs:
+    model_dir = os.path.join(FLAGS.runs_dir, name)
+    with open(os.path.join(model_dir, "summary.json"), encoding="utf-8") as f:
+      summary = json.load(f)
+    state = next(iter(summary.get("objective_state", {}).values()), {})
+    train_logs = last_epoch(model_dir)
+    rows.append({
+        "run": name, "method": method, "target": target,
+        "lmbda": (state.get("lambda") if method != "beta"
+                  else summary["settings"]["lmbda"]),
+        "val_mse": summary["validation"]["mse"], "val_bpp": summary["validation"]["bpp"],
+        "train_mse": float(train_logs["mse"]), "train_bpp": float(train_logs["bpp"]),
+        "val_gap": None if target is None else summary["validation"]["mse"] / target - 1.,
+        "train_gap": None if target is None else float(train_logs["mse"]) / target - 1.,
+        "target_met": state.get("target_met"), "lambda_at_clip": state.get("lambda_at_clip"),
+        "steps": summary["epochs_completed"] * summary["settings"]["steps_per_epoch"],
+    })
+
+  print("| run | target c_D | final λ | train MSE (last epoch) | train MSE/c − 1 | "
+        "val MSE | val MSE/c − 1 | val bpp |")
+  print("|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    pct = lambda v: "—" if v is None else f"{100 * v:+.1f}%"
+    print(f"| {r['run']} | {r['target'] or '—'} | {r['lmbda']:.4g} | {r['train_mse']:.1f} | "
+          f"{pct(r['train_gap'])} | {r['val_mse']:.1f} | {pct(r['val_gap'])} | "
+          f"{r['val_bpp']:.4f} |")
+
+  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  atomic_write_json(os.path.join(FLAGS.output_dir, "dco_sweep.json"),
+                    {"config": FLAGS.config, "runs": rows})
+  plot_rd(rows, os.path.join(FLAGS.output_dir, "dco_rd.png"))
+  trajectories = [(f"c_D = {r['target']:g}", *plotting.read_lambda_trajectory(
+      os.path.join(FLAGS.runs_dir, r["run"]))) for r in rows if r["method"] == "dco"]
+  for item in FLAGS.extra_lambda_runs:
+    label, _, path = item.rpartition("=")
+    trajectories.append((label or path, *plotting.read_lambda_trajectory(path)))
+  plotting.plot_lambda_trajectories(trajectories, os.path.join(FLAGS.output_dir,
+                                                               "dco_lambda.png"),
+                                    lambda_max=1e3)
+  print(f"wrote {FLAGS.output_dir}/dco_sweep.json, dco_rd.png, dco_lambda.png")
+
+
+def plot_rd(rows, output_png):
+  """Validation rate vs validation MSE per method; D-CO/hinge targets as vertical ticks."""
+  plt = plotting._pyplot()
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  try:
+    styles = {"dco": ("o", "D-CO"), "hinge": ("s", "hinge (λ fixed)"), "beta": ("^", "β: R + λD")}
+    for method, (marker, label) in styles.items():
+      points = sorted((r["val_mse"], r["val_bpp"]) for r in rows if r["method"] == method)
+      if points:
+        ax.plot(*zip(*points), marker=marker, linewidth=1, label=label)
+    for r in rows:
+      if r["method"] == "dco":
+        ax.axvline(r["target"], color="gray", linewidth=0.6, linestyle=":")
+    ax.set_xlabel("validation MSE (0..255, real quantizer); dotted: D-CO targets")
+    ax.set_ylabel("validation bits per pixel")
+    ax.set_title("D-CO vs hinge vs β (factorized N=64, BSDS500 128² crops)")
+    ax.grid(True, alpha=0.4)
+    ax.legend()
+    plotting._save(fig, output_png, 120)
+  finally:
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""TFLite encoder latency (1 and 2 threads), .tflite size, S and MACCs per model, and the
+PSNR/bpp cost of int8 (issue 7). Writes docs/benchmark/tflite.json.
+
+  .venv/bin/python bench/tflite_latency.py \
+      --model_dirs=runs/factorized_cpu21k_l0.01,runs/pruned_l11_l0.01,runs/tfmot_s0.84_l0.01 \
+      --images='../shared/data/kodak/*.png' --quality_images=8
+
+Latency: a plain tf.lite.Interpreter(num_threads=n) (XNNPACK) on the first image (Kodak:
+768×512), one warm-up invoke, median of --repeats invokes (the encoder only: no padding,
+no range coding). Each model's encoder is the device encoder bin/export writes (reduced
+when it has dead filters); int8 for the first model only. Quality (exported models only):
+mean bpp (file bytes) and PSNR through host-side coding (bin/compress --tflite) and the
+SavedModel's decompress, on the first --quality_images images.
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from tfcae import accounting, metrics, tflite  # noqa: E402
+from tfcae.codec import Codec  # noqa: E402
+from tfcae.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
+
+flags.DEFINE_string("model_dirs", None, "Comma-separated model directories.")
+flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images.")
+flags.DEFINE_string("representative_images", "data/sample/train",
+                    "Calibration images for int8.")
+flags.DEFINE_integer("repeats", 10, "Timed invokes per setting.")
+flags.DEFINE_integer("quality_images", 8, "Images for the int8 PSNR/bpp cost.")
+flags.DEFINE_string("output", "docs/benchmark/tflite.json", "JSON output.")
+flags.mark_flag_as_required("model_dirs")
+FLAGS = flags.FLAGS
+
+
+def latency(data, padded, threads, repeats):
+  encoder = tflite.TFLiteEncoder(data, num_threads=threads)
+  encoder.set_input(padded)
+  encoder.invoke()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    encoder.invoke()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def quality(model_dir, data, paths):
+  """Mean bpp (file bytes) and PSNR over `paths` through the TFLite + host path."""
+  host = tflite.HostCoder.__new__(tflite.HostCoder)
+  host.encoder, host.model = tflite.TFLiteEncoder(data), tflite.load_trained_model(model_dir)
+  codec = Codec(model_dir)
+  bpp, psnr = [], []
+  for path in paths:
+    image = load_rgb_image(path)
+    stream = host.compress(image)
+    bpp.append(metrics.bpp(len(stream), *image.shape[:2]))
+    psnr.append(float(metrics.psnr(image, codec.decompress(stream))))
+  return float(np.mean(bpp)), float(np.mean(psnr))
+
+
+def main(argv):
+  del argv
+  paths = expand_images(FLAGS.images)
+  image = load_rgb_image(paths[0])
+  representative = tflite.representative_crops(expand_images(FLAGS.representative_images))
+  rows = []
+  for i, model_dir in enumerate(FLAGS.model_dirs.split(",")):
+    model = accounting.load_model(model_dir, for_compression=False)
+    model.prepare_for_compression()  # latent offsets
+    total = accounting.analyze(model)["encoder"]["total"]
+    encoder, reduced = tflite.device_encoder(model)
+    padded = tflite.pad_to_stride(image, model.stride)
+    for quantize in ("none", "int8") if i == 0 else ("none",):
+      data = tflite.convert(model, quantize, representative, encoder)
+      row = {"model_dir": model_dir, "quantize": quantize, "reduced_encoder": reduced,
+             "S": total["S"], "maccs_per_pixel": total["maccs_per_pixel"],
+             "maccs_per_pixel_reduced": total["maccs_per_pixel_reduced"],
+             "tflite_bytes": len(data), "image": os.path.basename(paths[0]),
+             "latency_1_thread_s": latency(data, padded, 1, FLAGS.repeats),
+             "latency_2_threads_s": latency(data, padded, 2, FLAGS.repeats)}
+      if os.path.exists(os.path.join(model_dir, "saved_model.pb")):  # host coding needs it
+        row["quality_images"] = FLAGS.quality_images
+        row["bpp"], row["psnr"] = quality(model_dir, data, paths[:FLAGS.quality_images])
+      rows.append(row)
+      print(json.dumps(row), flush=True)
+  atomic_write_json(FLAGS.output, {"rows": rows, "date": time.strftime("%Y-%m-%d"),
+                                   "tensorflow": tf.__version__})
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,301 @@
+"""D-CO (van Rozendaal et al.): the Lagrange multiplier, its dual ascent, the hinge term,
+checkpoint/resume, tf.distribute, the summary and the λ-trajectory plot."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import REPO, run_tool, tiny_config
+from tfcae import dco, training
+
+
+class FakeContext:
+  """Just what the D-CO term and hook read from a StepContext."""
+
+  def __init__(self, distortion):
+    self.value = distortion
+
+  def distortion(self, metric):
+    return self.value
+
+
+def reference_trajectory(constraints, lr, momentum, dampening, init, max_value):
+  """torch.optim.SGD(momentum, dampening) on −(D/c − 1), written in NumPy float32."""
+  mu, buf, out = np.float32(np.log(init)), None, []
+  for g in constraints:
+    g = np.float32(g)
+    buf = g if buf is None else np.float32(momentum * buf + (1 - dampening) * g)
+    mu = np.float32(min(mu + np.float32(lr) * buf, np.float32(np.log(max_value))))
+    out.append(mu)
+  return np.asarray(out)
+
+
+def test_update_is_sgd_with_momentum_and_dampening():
+  m = dco.LagrangeMultiplier(learning_rate=0.1, momentum=0.9, dampening=0.5,
+                             max_value=50., initial_value=2.)
+  constraints = [0.5, -0.2, 3.0, 3.0, -1.0, -1.0, 0.0, 2.0]
+  mus = []
+  for g in constraints:
+    m.update(g)
+    mus.append(float(m.mu.numpy()))
+  expected = reference_trajectory(constraints, 0.1, 0.9, 0.5, 2., 50.)
+  np.testing.assert_allclose(mus, expected, rtol=1e-6)
+  assert int(m.steps.numpy()) == len(constraints)
+  # The first step takes the gradient itself as the buffer (torch's rule), not (1 − d)·g.
+  first = dco.LagrangeMultiplier(learning_rate=0.1, dampening=0.99, initial_value=1.)
+  first.update(1.0)
+  assert float(first.mu.numpy()) == pytest.approx(0.1, rel=1e-6)
+
+
+def test_dual_ascent_converges_to_the_constrained_optimum():
+  """min (θ − 3)² s.t. θ² + 1 ≤ 2: θ* = 1; stationarity 2(θ − 3) + λ·θ = 0 gives λ* = 4."""
+  multiplier = dco.LagrangeMultiplier(learning_rate=5e-2)  # paper's momentum, clip, λ0
+  term = dco.ConstrainedDistortion(multiplier, target=2.)
+  hook = dco.DualAscent(multiplier, target=2.)
+  theta = tf.Variable(0.)
+  optimizer = tf.keras.optimizers.Adam(0.01)
+  optimizer.build([theta])
+
+  @tf.function
+  def train(steps):
+    for _ in tf.range(steps):
+      with tf.GradientTape() as tape:
+        penalty, _ = term(FakeContext(theta ** 2 + 1.))
+        loss = (theta - 3.) ** 2 + penalty
+      optimizer.apply_gradients([(tape.gradient(loss, theta), theta)])
+      hook.after_apply(None, FakeContext(theta ** 2 + 1.))
+
+  train(tf.constant(2500))
+  assert float(theta.numpy()) == pytest.approx(1., abs=0.01)
+  assert float(multiplier.lmbda.numpy()) == pytest.approx(4., rel=0.02)
+
+
+def test_lambda_is_a_constant_in_the_models_gradient():
+  multiplier = dco.LagrangeMultiplier(initial_value=3.)
+  term = dco.ConstrainedDistortion(multiplier, target=10.)
+  d = tf.Variable(20.)
+  with tf.GradientTape() as tape:
+    value, logs = term(FakeContext(d * 1.))
+  assert float(value.numpy()) == pytest.approx(3. * (20. / 10. - 1.))
+  assert float(tape.gradient(value, d).numpy()) == pytest.approx(3. / 10.)
+  assert set(logs) == {"dco", "mse", "constraint", "lambda"}
+  assert not multiplier.trainable_variables
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.floats(0, 1e30), st.sampled_from([0., np.nan, np.inf, -np.inf])),
+                min_size=1, max_size=30),
+       st.floats(1e-3, 1e3))
+def test_lambda_stays_in_zero_to_clip_and_finite(distortions, target):
+  m = dco.LagrangeMultiplier(learning_rate=0.5, initial_value=1., max_value=100.)
+  for d in distortions:
+    before = (float(m.mu.numpy()), float(m.momentum_buffer.numpy()), int(m.steps.numpy()))
+    lmbda = float(m.update(np.float32(d) / np.float32(target) - 1.).numpy())
+    assert np.isfinite(lmbda) and 0. <= lmbda <= 100.
+    assert np.isfinite(m.mu.numpy()) and np.isfinite(m.momentum_buffer.numpy())
+    if not np.isfinite(np.float32(d) / np.float32(target)):
+      # A NaN/Inf distortion leaves the multiplier exactly as it was.
+      assert before == (float(m.mu.numpy()), float(m.momentum_buffer.numpy()),
+                        int(m.steps.numpy()))
+
+
+def test_zero_distortion_lowers_lambda_without_nan_and_clip_holds():
+  m = dco.LagrangeMultiplier(learning_rate=0.1, initial_value=1e3, max_value=1e3)
+  for _ in range(50):
+    m.update(1e6)  # far above target: pushes against the clip
+  assert float(m.lmbda.numpy()) == pytest.approx(1e3) and m.at_clip()
+  m2 = dco.LagrangeMultiplier(learning_rate=0.1, initial_value=1.)
+  values = [float(m2.update(0. / 5. - 1.).numpy()) for _ in range(200)]  # D = 0
+  assert all(np.isfinite(values)) and min(values) >= 0. and values[-1] < values[0]
+
+
+def test_target_of_zero_is_refused():
+  for bad in (0., -1., float("nan")):
+    with pytest.raises(ValueError, match="target c_D must be a finite number > 0"):
+      dco.dco_objective_parts(bad)
+    with pytest.raises(ValueError, match="target c_D must be a finite number > 0"):
+      dco.Hinge(10., bad)
+  with pytest.raises(ValueError, match="must be < 1"):
+    dco.dco_objective_parts(1.5, metric="ms-ssim")
+  with pytest.raises(ValueError, match="initial λ"):
+    dco.LagrangeMultiplier(initial_value=2e3, max_value=1e3)
+  config = tiny_config("/tmp/unused", objective="dco", target_distortion=0.)
+  with pytest.raises(ValueError, match="needs --target_distortion > 0"):
+    config.validate()
+
+
+def test_train_cli_refuses_a_zero_target(tmp_path):
+  r = run_tool("train", f"--model_dir={tmp_path}", f"--train_images={REPO}/data/sample/train",
+               "--objective=dco", "--target_distortion=0")
+  assert r.returncode == 1 and "--target_distortion > 0" in r.stderr
+  assert "Traceback" not in r.stderr
+
+
+def test_hinge_penalises_only_violations():
+  hinge = dco.Hinge(10., target=100.)
+  d = tf.Variable(80.)
+  with tf.GradientTape() as tape:
+    value, logs = hinge(FakeContext(d * 1.))
+  assert float(value.numpy()) == 0. and float(tape.gradient(value, d) or 0.) == 0.
+  assert float(logs["constraint"].numpy()) == pytest.approx(-0.2)
+  value, _ = hinge(FakeContext(tf.constant(150.)))
+  assert float(value.numpy()) == pytest.approx(10. * 0.5)
+
+
+def test_multiplier_state_survives_checkpoint_and_resume_exactly(tmp_path):
+  constraints = np.random.default_rng(0).normal(size=12).astype(np.float32)
+  straight = dco.LagrangeMultiplier(learning_rate=0.05)
+  for g in constraints:
+    straight.update(g)
+  first = dco.LagrangeMultiplier(learning_rate=0.05)
+  for g in constraints[:5]:
+    first.update(g)
+  path = tf.train.Checkpoint(multiplier=first).save(str(tmp_path / "ckpt"))
+  resumed = dco.LagrangeMultiplier(learning_rate=0.05)
+  tf.train.Checkpoint(multiplier=resumed).restore(path).assert_consumed()
+  for g in constraints[5:]:
+    resumed.update(g)
+  for a, b in [(straight.mu, resumed.mu), (straight.momentum_buffer, resumed.momentum_buffer),
+               (straight.steps, resumed.steps)]:
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_build_objective_maps_the_flags():
+  from tfcae.objectives import Distortion, Rate
+  beta = training.build_objective(tiny_config("/tmp/unused", objective="beta", lmbda=0.02))
+  assert [type(t) for t in beta.terms] == [Rate, Distortion] and not beta.hooks
+  hinge = training.build_objective(tiny_config("/tmp/unused", objective="hinge",
+                                               target_distortion=50., hinge_lambda=7.))
+  assert type(hinge.terms[1]) is dco.Hinge and hinge.terms[1].weight == 7.
+  objective = training.build_objective(tiny_config(
+      "/tmp/unused", objective="dco", target_distortion=50., multiplier_lr=0.1,
+      multiplier_init=20., multiplier_max=30.))
+  term, hook = objective.terms[1], objective.hooks[0]
+  assert type(term) is dco.ConstrainedDistortion and type(hook) is dco.DualAscent
+  assert term.multiplier is hook.multiplier and term.target == hook.target == 50.
+  assert float(term.multiplier.lmbda.numpy()) == pytest.approx(20.)
+  assert term.multiplier.get_config()["learning_rate"] == 0.1
+
+
+def test_train_logs_lambda_and_warns_at_the_clip(tmp_path, capsys):
+  """An unachievable target: λ stays at its clip, summary.json and a warning say so."""
+  from tfcae import plotting
+  model_dir = tmp_path / "run"
+  summary = training.train(tiny_config(model_dir, objective="dco", target_distortion=1e-3,
+                                       multiplier_init=100., multiplier_max=100., epochs=2,
+                                       steps_per_epoch=4))
+  state = summary["objective_state"]["dco"]
+  assert state["lambda_at_clip"] and state["lambda"] == pytest.approx(100.)
+  assert not state["target_met"] and state["multiplier_steps"] == 8
+  # The validation distortion is the real quantizer's (model.evaluate after the tables).
+  assert state["validation_distortion"] == pytest.approx(summary["validation"]["mse"])
+  assert "λ is still at its clip" in capsys.readouterr().err
+  with open(model_dir / "summary.json", encoding="utf-8") as f:
+    assert json.load(f)["objective_state"]["dco"]["lambda_at_clip"] is True
+  assert {"lambda", "constraint", "mse", "bpp"} <= set(summary["train"])
+  steps, values = plotting.read_lambda_trajectory(str(model_dir))
+  np.testing.assert_array_equal(steps, [0, 4, 8])
+  np.testing.assert_allclose(values, 100.)
+  output = tmp_path / "lambda.png"
+  plotting.plot_lambda_trajectories([("unachievable", steps, values)], str(output),
+                                    lambda_max=100.)
+  assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  with pytest.raises(ValueError, match="history.csv"):
+    plotting.read_lambda_trajectory(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_resume_continues_the_multiplier_and_bin_plot_draws_it(tmp_path):
+  """The multiplier is in the model's checkpoint: a resumed run continues its trajectory."""
+  model_dir = tmp_path / "run"
+  settings = dict(objective="dco", target_distortion=1e4, multiplier_init=10.,
+                  multiplier_lr=0.05, steps_per_epoch=5)
+  first = training.train(tiny_config(model_dir, epochs=1, **settings))
+  resumed = training.train(tiny_config(model_dir, epochs=2, **settings))
+  assert first["objective_state"]["dco"]["multiplier_steps"] == 5
+  assert resumed["objective_state"]["dco"]["multiplier_steps"] == 10
+  assert resumed["objective_state"]["dco"]["lambda"] != first["objective_state"]["dco"]["lambda"]
+  output = tmp_path / "lambda.png"
+  r = run_tool("plot", f"--lambda_runs=c1e4={model_dir}", f"--output={output}")
+  assert r.returncode == 0, r.stderr
+  assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  r = run_tool("plot", f"--lambda_runs={tmp_path}", f"--output={output}")
+  assert r.returncode == 1 and "history.csv" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_lambda_trajectory_plot_rejects_bad_values(tmp_path):
+  from tfcae import plotting
+  with pytest.raises(ValueError, match="nothing to plot"):
+    plotting.plot_lambda_trajectories([], str(tmp_path / "a.png"))
+  with pytest.raises(ValueError, match="finite"):
+    plotting.plot_lambda_trajectories([("a", [0, 1], [1., np.nan])], str(tmp_path / "a.png"))
+
+
+MIRRORED = r"""
+import json, sys
+from tfcae import training
+training.configure_devices(2)
+import numpy as np
+import tensorflow as tf
+from tfcae import dco
+from tfcae.models.base import CompressionModel
+from tfcae.objectives import Objective, Rate
+
+
+class Toy(CompressionModel):
+  '''x_hat = w·x, bits = Σ|w·x|/10 per image: deterministic, so the runs can agree.'''
+
+  def __init__(self, **kwargs):
+    super().__init__(**kwargs)
+    self.w = tf.Variable(0.9, name="w")
+
+  def forward(self, x, training):
+    x_hat = self.w * x
+    return {"x_hat": x_hat, "bits": tf.reduce_sum(tf.abs(x_hat), [1, 2, 3]) / 10.,
+            "y": x_hat}
+
+
+def run(strategy):
+  with strategy.scope():
+    multiplier = dco.LagrangeMultiplier(learning_rate=0.05, initial_value=10.)
+    terms, hooks = [Rate(), dco.ConstrainedDistortion(multiplier, 4.)], \
+        [dco.DualAscent(multiplier, 4.)]
+    model = Toy(objective=Objective(terms, hooks))
+    model.compile(optimizer=tf.keras.optimizers.SGD(1e-6))
+  # Replica 0 gets dark images (D ≈ 0.3), replica 1 bright ones (D ≈ 9): only their mean
+  # (≈ 4.7, just above c = 4) gives the single device's λ.
+  rng = np.random.default_rng(0)
+  images = np.concatenate([rng.uniform(0, 10, [2, 8, 8, 3]),
+                           rng.uniform(20, 40, [2, 8, 8, 3])]).astype(np.float32)
+  data = tf.data.Dataset.from_tensors(images).unbatch().batch(4).repeat()
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+  lambdas = []
+  record = tf.keras.callbacks.LambdaCallback(
+      on_train_batch_end=lambda b, l: lambdas.append(float(multiplier.lmbda.numpy())))
+  model.fit(data.with_options(options), epochs=1, steps_per_epoch=25, verbose=0,
+            callbacks=[record])
+  return lambdas
+
+
+single = run(tf.distribute.OneDeviceStrategy("/cpu:0"))
+mirrored = run(training.make_strategy(training.TrainConfig(strategy="mirrored")))
+print(json.dumps({"single": single, "mirrored": mirrored}))
+"""
+
+
+def test_mirrored_two_cpus_gives_the_single_device_trajectory(tmp_path):
+  r = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True,
+                     timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  assert r.returncode == 0, r.stderr[-3000:]
+  out = json.loads(r.stdout.strip().splitlines()[-1])
+  single, mirrored = np.asarray(out["single"]), np.asarray(out["mirrored"])
+  assert len(single) == len(mirrored) == 25
+  assert np.ptp(single) > 0.5  # λ really moved
+  np.testing.assert_allclose(mirrored, single, rtol=1e-5)

@@ -1,0 +1,279 @@
+"""Distortion-constrained optimization (D-CO) and the hinge baseline.
+
+van Rozendaal, Sautière & Cohen, "Lossy Compression with Distortion Constrained
+Optimization" (CVPR-W 2020) train
+
+    min_θ R(θ)   subject to   D(θ) ≤ c_D
+
+instead of R + β·D, through the Lagrangian (their eq. 4, with the constraint normalised)
+
+    L(θ, λ) = R(θ) + λ·(D(θ)/c_D − 1),        λ ≥ 0.
+
+The model parameters θ descend L (Adam, as usual); the multiplier ascends it. The paper
+parameterises λ = exp(μ) (so λ ≥ 0 needs no projection) and updates μ by SGD with
+momentum 0.99 and dampening 0.99 on the "gradient" D_t/c_D − 1 — not the exact
+∂L/∂μ = λ·(D/c_D − 1), whose scale would follow λ over orders of magnitude — with learning
+rate 5e-3, λ clipped to ≤ 1e3 and started at λ0 = 1e3 (distortion first, then rate).
+Distortion is MSE on the 0..255 scale (or 1 − MS-SSIM).
+
+How it plugs into the objective seam (docs/design.md): `ConstrainedDistortion` is the loss
+term λ·(D/c_D − 1) (λ a constant in the gradient), `DualAscent` is the training hook whose
+`after_apply` performs one dual step per training step, and both share one
+`LagrangeMultiplier` — a tf.Module whose μ, momentum buffer and step count are
+non-trainable variables, so they live in the model's checkpoint and survive resume.
+
+The hinge baseline R + λ·max(D/c_D − 1, 0) with λ fixed is `Hinge`; the β baseline is the
+codec core's R + λ·D (tfcae.objectives.Rate + Distortion; β = 1/λ in the paper's D + β·R).
+"""
+import math
+
+import tensorflow as tf
+
+from tfcae.objectives import DISTORTIONS, LossTerm, Rate, TrainingHook
+
+OBJECTIVES = ("beta", "dco", "hinge")
+
+
+def _check_target(target, metric):
+  if metric not in DISTORTIONS:
+    raise ValueError(f"unknown distortion {metric!r}; expected one of {DISTORTIONS}")
+  if not (isinstance(target, (int, float)) and math.isfinite(target)) or target <= 0:
+    raise ValueError(f"the distortion target c_D must be a finite number > 0 (the "
+                     f"constraint is normalised as D/c_D − 1), got {target!r}")
+  if metric != "mse" and target >= 1:
+    raise ValueError(f"a {metric} target is 1 − similarity and must be < 1, got {target}")
+  return float(target)
+
+
+def _distortion_log_name(metric):
+  return metric.replace("-", "_")  # as tfcae.objectives.Distortion logs it
+
+
+class LagrangeMultiplier(tf.Module):
+  """λ = exp(μ), with μ updated by SGD with momentum and dampening (ascent).
+
+  The update is torch.optim.SGD's, written out because Keras' SGD has no dampening:
+
+      g_t = D_t/c_D − 1                       (the ascent direction of L in μ)
+      b_1 = g_1;   b_t = m·b_{t−1} + (1 − d)·g_t   for t > 1
+      μ_t = min(μ_{t−1} + η·b_t, log λ_max)
+
+  μ is clipped at log λ_max, so λ never exceeds the clip and comes back down as soon as
+  the buffer turns negative (clipping only λ would let μ wander above the clip and stick
+  there). λ = exp(μ) is never negative. A step whose g is NaN or ±Inf changes nothing.
+
+  Every variable is created with aggregation ONLY_FIRST_REPLICA: under tf.distribute each
+  replica computes the identical update (DualAscent averages D over replicas first) and
+  the first replica's value is what the mirrored variable keeps.
+  """
+
+  def __init__(self, learning_rate=5e-3, momentum=0.99, dampening=0.99, max_value=1e3,
+               initial_value=1e3, name="lagrange_multiplier"):
+    super().__init__(name=name)
+    if not learning_rate > 0:
+      raise ValueError(f"multiplier learning rate must be > 0, got {learning_rate}")
+    if not 0 <= momentum < 1:
+      raise ValueError(f"multiplier momentum must be in [0, 1), got {momentum}")
+    if not 0 <= dampening <= 1:
+      raise ValueError(f"multiplier dampening must be in [0, 1], got {dampening}")
+    if not (math.isfinite(max_value) and max_value > 0):
+      raise ValueError(f"multiplier clip λ_max must be a finite number > 0, got {max_value}")
+    if not 0 < initial_value <= max_value:
+      raise ValueError(f"initial λ must be in (0, λ_max={max_value:g}], got {initial_value}")
+    self.learning_rate = float(learning_rate)
+    self.momentum = float(momentum)
+    self.dampening = float(dampening)
+    self.max_value = float(max_value)
+    self.initial_value = float(initial_value)
+    self.mu_max = math.log(self.max_value)
+    first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+    self.mu = tf.Variable(math.log(self.initial_value), trainable=False, dtype=tf.float32,
+                          name="mu", aggregation=first)
+    self.momentum_buffer = tf.Variable(0., trainable=False, dtype=tf.float32,
+                                       name="momentum_buffer", aggregation=first)
+    self.steps = tf.Variable(0, trainable=False, dtype=tf.int64, name="steps",
+                             aggregation=first)
+
+  @property
+  def lmbda(self):
+    """λ = exp(μ) in [0, λ_max]; a constant for the gradient of the model's loss."""
+    value = tf.clip_by_value(tf.exp(tf.convert_to_tensor(self.mu)), 0., self.max_value)
+    return tf.stop_gradient(value)
+
+  def update(self, constraint):
+    """One ascent step on g = `constraint` (D/c_D − 1). Returns λ after the step."""
+    g = tf.cast(constraint, tf.float32)
+    finite = tf.math.is_finite(g)
+    g = tf.where(finite, g, 0.)
+    buffer = tf.where(self.steps == 0, g,
+                      self.momentum * self.momentum_buffer + (1. - self.dampening) * g)
+    mu = tf.minimum(self.mu + self.learning_rate * buffer, self.mu_max)
+    self.momentum_buffer.assign(tf.where(finite, buffer, self.momentum_buffer))
+    self.mu.assign(tf.where(finite, mu, self.mu))
+    self.steps.assign_add(tf.cast(finite, tf.int64))
+    return self.lmbda
+
+  def at_clip(self):
+    return bool(self.mu.numpy() >= self.mu_max - 1e-6)
+
+  def get_config(self):
+    return {"learning_rate": self.learning_rate, "momentum": self.momentum,
+            "dampening": self.dampening, "max_value": self.max_value,
+            "initial_value": self.initial_value}
+
+
+class _TargetTerm(LossTerm):
+  """Shared by ConstrainedDistortion and Hinge: D, D/c_D − 1 and the summary."""
+
+  def __init__(self, weight, target, metric, tolerance, name):
+    super().__init__(weight, name)
+    self.metric = metric
+    self.target = _check_target(target, metric)
+    if tolerance < 0:
+      raise ValueError(f"target tolerance must be >= 0, got {tolerance}")
+    self.tolerance = float(tolerance)
+    self.distortion_name = _distortion_log_name(metric)
+
+  def constraint(self, ctx):
+    """(D, D/c_D − 1) of the batch."""
+    distortion = ctx.distortion(self.metric)
+    return distortion, distortion / self.target - 1.
+
+  def current_lambda(self):
+    raise NotImplementedError
+
+  def log_names(self):
+    return [self.name, self.distortion_name, "constraint", "lambda"]
+
+  def summary(self, validation_logs):
+    """What summary.json records: the target, whether validation met it, the final λ.
+
+    `validation_logs` come from the real quantizer (rounding) and the coding tables,
+    not from the noisy training proxy.
+    """
+    distortion = float(validation_logs[self.distortion_name])
+    gap = distortion / self.target - 1.
+    state = {"metric": self.metric, "target": self.target,
+             "validation_distortion": distortion, "validation_constraint": gap,
+             "tolerance": self.tolerance, "target_met": bool(gap <= self.tolerance),
+             "lambda": float(self.current_lambda()), "warnings": []}
+    if not state["target_met"]:
+      state["warnings"].append(
+          f"validation {self.metric} {distortion:.4g} misses the target {self.target:g} by "
+          f"{100 * gap:.1f}% (tolerance {100 * self.tolerance:g}%)")
+    return state
+
+  def get_config(self):
+    return dict(super().get_config(), metric=self.metric, target=self.target,
+                tolerance=self.tolerance)
+
+
+class ConstrainedDistortion(_TargetTerm):
+  """λ·(D/c_D − 1), the constraint term of the D-CO Lagrangian (van Rozendaal et al., eq. 4
+  with the constraint divided by c_D); λ comes from a LagrangeMultiplier and is a constant
+  in the gradient (the multiplier moves only by DualAscent)."""
+
+  def __init__(self, multiplier, target, metric="mse", tolerance=0.02, name="dco"):
+    super().__init__(1.0, target, metric, tolerance, name)
+    self.multiplier = multiplier
+
+  def current_lambda(self):
+    return self.multiplier.lmbda.numpy()
+
+  def __call__(self, ctx):
+    distortion, constraint = self.constraint(ctx)
+    lmbda = self.multiplier.lmbda
+    value = lmbda * constraint
+    return value, {self.name: value, self.distortion_name: distortion,
+                   "constraint": constraint, "lambda": lmbda}
+
+  def summary(self, validation_logs):
+    state = super().summary(validation_logs)
+    state["lambda_max"] = self.multiplier.max_value
+    state["lambda_at_clip"] = self.multiplier.at_clip()
+    state["multiplier_steps"] = int(self.multiplier.steps.numpy())
+    if state["lambda_at_clip"]:
+      state["warnings"].append(
+          f"λ is still at its clip ({self.multiplier.max_value:g}): the target "
+          f"{self.metric} ≤ {self.target:g} looks unachievable for this model (or this "
+          "training length); raise --target_distortion or train longer")
+    return state
+
+  def get_config(self):
+    return dict(super().get_config(), multiplier=self.multiplier.get_config())
+
+
+class Hinge(_TargetTerm):
+  """λ·max(D/c_D − 1, 0) with λ fixed (= weight): the paper's hinge baseline."""
+
+  def __init__(self, lmbda, target, metric="mse", tolerance=0.02, name="hinge"):
+    if not lmbda > 0:
+      raise ValueError(f"hinge λ must be > 0, got {lmbda}")
+    super().__init__(lmbda, target, metric, tolerance, name)
+
+  def current_lambda(self):
+    return self.weight
+
+  def __call__(self, ctx):
+    distortion, constraint = self.constraint(ctx)
+    penalty = tf.maximum(constraint, 0.)
+    return self.weight * penalty, {self.name: penalty, self.distortion_name: distortion,
+                                   "constraint": constraint,
+                                   "lambda": tf.constant(self.weight)}
+
+
+class DualAscent(TrainingHook):
+  """One multiplier step per training step, after the model's optimizer step.
+
+  Uses the training batch's D_t (the noisy-quantisation proxy, as the paper does). Under
+  tf.distribute each replica holds its own part of the batch: D is averaged over replicas
+  first (with equal per-replica batches, the mean of per-replica MSEs is the global batch's
+  MSE), so every replica applies the identical update and the trajectory equals a single
+  device's for the same global batch.
+  """
+
+  def __init__(self, multiplier, target, metric="mse", name="dual_ascent"):
+    super().__init__(name=name)
+    self.multiplier = multiplier
+    self.metric = metric
+    self.target = _check_target(target, metric)
+
+  def after_apply(self, model, ctx):
+    distortion = tf.stop_gradient(ctx.distortion(self.metric))
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+      distortion = context.all_reduce(tf.distribute.ReduceOp.MEAN, distortion)
+    self.multiplier.update(distortion / self.target - 1.)
+    return {}
+
+  def get_config(self):
+    return dict(super().get_config(), metric=self.metric, target=self.target,
+                multiplier=self.multiplier.get_config())
+
+
+def dco_objective_parts(target, metric="mse", tolerance=0.02, **multiplier_settings):
+  """([Rate, ConstrainedDistortion], [DualAscent]) sharing one LagrangeMultiplier."""
+  target = _check_target(target, metric)
+  multiplier = LagrangeMultiplier(**multiplier_settings)
+  return ([Rate(), ConstrainedDistortion(multiplier, target, metric, tolerance)],
+          [DualAscent(multiplier, target, metric)])
+
+
+def objective_parts(config):
+  """(terms, hooks) for config.objective: what training.build_objective plugs in.
+
+  'beta' is the codec core's R + λ·D; 'dco' and 'hinge' replace it.
+  """
+  if config.objective not in OBJECTIVES:
+    raise ValueError(f"unknown objective {config.objective!r}; expected one of {OBJECTIVES}")
+  if config.objective == "beta":
+    from tfcae.objectives import Distortion
+    return [Rate(), Distortion(config.lmbda, config.distortion)], []
+  if config.objective == "hinge":
+    return [Rate(), Hinge(config.hinge_lambda, config.target_distortion, config.distortion,
+                          config.target_tolerance)], []
+  return dco_objective_parts(
+      config.target_distortion, config.distortion, config.target_tolerance,
+      learning_rate=config.multiplier_lr, momentum=config.multiplier_momentum,
+      dampening=config.multiplier_dampening, max_value=config.multiplier_max,
+      initial_value=config.multiplier_init)

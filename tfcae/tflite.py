@@ -1,0 +1,262 @@
+"""TFLite encoders for the device, and host-side coding of their latents (issue 7).
+
+Range coding cannot run inside TFLite, so the work is split:
+
+  device  the analysis transform and the rounding, as a TFLite flatbuffer of builtin ops
+          only. Input: float32 [1, H, W, 3] pixels in [0, 255] (uint8 for int8 models), H
+          and W multiples of the model's stride (the host edge-pads, as `compress` does).
+          Output "symbols": int32 [1, H/s, W/s, C] = round(y − o), exactly the integers
+          TFC's entropy coder codes (o: the model's `latent_offset()`, the per-channel
+          median offsets of the factorized prior, zero for the hyperprior).
+  host    `CompressionModel.compress_symbols` adds o back and calls the entropy model's
+          `compress`, which quantises round((k + o) − o) = k again, and writes the same
+          tfcae file format (tfcae.bitstream). For a float encoder whose symbols equal the
+          SavedModel's, the file is byte-identical to `bin/compress`'s; bin/decompress
+          on a server decodes it either way.
+
+Quantisation (`quantize`): "none" (float32), "float16" (float16 weights, float compute) or
+"int8" (full-integer post-training quantisation calibrated on crops of representative
+images: int8 weights and activations, uint8 input; only the last subtract-offset/round
+runs in float, on the dequantised latent, because TFLite's ROUND has no integer kernel).
+
+A sparse model's encoder with dead filters is exported physically reduced
+(`tfcae.reduction.reduce_encoder`, identical latents): XNNPACK gets no speed-up from
+zero weights in strided convolutions, only from fewer channels.
+"""
+import glob
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_compression  # noqa: F401  (registers the range coding ops)
+
+from tfcae import TfcaeError
+from tfcae.fileio import expand_images, load_rgb_image
+
+QUANTIZE = ("none", "float16", "int8")
+
+
+# --- the trained Keras model ---------------------------------------------------------
+def load_trained_model(model_dir):
+  """Rebuilds the exported model of `model_dir` from its latest checkpoint, with coding
+  tables, and carrying the exported fingerprint (files it writes decode with the
+  SavedModel). Checks that the checkpoint holds the exported weights."""
+  from tfcae.export import is_exported, read_export_info
+  from tfcae.models import build_model
+  if not is_exported(model_dir):
+    raise TfcaeError(f"{model_dir}: no exported model (saved_model.pb)")
+  info = read_export_info(model_dir)
+  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  if latest is None:
+    raise TfcaeError(f"{model_dir}: no checkpoint in {model_dir}/checkpoints")
+  model = build_model(info["architecture"])
+  tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+  model.prepare_for_compression()
+  _check_against_export(model, model_dir)
+  # The fingerprint hashes the training-time model state (Keras' own loss tracker
+  # included), which a rebuilt model does not reproduce; the check above is what
+  # guarantees the weights, so files carry the exported model's fingerprint.
+  model.fingerprint.assign(bytes.fromhex(info["fingerprint"]))
+  return model
+
+
+def _check_against_export(model, model_dir):
+  """Every weight the encoder and the entropy coder use must equal the SavedModel's."""
+  exported = {}
+  for v in tf.saved_model.load(model_dir).model_variables:
+    exported.setdefault(v.name, []).append(v)
+  for v in model.trainable_variables:
+    candidates = exported.get(v.name, [])
+    if not any(c.shape == v.shape and np.array_equal(c.numpy(), v.numpy())
+               for c in candidates):
+      raise TfcaeError(f"{model_dir}: the latest checkpoint is not the exported model "
+                       f"({v.name} differs); re-run bin/train to re-export")
+
+
+def encoder_function(model, encoder=None):
+  """tf.function: float32 [1, H, W, 3] pixels -> int32 symbols round(y − o)."""
+  encoder = encoder if encoder is not None else model.analysis_transform
+  offset = tf.constant(model.latent_offset().numpy(), tf.float32)
+
+  @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image")])
+  def encode(image):
+    y = encoder(image)
+    return {"symbols": tf.cast(tf.round(y - offset), tf.int32)}
+
+  return encode
+
+
+def device_encoder(model):
+  """(Keras encoder to put on the device, reduced?): the analysis transform rebuilt without
+  its dead filters (tfcae.reduction, same latents) when it has any, else itself."""
+  from tfcae import reduction
+  reduced, plans = reduction.reduce_encoder(model)
+  removed = any(len(p.keep_out) < p.out_channels or len(p.keep_in) < p.in_channels
+                for p in plans if p.kind in ("conv", "gdn"))
+  return (reduced, True) if removed else (model.analysis_transform, False)
+
+
+# --- conversion ----------------------------------------------------------------------
+def representative_crops(paths, crop=256, per_image=2, seed=0):
+  """float32 [1, crop, crop, 3] crops of the images (for int8 calibration)."""
+  rng = np.random.default_rng(seed)
+  crops = []
+  for path in paths:
+    image = load_rgb_image(path)
+    h, w = image.shape[:2]
+    size_h, size_w = min(crop, h), min(crop, w)
+    for _ in range(per_image):
+      top, left = rng.integers(0, h - size_h + 1), rng.integers(0, w - size_w + 1)
+      crops.append(image[None, top:top + size_h, left:left + size_w].astype(np.float32))
+  return crops
+
+
+def convert(model, quantize="none", representative=None, encoder=None):
+  """The device encoder as TFLite flatbuffer bytes (builtin ops only).
+
+  `representative`: a list of float32 [1, h, w, 3] arrays (int8 only).
+  """
+  if quantize not in QUANTIZE:
+    raise TfcaeError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+  function = encoder_function(model, encoder)
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [function.get_concrete_function()], model)
+  # Builtins only: conversion fails rather than emitting Flex (TF) ops a phone lacks.
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  if quantize == "float16":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+  elif quantize == "int8":
+    if not representative:
+      raise TfcaeError("--quantize=int8 needs representative images "
+                       "(--representative_images=GLOB)")
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x] for x in representative)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                           tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.inference_input_type = tf.uint8
+  try:
+    return converter.convert()
+  except Exception as e:  # the converter raises several types; keep the tool's one line
+    raise TfcaeError(f"TFLite conversion failed: {str(e).splitlines()[0]}") from None
+
+
+def op_names(tflite_bytes):
+  """The flatbuffer's operator names (builtin ones are upper case, e.g. CONV_2D)."""
+  interpreter = tf.lite.Interpreter(model_content=tflite_bytes)
+  return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+
+# --- running it ----------------------------------------------------------------------
+class TFLiteEncoder:
+  """A device encoder in a plain tf.lite.Interpreter (XNNPACK, `num_threads`)."""
+
+  def __init__(self, tflite, num_threads=1):
+    if isinstance(tflite, (bytes, bytearray)):
+      self.interpreter = tf.lite.Interpreter(model_content=bytes(tflite),
+                                             num_threads=num_threads)
+    else:
+      if not os.path.isfile(tflite):
+        raise TfcaeError(f"{tflite}: no such TFLite model")
+      self.interpreter = tf.lite.Interpreter(model_path=tflite, num_threads=num_threads)
+    self._input = self.interpreter.get_input_details()[0]
+    self._output = self.interpreter.get_output_details()[0]
+    self._shape = None
+
+  def prepare(self, height, width):
+    """Resizes the input to a padded [1, height, width, 3] (re-plans the graph once)."""
+    if self._shape != (height, width):
+      self.interpreter.resize_tensor_input(self._input["index"], [1, height, width, 3])
+      self.interpreter.allocate_tensors()
+      self._shape = (height, width)
+
+  def set_input(self, padded):
+    """padded: uint8 [H, W, 3], H and W multiples of the stride."""
+    self.prepare(*padded.shape[:2])
+    x = padded[None]
+    if self._input["dtype"] == np.float32:
+      x = x.astype(np.float32)
+    else:  # quantised input: q = x / scale + zero_point (scale 1, zero point 0 for uint8)
+      scale, zero_point = self._input["quantization"]
+      x = np.clip(np.round(x / scale + zero_point), 0, 255).astype(self._input["dtype"])
+    self.interpreter.set_tensor(self._input["index"], x)
+
+  def invoke(self):
+    self.interpreter.invoke()
+
+  def output(self):
+    return self.interpreter.get_tensor(self._output["index"])
+
+  def symbols(self, padded):
+    self.set_input(padded)
+    self.invoke()
+    return self.output()
+
+
+def pad_to_stride(image, stride):
+  """Edge padding at the bottom/right to multiples of `stride` (as base.edge_pad)."""
+  h, w = image.shape[:2]
+  ph, pw = (-h) % stride, (-w) % stride
+  return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
+
+
+class HostCoder:
+  """Runs a TFLite encoder and range-codes its symbols with the model's entropy model."""
+
+  def __init__(self, tflite_path, model_dir, num_threads=1):
+    self.encoder = TFLiteEncoder(tflite_path, num_threads)
+    self.model = load_trained_model(model_dir)
+    channels = self.encoder._output["shape_signature"][-1]
+    if channels not in (-1, self.model.latent_channels):
+      raise TfcaeError(f"{tflite_path} outputs {channels} latent channels, the model in "
+                       f"{model_dir} codes {self.model.latent_channels}")
+
+  def compress(self, image):
+    """uint8 [H, W, 3] -> bytes of a tfcae file."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+      raise TfcaeError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
+    symbols = self.encoder.symbols(pad_to_stride(image, self.model.stride))
+    return self.model.compress_symbols(tf.constant(symbols, tf.int32),
+                                       tf.constant(image.shape[0], tf.int32),
+                                       tf.constant(image.shape[1], tf.int32)).numpy()
+
+
+def write_export_info(tflite_path, info):
+  with open(tflite_path + ".json", "w", encoding="utf-8") as f:
+    json.dump(info, f, indent=2, sort_keys=True)
+
+
+def image_paths(pattern):
+  """Files of a glob (or a folder), for calibration."""
+  if os.path.isdir(pattern):
+    return expand_images(pattern)
+  paths = sorted(glob.glob(pattern))
+  if not paths:
+    raise TfcaeError(f"--representative_images={pattern}: no images")
+  return paths
+
+
+def export_tflite(model_dir, tflite_path, quantize="none", representative_images=""):
+  """What bin/export does: writes the device encoder and `<tflite_path>.json`."""
+  from tfcae.fileio import atomic_write_bytes
+  model = load_trained_model(model_dir)
+  encoder, reduced = device_encoder(model)
+  representative = None
+  if quantize == "int8":
+    if not representative_images:
+      raise TfcaeError("--quantize=int8 needs --representative_images=GLOB (crops of them "
+                       "calibrate the activation ranges)")
+    representative = representative_crops(image_paths(representative_images))
+  data = convert(model, quantize, representative, encoder)
+  atomic_write_bytes(tflite_path, data)
+  info = {"model_dir": os.path.abspath(model_dir), "quantize": quantize,
+          "reduced_encoder": reduced, "fingerprint": model.fingerprint.numpy().hex(),
+          "stride": model.stride, "latent_channels": model.latent_channels,
+          "ops": op_names(data), "bytes": len(data),
+          "input": "float32 [1, H, W, 3] in [0, 255]" if quantize != "int8" else
+                   "uint8 [1, H, W, 3]",
+          "output": "int32 symbols [1, H/stride, W/stride, C] = round(y - latent_offset)"}
+  write_export_info(tflite_path, info)
+  return info
