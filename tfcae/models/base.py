@@ -36,61 +36,20 @@ def edge_pad(image, height, width):
   return tf.concat([image, tf.repeat(image[:, :, -1:], pad_w, axis=2)], axis=2)
 
 
-class CompressionModel(tf.keras.Model):
-  """Base class; see the module docstring."""
+class ObjectiveModel(tf.keras.Model):
+  """The generic Keras step, driven by the objective seam (tfcae.objectives): the loss
+  terms decide what is minimised and the hooks act on gradients and weights. Every
+  trainable model (the codecs, the MNIST autoencoder of the decorrelation study) derives
+  from it; a sub-class provides `forward(x, training) -> dict(x_hat, ...)`."""
 
-  stride = 1
-  num_strings = 1
-  architecture = None  # registry name, set by sub-classes
-
-  def __init__(self, objective=None, **kwargs):
+  def __init__(self, objective, **kwargs):
     super().__init__(**kwargs)
-    self.objective = objective if objective is not None else rate_distortion(0.01)
-    self.fingerprint = tf.Variable(b"\0" * bitstream.FINGERPRINT_BYTES, trainable=False,
-                                   dtype=tf.string, name="fingerprint")
-    self._compression_ready = False
+    self.objective = objective
     self._trackers = {}
 
-  # --- to implement -----------------------------------------------------------------
   def forward(self, x, training):
     raise NotImplementedError
 
-  def _make_entropy_models(self, compression):
-    """Returns a tuple of TFC entropy models (built with or without coding tables)."""
-    raise NotImplementedError
-
-  def entropy_models(self):
-    """The table-backed coders after prepare_for_compression(); training ones before.
-
-    Before, they are rebuilt on each call (cheap, no tables), as in TFC's bls2017.
-    """
-    if self._compression_ready:
-      return tuple(self._coders)
-    return self._make_entropy_models(compression=False)
-
-  def _compress_latents(self, x):
-    raise NotImplementedError
-
-  def _decompress_latents(self, strings, padded_shape):
-    raise NotImplementedError
-
-  def encoder_layers(self):
-    """The layers that run on the sender (for projections, accounting, TFLite)."""
-    raise NotImplementedError
-
-  def latent_offset(self):
-    """The offset o the entropy coder subtracts before rounding: symbols = round(y − o).
-
-    [latent_channels] float32. A device-side encoder (tfcae.tflite) outputs these
-    symbols; `compress_symbols` turns them back into a tfcae file.
-    """
-    raise NotImplementedError
-
-  def _compress_symbols(self, symbols):
-    """int32 symbols [1, h, w, C] (= round(y − o)) -> list of S scalar strings."""
-    raise NotImplementedError
-
-  # --- Keras ------------------------------------------------------------------------
   def call(self, x, training=False):
     return self.forward(x, training=training)["x_hat"]
 
@@ -133,6 +92,56 @@ class CompressionModel(tf.keras.Model):
 
   def predict_step(self, x):
     return self.forward(x, training=False)["x_hat"]
+
+
+class CompressionModel(ObjectiveModel):
+  """Base class; see the module docstring."""
+
+  stride = 1
+  num_strings = 1
+  architecture = None  # registry name, set by sub-classes
+
+  def __init__(self, objective=None, **kwargs):
+    super().__init__(objective if objective is not None else rate_distortion(0.01), **kwargs)
+    self.fingerprint = tf.Variable(b"\0" * bitstream.FINGERPRINT_BYTES, trainable=False,
+                                   dtype=tf.string, name="fingerprint")
+    self._compression_ready = False
+
+  # --- to implement (and forward) ---------------------------------------------------
+  def _make_entropy_models(self, compression):
+    """Returns a tuple of TFC entropy models (built with or without coding tables)."""
+    raise NotImplementedError
+
+  def entropy_models(self):
+    """The table-backed coders after prepare_for_compression(); training ones before.
+
+    Before, they are rebuilt on each call (cheap, no tables), as in TFC's bls2017.
+    """
+    if self._compression_ready:
+      return tuple(self._coders)
+    return self._make_entropy_models(compression=False)
+
+  def _compress_latents(self, x):
+    raise NotImplementedError
+
+  def _decompress_latents(self, strings, padded_shape):
+    raise NotImplementedError
+
+  def encoder_layers(self):
+    """The layers that run on the sender (for projections, accounting, TFLite)."""
+    raise NotImplementedError
+
+  def latent_offset(self):
+    """The offset o the entropy coder subtracts before rounding: symbols = round(y − o).
+
+    [latent_channels] float32. A device-side encoder (tfcae.tflite) outputs these
+    symbols; `compress_symbols` turns them back into a tfcae file.
+    """
+    raise NotImplementedError
+
+  def _compress_symbols(self, symbols):
+    """int32 symbols [1, h, w, C] (= round(y − o)) -> list of S scalar strings."""
+    raise NotImplementedError
 
   def get_config(self):
     """The architecture (what the fingerprint and a rebuild need)."""

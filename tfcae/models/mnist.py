@@ -3,14 +3,15 @@ bottleneck representations in autoencoders" (their Table 1 model).
 
 Encoder 784-128-64-n, decoder n-64-128-784, LeakyReLU between hidden layers, a linear
 bottleneck, sigmoid output and binary cross-entropy. It is not an image codec (no entropy
-model, no bitstream), so it is deliberately not in `tfcae.models.MODELS`; but its training
-step goes through the same objective seam (tfcae.objectives) as every codec: the loss is
+model, no bitstream), so it is deliberately not in `tfcae.models.MODELS`; but it derives from
+the same `ObjectiveModel` step and objective seam (tfcae.objectives) as every codec: the loss is
 `Objective([BinaryCrossEntropy(), Decorrelation(α)])` over a `StepContext` whose `y` is the
 bottleneck, so the decorrelation term is literally the one the CAEs use.
 """
 import tensorflow as tf
 
-from tfcae.objectives import LossTerm, Objective, StepContext
+from tfcae.models.base import ObjectiveModel
+from tfcae.objectives import LossTerm, Objective
 
 
 class BinaryCrossEntropy(LossTerm):
@@ -26,7 +27,7 @@ class BinaryCrossEntropy(LossTerm):
         labels=ctx.x, logits=ctx["logits"]))
 
 
-class MnistAutoencoder(tf.keras.Model):
+class MnistAutoencoder(ObjectiveModel):
   """784-128-64-n-64-128-784 autoencoder; inputs are flattened images in [0, 1].
 
   LeakyReLU uses Keras's default negative slope (0.3), as a Keras model written from the
@@ -35,11 +36,11 @@ class MnistAutoencoder(tf.keras.Model):
 
   def __init__(self, bottleneck=8, hidden=(128, 64), num_inputs=784, objective=None,
                **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(objective if objective is not None else Objective([BinaryCrossEntropy()]),
+                     **kwargs)
     self.bottleneck = int(bottleneck)
     self.hidden = tuple(int(h) for h in hidden)
     self.num_inputs = int(num_inputs)
-    self.objective = objective if objective is not None else Objective([BinaryCrossEntropy()])
     layers = tf.keras.layers
     encoder = []
     for i, units in enumerate(self.hidden):
@@ -53,7 +54,6 @@ class MnistAutoencoder(tf.keras.Model):
     decoder.append(layers.Dense(self.num_inputs, name="logits"))
     self.encoder = tf.keras.Sequential(encoder, name="encoder")
     self.decoder = tf.keras.Sequential(decoder, name="decoder")
-    self._trackers = {}
     self.build((None, self.num_inputs))
 
   def get_config(self):
@@ -66,47 +66,5 @@ class MnistAutoencoder(tf.keras.Model):
     logits = self.decoder(y, training=training)
     return {"y": y, "logits": logits, "x_hat": tf.sigmoid(logits)}
 
-  def call(self, x, training=False):
-    return self.forward(x, training=training)["x_hat"]
-
   def encode(self, x):
     return self.encoder(x, training=False)
-
-  # The same generic step as tfcae.models.base.CompressionModel: the objective decides.
-  def compile(self, **kwargs):
-    super().compile(**kwargs)
-    self._trackers = {n: tf.keras.metrics.Mean(name=n) for n in self.objective.log_names()}
-
-  @property
-  def metrics(self):
-    return list(self._trackers.values())
-
-  def _record(self, logs):
-    for name, value in logs.items():
-      if name in self._trackers:
-        self._trackers[name].update_state(value)
-    return {name: t.result() for name, t in self._trackers.items()}
-
-  def train_step(self, x):
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    with tf.GradientTape() as tape:
-      ctx = StepContext(self, x, self.forward(x, training=True), training=True)
-      loss, logs = self.objective(ctx)
-      # Optimizers sum gradients over replicas; scale so the step is that of the mean.
-      scaled_loss = loss / replicas
-    variables = self.trainable_variables
-    gradients = tape.gradient(scaled_loss, variables)
-    for hook in self.objective.hooks:
-      gradients = hook.transform_gradients(self, gradients, variables)
-    self.optimizer.apply_gradients(zip(gradients, variables))
-    for hook in self.objective.hooks:
-      logs.update(hook.after_apply(self, ctx))
-    return self._record(logs)
-
-  def test_step(self, x):
-    ctx = StepContext(self, x, self.forward(x, training=False), training=False)
-    _, logs = self.objective(ctx)
-    return self._record(logs)
-
-  def predict_step(self, x):
-    return self.forward(x, training=False)["x_hat"]
