@@ -23,10 +23,10 @@ import tensorflow as tf  # noqa: E402  (before absl's app.run; see tfcae.cli.run
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfcae import TfcaeError  # noqa: E402
+from tfcae import TfcaeError, accounting  # noqa: E402
 from tfcae.config import TrainConfig  # noqa: E402
 from tfcae.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
-from tfcae.models import build_model, edge_pad  # noqa: E402
+from tfcae.models import edge_pad  # noqa: E402
 from tfcae.objectives import decorrelation_penalty  # noqa: E402
 from tfcae.training import CONFIG_FILE  # noqa: E402
 
@@ -36,20 +36,6 @@ flags.DEFINE_string("rd_results", "", "bin/evaluate JSON of the same model_dirs 
 flags.DEFINE_string("output", "docs/benchmark/cae_decorrelation.json", "Results JSON.")
 flags.mark_flag_as_required("model_dirs")
 FLAGS = flags.FLAGS
-
-
-def load_model(model_dir):
-  path = os.path.join(model_dir, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise TfcaeError(f"{model_dir}: no {CONFIG_FILE}")
-  with open(path, encoding="utf-8") as f:
-    config = TrainConfig(**json.load(f))
-  model = build_model(config.architecture())
-  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  if not latest:
-    raise TfcaeError(f"{model_dir}: no checkpoint")
-  tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-  return model, config
 
 
 def latent_statistics(model, paths):
@@ -83,7 +69,8 @@ def main(argv):
           k: results["results"][k][i] for k in ("bpp", "psnr-rgb", "ms-ssim-rgb")}
   rows = []
   for model_dir in FLAGS.model_dirs:
-    model, config = load_model(model_dir)
+    model = accounting.load_model(model_dir, for_compression=False)
+    config = TrainConfig.load(os.path.join(model_dir, CONFIG_FILE))
     row = {"model_dir": model_dir, "lmbda": config.lmbda,
            "decorrelation_weight": config.decorrelation_weight,
            **latent_statistics(model, paths), **rd.get(os.path.normpath(model_dir), {})}

@@ -10,7 +10,6 @@ quantized code round(E(x)) (from the model rebuilt from its last checkpoint). JP
 (Pillow, 4:2:0) is swept on the same images for the SSIM/MS-SSIM-vs-bpp comparison and
 interpolated (in log-bpp) at each model's rate. Prints the table beside the paper's.
 """
-import json
 import os
 import sys
 
@@ -20,7 +19,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfcae import classical, metrics  # noqa: E402
+from tfcae import accounting, classical, metrics  # noqa: E402
 from tfcae.codec import Codec  # noqa: E402
 from tfcae.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
 
@@ -43,22 +42,9 @@ def ssim(x, y):
   return float(tf.image.ssim(tf.cast(x, tf.float32), tf.cast(y, tf.float32), 255.))
 
 
-def restore_keras_model(model_dir):
-  """The trained Keras model, rebuilt from train_config.json and the last checkpoint."""
-  from tfcae.config import TrainConfig
-  from tfcae.models import build_model
-  from tfcae.training import CONFIG_FILE
-  with open(os.path.join(model_dir, CONFIG_FILE), encoding="utf-8") as f:
-    config = TrainConfig(**json.load(f))
-  model = build_model(config.architecture())
-  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-  return model
-
-
 def evaluate_model(model_dir, paths):
   from tfcae.models import edge_pad
-  codec, model = Codec(model_dir), restore_keras_model(model_dir)
+  codec, model = Codec(model_dir), accounting.load_model(model_dir, for_compression=False)
   records = []
   for path in paths:
     image = load_rgb_image(path)

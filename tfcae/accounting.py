@@ -36,6 +36,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from tfcae import TfcaeError
+from tfcae.config import TrainConfig
 from tfcae.constraints import sparsity_report
 from tfcae.models import build_model
 from tfcae import reduction
@@ -62,12 +63,7 @@ def load_model(model_dir, for_compression=True):
       info = json.load(f)
     architecture = info["architecture"]
   elif os.path.exists(config_file):
-    with open(config_file, encoding="utf-8") as f:
-      settings = json.load(f)
-    architecture = {"architecture": settings["model"], "num_filters": settings["num_filters"],
-                    "latent_channels": settings["latent_channels"] or settings["num_filters"]}
-    if settings["model"] == "hyperprior":
-      architecture["hyper_filters"] = settings["hyper_filters"] or settings["num_filters"]
+    architecture = TrainConfig.load(config_file).architecture()
   else:
     raise TfcaeError(f"{model_dir}: not a tfcae model directory (no tfcae_export.json or "
                      "train_config.json)")

@@ -162,6 +162,14 @@ class TrainConfig:
     if self.patch_size % stride:
       raise ValueError(f"--patch_size must be a multiple of the {self.model} stride ({stride})")
 
+  @classmethod
+  def load(cls, path):
+    """The config a run saved (train_config.json); fields it lacks take their defaults,
+    fields this version no longer has are ignored."""
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+    return cls(**{k: v for k, v in saved.items() if k in cls.__dataclass_fields__})
+
   def to_dict(self):
     return dataclasses.asdict(self)
 

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from tfcae import data, export
+from tfcae import accounting, data, export
 from tfcae.fileio import atomic_write_json
 from tfcae.layers import GDN
 from tfcae.models import build_model
@@ -83,12 +83,8 @@ def _copy(source, target):
 
 
 def restore(model_dir):
-  """The trained model of `model_dir` (latest checkpoint) and its training config."""
-  with open(os.path.join(model_dir, export.EXPORT_INFO), encoding="utf-8") as f:
-    architecture = json.load(f)["architecture"]
-  model = build_model(architecture)
-  tf.train.Checkpoint(model=model).restore(
-      tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))).expect_partial()
+  """The trained model of `model_dir` (latest checkpoint) and its training config (dict)."""
+  model = accounting.load_model(model_dir, for_compression=False)
   with open(os.path.join(model_dir, "train_config.json"), encoding="utf-8") as f:
     config = json.load(f)
   return model, config

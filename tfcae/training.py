@@ -163,9 +163,7 @@ def warm_start(model, source_dir):
     raise TfcaeError(f"--init_from={source_dir}: no checkpoint in {source_dir}/checkpoints")
   path = os.path.join(source_dir, CONFIG_FILE)
   if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      source = TrainConfig(**{k: v for k, v in json.load(f).items()
-                              if k in TrainConfig.__dataclass_fields__}).architecture()
+    source = TrainConfig.load(path).architecture()
     if source != model.get_config():
       raise TfcaeError(f"--init_from={source_dir} holds a different architecture ({source}); "
                        f"this run builds {model.get_config()}")
