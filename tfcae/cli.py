@@ -17,27 +17,28 @@ from tfcae import TfcaeError  # noqa: E402
 flags.DEFINE_bool("debug", False, "Show full tracebacks instead of one-line errors.")
 
 
-def define_flags_from_dataclass(cls, skip=()):
+def define_flags_from_dataclass(cls, skip=(), flag_values=flags.FLAGS):
   """Defines one absl flag per dataclass field (name, type, default, help, choices)."""
+  kw = {"flag_values": flag_values}
   for f in dataclasses.fields(cls):
     if f.name in skip:
       continue
     help_text = f.metadata.get("help", f.name)
     choices = f.metadata.get("choices")
     if choices:
-      flags.DEFINE_enum(f.name, f.default, list(choices), help_text)
+      flags.DEFINE_enum(f.name, f.default, list(choices), help_text, **kw)
     elif f.type in (bool, "bool"):
-      flags.DEFINE_bool(f.name, f.default, help_text)
+      flags.DEFINE_bool(f.name, f.default, help_text, **kw)
     elif f.type in (int, "int"):
-      flags.DEFINE_integer(f.name, f.default, help_text)
+      flags.DEFINE_integer(f.name, f.default, help_text, **kw)
     elif f.type in (float, "float"):
-      flags.DEFINE_float(f.name, f.default, help_text)
+      flags.DEFINE_float(f.name, f.default, help_text, **kw)
     else:
-      flags.DEFINE_string(f.name, f.default, help_text)
+      flags.DEFINE_string(f.name, f.default, help_text, **kw)
 
 
-def dataclass_from_flags(cls):
-  values = flags.FLAGS.flag_values_dict()
+def dataclass_from_flags(cls, flag_values=flags.FLAGS):
+  values = flag_values.flag_values_dict()
   return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
 

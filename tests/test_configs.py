@@ -1,0 +1,41 @@
+"""Every shipped flagfile parses into a valid config of the tool its header names."""
+import glob
+import os
+import re
+
+import pytest
+from absl import flags
+
+from tfcae import cli
+from tfcae.config import TrainConfig
+from tfcae.mnist import MnistConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.cfg")))
+TOOLS = {"bin/train": TrainConfig, "bin/train_mnist": MnistConfig}
+
+
+def test_there_are_configs():
+  assert len(CONFIGS) >= 10
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_config_parses_and_validates(path, monkeypatch, tmp_path):
+  text = open(path).read()
+  # The header shows the exact command, and it runs this very file.
+  command = re.search(r"^#\s+(bin/\w+) --flagfile=(configs/\S+\.cfg)(.*)$", text, re.M)
+  assert command, "the header must show the command that runs this flagfile"
+  tool, named, rest = command.groups()
+  extra = [a for a in rest.split() if a.startswith("--") and not a.startswith("--model_dir")]
+  assert named == os.path.relpath(path, ROOT)
+  values = flags.FlagValues()
+  cli.define_flags_from_dataclass(TOOLS[tool], flag_values=values)
+  monkeypatch.chdir(ROOT)  # nested --flagfile lines are relative to the repository root
+  values(["prog", f"--flagfile={named}", *extra, f"--model_dir={tmp_path}"])
+  config = cli.dataclass_from_flags(TOOLS[tool], flag_values=values)
+  config.validate()
+  # Lines of this file win over those of a flagfile it includes (--flagfile comes first).
+  for line in text.splitlines():
+    m = re.match(r"--(\w+)=(.*)$", line.strip())
+    if m and m.group(1) != "flagfile":
+      assert values[m.group(1)].value == values[m.group(1)].parser.parse(m.group(2)), line
