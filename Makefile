@@ -28,11 +28,15 @@ demo: $(STAMP)
 	$(PY) bin/evaluate --model_dir=$(DEMO_DIR) --images='data/sample/eval/*.png' --output=$(DEMO_DIR)/eval.json
 
 # pytest exits 5 when it collects nothing; that must fail CI, and it does (non-zero).
+# Two pytest-xdist workers, one test module each at a time (module fixtures are built
+# once); much of the work is single-threaded tracing, export and tool start-up.
+JOBS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(JOBS) --dist loadscope
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow tests
+	$(PYTEST) -m slow tests
 
 test: test-fast test-slow
 

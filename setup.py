@@ -35,6 +35,6 @@ setup(
     scripts=[os.path.join("bin", f) for f in sorted(os.listdir(os.path.join(HERE, "bin")))
              if not f.startswith(".")],
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "scipy>=1.9"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "scipy>=1.9"]},
     license="Apache-2.0",
 )

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny trained-and-exported models, built once per test session."""
+import fcntl
 import os
 import subprocess
 import sys
@@ -23,24 +24,36 @@ def tiny_config(model_dir, model="factorized", **overrides):
   return TrainConfig(**settings)
 
 
-@pytest.fixture(scope="session", params=["factorized", "hyperprior"])
+def shared_model_dir(tmp_path_factory, name, settings):
+  """A tiny model trained and exported once per test run, also across pytest-xdist workers
+  (`make test` runs two): the first worker to ask trains it under a file lock, the others
+  wait and reuse it. Tests must treat it as read-only."""
+  from tfcae import training
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # shared by the workers of this run
+  model_dir = root / name
+  with open(root / f"{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (model_dir / "summary.json").exists():
+      training.train(tiny_config(model_dir, **settings))
+  return str(model_dir)
+
+
+@pytest.fixture(scope="session",
+                params=["factorized", pytest.param("hyperprior", marks=pytest.mark.slow)])
 def exported_model(request, tmp_path_factory):
   """(architecture, model_dir) of a tiny model trained for a few steps and exported."""
-  from tfcae import training
-  model_dir = tmp_path_factory.mktemp(f"tiny_{request.param}")
   # At 60 steps the hyperprior's reconstructions are still near the image mean for some seeds
   # and CPUs (MSE/variance 0.5-1.04 over seeds 0-3); 150 steps at 3e-3 gives 0.41-0.57.
   overrides = dict(steps_per_epoch=150, learning_rate=3e-3) if request.param == "hyperprior" else {}
-  training.train(tiny_config(model_dir, request.param, **overrides))
-  return request.param, str(model_dir)
+  return request.param, shared_model_dir(tmp_path_factory, f"tiny_{request.param}",
+                                         dict(model=request.param, **overrides))
 
 
 @pytest.fixture(scope="session")
 def factorized_dir(tmp_path_factory):
-  from tfcae import training
-  model_dir = tmp_path_factory.mktemp("tiny_factorized_b")
-  training.train(tiny_config(model_dir, seed=1))
-  return str(model_dir)
+  return shared_model_dir(tmp_path_factory, "tiny_factorized_b", dict(seed=1))
 
 
 @pytest.fixture

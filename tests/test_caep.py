@@ -67,6 +67,7 @@ def test_caep_architecture_and_forward():
   assert any(g is not None for g in grads[n_enc:])
 
 
+@pytest.mark.slow
 def test_caep_compress_decompress_matches_forward(rng):
   model = build_model(TINY)
   model.prepare_for_compression()

@@ -10,6 +10,9 @@ from PIL import Image
 
 from conftest import REPO, SAMPLE_EVAL, run_tool
 
+# Every test here runs the tools in fresh processes on trained, exported models: second tier.
+pytestmark = pytest.mark.slow
+
 IMAGE = os.path.join(SAMPLE_EVAL, "kodim23.png")
 
 

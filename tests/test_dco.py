@@ -183,6 +183,7 @@ def test_build_objective_maps_the_flags():
   assert term.multiplier.get_config()["learning_rate"] == 0.1
 
 
+@pytest.mark.slow
 def test_train_logs_lambda_and_warns_at_the_clip(tmp_path, capsys):
   """An unachievable target: λ stays at its clip, summary.json and a warning say so."""
   from tfcae import plotting

@@ -150,6 +150,7 @@ def test_build_objective_adds_the_term_from_the_config(tmp_path):
     training.build_objective(tiny_config(tmp_path, decorrelation_weight=-1.))
 
 
+@pytest.mark.slow
 def test_cae_trains_with_the_penalty_from_the_config(tmp_path):
   config = tiny_config(tmp_path, num_filters=4, decorrelation_weight=1e-3)
   tf.keras.utils.set_random_seed(0)

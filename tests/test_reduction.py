@@ -104,6 +104,7 @@ def test_reduced_encoder_keeps_latents_and_shrinks():
   assert float(tf.reduce_max(abs(y))) > 1.
 
 
+@pytest.mark.slow
 def test_reduced_compressor_writes_the_same_bitstream():
   model = sparse_factorized_model()
   model.prepare_for_compression()

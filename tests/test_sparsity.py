@@ -103,6 +103,7 @@ def test_radius_fixed_once_from_initial_norm():
   np.testing.assert_allclose(hook.radii.numpy()[0], expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_train_resumes_in_second_descent(tmp_path):
   """bin/train's path: the phase, masks and initial weights survive checkpoint/resume."""
   config = tiny_config(tmp_path, steps_per_epoch=5, epochs=2, sparsity_constraint="l11",
@@ -138,6 +139,7 @@ def test_train_resumes_in_second_descent(tmp_path):
     assert json.load(f)["objective"]["hooks"][0]["constraint"] == "l11"
 
 
+@pytest.mark.slow
 def test_init_from_loads_trained_weights(tmp_path, factorized_dir):
   config = tiny_config(tmp_path / "warm", steps_per_epoch=1, epochs=1, learning_rate=1e-9,
                        init_from=factorized_dir)
@@ -153,6 +155,7 @@ def test_init_from_loads_trained_weights(tmp_path, factorized_dir):
                              source.analysis_transform.layers[1].kernel.numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_init_from_refuses_other_architecture(tmp_path, factorized_dir):
   config = tiny_config(tmp_path / "warm", num_filters=16, init_from=factorized_dir)
   with pytest.raises(Exception, match="different architecture"):

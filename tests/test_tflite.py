@@ -6,6 +6,9 @@ import pytest
 
 from conftest import SAMPLE_EVAL, SAMPLE_TRAIN, run_tool, sample_image
 
+# TFLite conversion of trained encoders (minutes in all): second tier.
+pytestmark = pytest.mark.slow
+
 # Builtin TFLite operators the analysis transforms may use (GDN: ABS, CONV_2D, DIV; the
 # rounding: SUB, ROUND, CAST; int8: QUANTIZE/DEQUANTIZE; reduced encoders: GATHER,
 # CONCATENATION).

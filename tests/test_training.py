@@ -21,6 +21,7 @@ def _history_epochs(model_dir):
     return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_resume_continues_from_checkpoint(tmp_path):
   model_dir = tmp_path / "run"
   first = training.train(tiny_config(model_dir, epochs=1, steps_per_epoch=5))
@@ -39,6 +40,7 @@ def test_resume_continues_from_checkpoint(tmp_path):
   assert _history_epochs(model_dir) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   training.train(tiny_config(tmp_path, epochs=1, steps_per_epoch=2))
   good = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
@@ -51,6 +53,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   assert not (tmp_path / "summary.json").read_text().count("NaN")
 
 
+@pytest.mark.slow
 def test_summary_json(tmp_path):
   summary = training.train(tiny_config(tmp_path, epochs=1, steps_per_epoch=3))
   on_disk = json.loads((tmp_path / "summary.json").read_text())
@@ -65,6 +68,7 @@ def test_summary_json(tmp_path):
   assert os.listdir(tmp_path / "logs")  # TensorBoard event files
 
 
+@pytest.mark.slow
 def test_changing_architecture_refuses_to_resume(tmp_path):
   training.train(tiny_config(tmp_path, epochs=1, steps_per_epoch=2))
   with pytest.raises(TfcaeError, match="different architecture"):
@@ -114,6 +118,7 @@ print(json.dumps(summary["validation"]))
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
   r = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path), os.path.join(REPO, "tests")],
                      capture_output=True, text=True, timeout=600,
