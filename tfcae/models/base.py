@@ -64,10 +64,12 @@ class ObjectiveModel(tf.keras.Model):
     return list(self._trackers.values())
 
   def _record(self, logs):
-    for name, value in logs.items():
-      if name in self._trackers:
-        self._trackers[name].update_state(value)
-    return {name: t.result() for name, t in self._trackers.items()}
+    """Updates the trackers of what this step logged and returns those only: hooks log in
+    train_step, so validation reports no hook values (rather than their idle zeros)."""
+    logged = [name for name in self._trackers if name in logs]
+    for name in logged:
+      self._trackers[name].update_state(logs[name])
+    return {name: self._trackers[name].result() for name in logged}
 
   def train_step(self, x):
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
