@@ -6,7 +6,6 @@ tf.train.CheckpointManager in `model_dir/checkpoints` after every epoch; running
 command again restores the latest checkpoint and continues with the next epoch.
 """
 import contextlib
-import json
 import os
 import sys
 import time
@@ -143,16 +142,13 @@ def _check_resume_compatible(model_dir, config):
   path = os.path.join(model_dir, CONFIG_FILE)
   if not os.path.exists(path):
     return
-  with open(path, encoding="utf-8") as f:
-    previous = json.load(f)
-  # A field added after that run was written had its default then.
-  defaults = TrainConfig.__dataclass_fields__
-  changed = [k for k in ARCHITECTURE_FIELDS
-             if previous.get(k, defaults[k].default) != getattr(config, k)]
+  # A field added after that run was written had its default then (TrainConfig.load).
+  previous = TrainConfig.load(path)
+  changed = [k for k in ARCHITECTURE_FIELDS if getattr(previous, k) != getattr(config, k)]
   if changed:
     raise TfcaeError(f"{model_dir} holds a model trained with a different architecture "
-                     f"({', '.join(f'{k}={previous.get(k)!r}' for k in changed)}); use another "
-                     "--model_dir")
+                     f"({', '.join(f'{k}={getattr(previous, k)!r}' for k in changed)}); use "
+                     "another --model_dir")
 
 
 def warm_start(model, source_dir):
