@@ -25,11 +25,11 @@ def main(model_dir):
   model = accounting.load_model(model_dir, for_compression=False)
   kernels = [layer.kernel for layer in model.encoder_layers() if hasattr(layer, "kernel")]
   for name, groups in SWEEP:
+    norms = [float(make_constraint(name, groups, 1.0).norm(kernel)) for kernel in kernels]
     for radius in RADII:
       zeros = total = 0
       dead = []
-      for kernel in kernels:
-        norm = float(make_constraint(name, groups, 1.0).norm(kernel))
+      for kernel, norm in zip(kernels, norms):
         projected = make_constraint(name, groups, radius * norm)(kernel).numpy()
         zeros += int((projected == 0).sum())
         total += projected.size
