@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """D-CO vs hinge vs β on BSDS500: van Rozendaal et al.'s Fig. 1 on our data (issue 4).
 
-  .venv/bin/python bench/dco_sweep.py --targets=150,180,220,280 --betas=0.003,0.01,0.03 \
-      --hinge_targets=150,220,280 --runs_dir=runs/dco --jobs=2
+  .venv/bin/python bench/dco_sweep.py --targets=220,260,300,360 --signals=validation \
+      --train_signal_targets=260,360 --betas=0.005,0.01,0.02 --hinge_targets=260,360 \
+      --runs_dir=runs/dco --jobs=2 --test_images='../shared/data/kodak/*.png'
 
-Trains one short CPU model per D-CO target, per β (the codec core's R + λ·D) and per hinge
-target, all with configs/dco_cpu.cfg's settings (the objective flags are overridden per
-run), two at a time; a run whose summary.json exists is not trained again. Then reports,
-per run, the final validation MSE (real quantizer) against the target, the training MSE
-of the last epoch (the constrained quantity: the multiplier sees training batches), the
-rate and the final λ, and writes
+Trains one short CPU model per D-CO target and multiplier signal (`train`: the paper's
+dual ascent on training batches, runs dco_c<T>; `validation`: on held-out batches with the
+real quantizer, runs dcoval_c<T>; see tfcae.dco.DualAscent), per β (the codec core's
+R + λ·D) and per hinge target, all with configs/dco_cpu.cfg's settings (the objective
+flags are overridden per run), two at a time; a run whose summary.json exists is not
+trained again. Then reports, per run, the final validation MSE (real quantizer) against
+the target, the training MSE of the last epoch, the rate, the final λ and, with
+--test_images, MSE and bpp (file bytes) on a third image set no run has seen; and writes
 
   docs/benchmark/dco_sweep.json   every number of the table
   docs/benchmark/dco_rd.png       rate vs validation MSE of the three methods, targets marked
@@ -31,9 +34,14 @@ from tfcae import plotting  # noqa: E402
 from tfcae.fileio import atomic_write_json  # noqa: E402
 
 flags.DEFINE_string("config", "configs/dco_cpu.cfg", "Shared flagfile of every run.")
-flags.DEFINE_list("targets", ["150", "180", "220", "280"], "D-CO MSE targets c_D.")
-flags.DEFINE_list("betas", ["0.003", "0.01", "0.03"], "λ of the R + λ·D baseline.")
-flags.DEFINE_list("hinge_targets", ["150", "220", "280"], "Hinge baseline MSE targets.")
+flags.DEFINE_list("targets", ["220", "260", "300", "360"], "D-CO MSE targets c_D.")
+flags.DEFINE_list("signals", ["validation"], "Multiplier signals for --targets (train, "
+                  "validation).")
+flags.DEFINE_list("train_signal_targets", [], "More D-CO targets with the train signal.")
+flags.DEFINE_string("test_images", "", "Glob of test images (e.g. Kodak) to code with "
+                    "every run; empty: none.")
+flags.DEFINE_list("betas", ["0.005", "0.01", "0.02"], "λ of the R + λ·D baseline.")
+flags.DEFINE_list("hinge_targets", ["260", "360"], "Hinge baseline MSE targets.")
 flags.DEFINE_float("hinge_lambda", 10., "The hinge's fixed λ.")
 flags.DEFINE_list("extra_lambda_runs", [], "More label=model_dir runs for the λ plot (e.g. "
                   "the paper's multiplier lr).")
@@ -43,9 +51,15 @@ flags.DEFINE_string("output_dir", "docs/benchmark", "Where the JSON and plots go
 FLAGS = flags.FLAGS
 
 
+RUN_PREFIX = {"train": "dco", "validation": "dcoval"}
+
+
 def planned_runs():
-  runs = [(f"dco_c{t}", "dco", float(t), ["--objective=dco", f"--target_distortion={t}"])
-          for t in FLAGS.targets]
+  dco = [(signal, t) for signal in FLAGS.signals for t in FLAGS.targets]
+  dco += [("train", t) for t in FLAGS.train_signal_targets if ("train", t) not in dco]
+  runs = [(f"{RUN_PREFIX[signal]}_c{t}", RUN_PREFIX[signal], float(t),
+           ["--objective=dco", f"--target_distortion={t}", f"--multiplier_signal={signal}"])
+          for signal, t in dco]
   runs += [(f"beta_l{b}", "beta", None, ["--objective=beta", f"--lmbda={b}"])
            for b in FLAGS.betas]
   runs += [(f"hinge_c{t}", "hinge", float(t),
@@ -71,8 +85,28 @@ def last_epoch(model_dir):
     return list(csv.DictReader(f))[-1]
 
 
+def test_point(model_dir, paths):
+  """Mean MSE (8-bit decoded, 0..255) and mean bpp (file bytes) over `paths`."""
+  import numpy as np
+  from tfcae import metrics
+  from tfcae.codec import Codec
+  from tfcae.fileio import load_rgb_image
+  codec = Codec(model_dir)
+  mse, bpp = [], []
+  for path in paths:
+    image = load_rgb_image(path)
+    data = codec.compress(image)
+    decoded = codec.decompress(data)
+    mse.append(float(np.mean((image.astype(np.float64) - decoded.astype(np.float64)) ** 2)))
+    bpp.append(metrics.bpp(len(data), *image.shape[:2]))
+  return float(np.mean(mse)), float(np.mean(bpp))
+
+
 def main(argv):
   del argv
+  unknown = set(FLAGS.signals) - set(RUN_PREFIX)
+  if unknown:
+    raise app.UsageError(f"--signals: unknown {sorted(unknown)}; expected train, validation")
   os.makedirs(FLAGS.runs_dir, exist_ok=True)
   runs = planned_runs()
   with ThreadPoolExecutor(FLAGS.jobs) as pool:
@@ -98,22 +132,37 @@ def main(argv):
         "target_met": state.get("target_met"), "lambda_at_clip": state.get("lambda_at_clip"),
         "steps": summary["epochs_completed"] * summary["settings"]["steps_per_epoch"],
     })
+  if FLAGS.test_images:
+    import glob
+    paths = sorted(glob.glob(FLAGS.test_images))
+    if not paths:
+      raise app.UsageError(f"--test_images={FLAGS.test_images!r} matches no file")
+    for r in rows:
+      r["test_mse"], r["test_bpp"] = test_point(os.path.join(FLAGS.runs_dir, r["run"]), paths)
+      r["test_gap"] = None if r["target"] is None else r["test_mse"] / r["target"] - 1.
 
+  test = bool(FLAGS.test_images)
   print("| run | target c_D | final λ | train MSE (last epoch) | train MSE/c − 1 | "
-        "val MSE | val MSE/c − 1 | val bpp |")
-  print("|---|---|---|---|---|---|---|---|")
+        "val MSE | val MSE/c − 1 | val bpp |" + (" test MSE | test MSE/c − 1 | test bpp |"
+                                                 if test else ""))
+  print("|---" * (11 if test else 8) + "|")
   for r in rows:
     pct = lambda v: "—" if v is None else f"{100 * v:+.1f}%"
-    print(f"| {r['run']} | {r['target'] or '—'} | {r['lmbda']:.4g} | {r['train_mse']:.1f} | "
-          f"{pct(r['train_gap'])} | {r['val_mse']:.1f} | {pct(r['val_gap'])} | "
-          f"{r['val_bpp']:.4f} |")
+    line = (f"| {r['run']} | {r['target'] or '—'} | {r['lmbda']:.4g} | {r['train_mse']:.1f} | "
+            f"{pct(r['train_gap'])} | {r['val_mse']:.1f} | {pct(r['val_gap'])} | "
+            f"{r['val_bpp']:.4f} |")
+    if test:
+      line += f" {r['test_mse']:.1f} | {pct(r['test_gap'])} | {r['test_bpp']:.4f} |"
+    print(line)
 
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   atomic_write_json(os.path.join(FLAGS.output_dir, "dco_sweep.json"),
-                    {"config": FLAGS.config, "runs": rows})
+                    {"config": FLAGS.config, "test_images": FLAGS.test_images, "runs": rows})
   plot_rd(rows, os.path.join(FLAGS.output_dir, "dco_rd.png"))
-  trajectories = [(f"c_D = {r['target']:g}", *plotting.read_lambda_trajectory(
-      os.path.join(FLAGS.runs_dir, r["run"]))) for r in rows if r["method"] == "dco"]
+  trajectories = [
+      (f"c_D = {r['target']:g} ({r['method']})",
+       *plotting.read_lambda_trajectory(os.path.join(FLAGS.runs_dir, r["run"])))
+      for r in rows if r["method"] in ("dco", "dcoval")]
   for item in FLAGS.extra_lambda_runs:
     label, _, path = item.rpartition("=")
     trajectories.append((label or path, *plotting.read_lambda_trajectory(path)))
@@ -128,13 +177,14 @@ def plot_rd(rows, output_png):
   plt = plotting._pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
   try:
-    styles = {"dco": ("o", "D-CO"), "hinge": ("s", "hinge (λ fixed)"), "beta": ("^", "β: R + λD")}
+    styles = {"dco": ("o", "D-CO, train signal"), "dcoval": ("D", "D-CO, validation signal"),
+              "hinge": ("s", "hinge (λ fixed)"), "beta": ("^", "β: R + λD")}
     for method, (marker, label) in styles.items():
       points = sorted((r["val_mse"], r["val_bpp"]) for r in rows if r["method"] == method)
       if points:
         ax.plot(*zip(*points), marker=marker, linewidth=1, label=label)
     for r in rows:
-      if r["method"] == "dco":
+      if r["method"] in ("dco", "dcoval"):
         ax.axvline(r["target"], color="gray", linewidth=0.6, linestyle=":")
     ax.set_xlabel("validation MSE (0..255, real quantizer); dotted: D-CO targets")
     ax.set_ylabel("validation bits per pixel")

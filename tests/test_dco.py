@@ -300,3 +300,70 @@ def test_mirrored_two_cpus_gives_the_single_device_trajectory(tmp_path):
   assert len(single) == len(mirrored) == 25
   assert np.ptp(single) > 0.5  # λ really moved
   np.testing.assert_allclose(mirrored, single, rtol=1e-5)
+
+
+class ShiftModel:
+  """forward() reconstructs x + shift, so the held-out MSE is shift²."""
+
+  def __init__(self, shift):
+    self.shift = shift
+
+  def forward(self, x, training):
+    assert not training  # the held-out signal uses the real quantizer
+    return {"x_hat": x + self.shift}
+
+
+def test_validation_signal_steers_on_held_out_batches_not_the_training_batch(tmp_path):
+  multiplier = dco.LagrangeMultiplier(learning_rate=0.1, initial_value=1.)
+  hook = dco.DualAscent(multiplier, target=100., signal="validation")
+  assert hook.log_names() == ["heldout_mse"]
+  with pytest.raises(RuntimeError, match="set_validation_data"):
+    hook.after_apply(ShiftModel(20.), FakeContext(1.))
+  hook.set_validation_data(tf.data.Dataset.from_tensors(tf.zeros([2, 4, 4, 3])))
+  gs = []
+  for _ in range(3):  # a one-batch held-out set is cycled, not exhausted
+    logs = hook.after_apply(ShiftModel(20.), FakeContext(1.))  # training MSE 1 is ignored
+    assert float(logs["heldout_mse"]) == pytest.approx(400.)
+    gs.append(400. / 100. - 1.)
+  expected = reference_trajectory(gs, 0.1, 0.99, 0.99, 1., 1e3)
+  np.testing.assert_allclose(multiplier.mu.numpy(), expected[-1], rtol=1e-6)
+  # The iterator is not model state: the checkpoint holds the multiplier only, and restores
+  # into a hook that has no held-out data.
+  path = tf.train.Checkpoint(hook=hook).save(str(tmp_path / "ckpt"))
+  fresh = dco.DualAscent(dco.LagrangeMultiplier(), target=100., signal="validation")
+  tf.train.Checkpoint(hook=fresh).restore(path).assert_consumed()
+  assert float(fresh.multiplier.mu.numpy()) == pytest.approx(float(expected[-1]), rel=1e-6)
+
+
+def test_train_signal_ignores_validation_data():
+  multiplier = dco.LagrangeMultiplier(learning_rate=0.1, initial_value=1.)
+  hook = dco.DualAscent(multiplier, target=100., signal="train")
+  hook.set_validation_data(tf.data.Dataset.from_tensors(tf.zeros([2, 4, 4, 3])))
+  assert hook.after_apply(ShiftModel(20.), FakeContext(50.)) == {} and not hook.log_names()
+  assert float(multiplier.mu.numpy()) == pytest.approx(0.1 * (50. / 100. - 1.), rel=1e-6)
+
+
+def test_signal_flag_is_checked_and_mapped():
+  with pytest.raises(ValueError, match="multiplier signal"):
+    dco.DualAscent(dco.LagrangeMultiplier(), target=1., signal="test")
+  with pytest.raises(ValueError, match="multiplier_signal"):
+    tiny_config("/tmp/unused", objective="dco", target_distortion=50.,
+                multiplier_signal="nope").validate()
+  with pytest.raises(ValueError, match="one device"):
+    tiny_config("/tmp/unused", objective="dco", target_distortion=50., strategy="mirrored",
+                multiplier_signal="validation").validate()
+  objective = training.build_objective(tiny_config(
+      "/tmp/unused", objective="dco", target_distortion=50., multiplier_signal="validation"))
+  assert objective.hooks[0].signal == "validation"
+  assert objective.get_config()["hooks"][0]["signal"] == "validation"
+
+
+@pytest.mark.slow
+def test_training_with_the_validation_signal_logs_the_held_out_distortion(tmp_path):
+  summary = training.train(tiny_config(
+      tmp_path / "run", objective="dco", target_distortion=1e5, multiplier_init=10.,
+      multiplier_lr=0.05, epochs=1, steps_per_epoch=4, multiplier_signal="validation"))
+  state = summary["objective_state"]["dco"]
+  assert state["multiplier_steps"] == 4
+  # Held-out MSE (≤ 255² = 65,025) is below c_D = 1e5: every step pushed λ down.
+  assert state["lambda"] < 10. and 0 < summary["train"]["heldout_mse"] < 1e5

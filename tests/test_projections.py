@@ -363,3 +363,15 @@ def test_property_float32_close_to_float64(w, fraction, method):
   # to the radius) there is float64 cancellation in |w| − τ, of order 1e-16·‖w‖.
   assert norm(x32) <= r * (1 + 1e-5) + 1e-14 * norm(w32)
   np.testing.assert_allclose(x32, x64, rtol=0, atol=1e-6 * max(np.abs(w).max(initial=0.), 1e-30))
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_a_radius_far_below_float_rounding_still_lands_on_the_ball(method):
+  """Found by hypothesis: with radius 1.7e-277 the ℓ1,∞ sweep's F at its last breakpoint was
+  ~1e-16 instead of 0, no breakpoint had F <= C and the projection returned W itself."""
+  project, norm, _, _ = METHODS[method]
+  w = np.ones([5, 6], np.float32)
+  w[[0, 2], 0] = 0.
+  for radius in (1.685628601336491e-277, 1e-30, 5e-324):
+    x = project(w, radius).numpy()
+    assert np.all(np.isfinite(x)) and norm(x) <= radius * (1 + 1e-5) + 1e-14 * norm(w)

@@ -46,6 +46,11 @@ class TrainConfig:
   multiplier_dampening: float = _field(0.99, "D-CO: dampening of μ's SGD; paper 0.99.")
   multiplier_max: float = _field(1e3, "D-CO: clip λ ≤ this; paper 1e3.")
   multiplier_init: float = _field(1e3, "D-CO: initial λ (≤ --multiplier_max); paper 1e3.")
+  multiplier_signal: str = _field("train", "D-CO: the distortion the dual ascent steers on: "
+                                  "train (each training batch, noisy proxy; the paper) or "
+                                  "validation (one held-out batch per step, real quantizer; "
+                                  "Cotter et al. 2019), so the target holds on held-out data.",
+                                  ("train", "validation"))
   # --- Bottleneck decorrelation (issue 6) ---
   decorrelation_weight: float = _field(0.0, "α of the bottleneck decorrelation term "
                                       "α·Σ_{i≠j} C_ij² over the latents y (Laakom et al.); "
@@ -149,6 +154,10 @@ class TrainConfig:
               0 < self.multiplier_init <= self.multiplier_max):
         raise ValueError("--hinge_lambda and --multiplier_lr must be > 0 and 0 < "
                          "--multiplier_init <= --multiplier_max")
+    if self.objective == "dco" and self.multiplier_signal == "validation" and (
+        self.strategy != "default"):
+      raise ValueError("--multiplier_signal=validation runs on one device only (its held-out "
+                       "batches are not distributed); use --strategy=default")
     if self.distortion in ("ms-ssim", "caep-mix") and self.patch_size < 176:
       # tf.image.ssim_multiscale needs each side > (11 - 1) * 2**4 = 160 for 5 scales.
       raise ValueError(f"--distortion={self.distortion} needs --patch_size >= 176")

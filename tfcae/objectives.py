@@ -150,6 +150,9 @@ class TrainingHook(tf.Module):
   def on_epoch_end(self, model, epoch, logs):
     pass
 
+  def set_validation_data(self, dataset):
+    """Offered the held-out dataset before training, for hooks that steer on it."""
+
   def log_names(self):
     return []
 

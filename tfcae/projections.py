@@ -249,6 +249,10 @@ def _l1inf_theta(u, s, radius):
   a_after = a0 + tf.cumsum(tf.gather(tf.reshape(d_a, [-1]), order))
   b_after = b0 + tf.cumsum(tf.gather(tf.reshape(d_b, [-1]), order))
   f = a_after - beta * b_after                             # F at each breakpoint (continuous)
+  # F is exactly 0 at the last breakpoint (every row has vanished); say so, because the sums
+  # above can leave ~1e-16 there, and a radius below that (say 1e-277) would then find no
+  # breakpoint with F <= C and argmax would fall back to the first one (X = W).
+  f = tf.concat([f[:-1], tf.zeros([1], _F64)], axis=0)
   # First breakpoint where F <= C; it exists because F = 0 after the last one and C > 0.
   # argmax of the boolean rather than a count, in case rounding breaks monotonicity.
   j = tf.argmax(tf.cast(f <= radius, tf.int32), output_type=tf.int32)

@@ -225,6 +225,8 @@ def train(config: TrainConfig):
     print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch.numpy())} of "
           f"{config.epochs})", flush=True)
   initial_epoch = int(epoch.numpy())
+  for hook in model.objective.hooks:
+    hook.set_validation_data(val_ds)
 
   log_dir = os.path.join(model_dir, "logs")
   callbacks = [
