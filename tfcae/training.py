@@ -171,14 +171,12 @@ def warm_start(model, source_dir):
   print(f"Initialised the weights from {latest}", flush=True)
 
 
-def _datasets(config):
-  if config.dataset:
-    return data.tfds_datasets(config.dataset, config.patch_size, config.batch_size,
-                              config.tfds_data_dir or None, seed=config.seed,
-                              max_val_batches=config.validation_batches)
-  train_files = data.image_files(config.train_images, "training images")
-  if config.val_images:
-    val_files = data.image_files(config.val_images, "validation images")
+def split_files(train_images, val_images=""):
+  """(training files, validation files): --val_images, or else the last tenth of
+  --train_images by name (at least one image) is held out."""
+  train_files = data.image_files(train_images, "training images")
+  if val_images:
+    val_files = data.image_files(val_images, "validation images")
   else:
     if len(train_files) < 2:
       raise TfcaeError("need at least 2 training images to hold some out for validation "
@@ -188,6 +186,15 @@ def _datasets(config):
   overlap = set(map(os.path.abspath, train_files)) & set(map(os.path.abspath, val_files))
   if overlap:
     raise TfcaeError(f"{len(overlap)} images are both training and validation images")
+  return train_files, val_files
+
+
+def _datasets(config):
+  if config.dataset:
+    return data.tfds_datasets(config.dataset, config.patch_size, config.batch_size,
+                              config.tfds_data_dir or None, seed=config.seed,
+                              max_val_batches=config.validation_batches)
+  train_files, val_files = split_files(config.train_images, config.val_images)
   return (data.train_dataset(train_files, config.patch_size, config.batch_size, config.seed),
           data.validation_dataset(val_files, config.patch_size, config.batch_size,
                                   config.validation_batches))
