@@ -96,8 +96,7 @@ def test_point(model_dir, paths):
   for path in paths:
     image = load_rgb_image(path)
     data = codec.compress(image)
-    decoded = codec.decompress(data)
-    mse.append(float(np.mean((image.astype(np.float64) - decoded.astype(np.float64)) ** 2)))
+    mse.append(metrics.mse(image, codec.decompress(data)))
     bpp.append(metrics.bpp(len(data), *image.shape[:2]))
   return float(np.mean(mse)), float(np.mean(bpp))
 

@@ -220,7 +220,7 @@ def evaluate(model_dir, paths, reduce):
       same = reduced_data == data
       data = reduced_data
     decoded = model.decompress(tf.constant(data)).numpy()
-    mse = float(np.mean((decoded.astype(np.float64) - image) ** 2))
+    mse = metrics.mse(image, decoded)
     rows.append({"image": os.path.basename(path), "bytes": len(data),
                  "bpp": metrics.bpp(len(data), *image.shape[:2]), "mse": mse,
                  "psnr": 10 * np.log10(255. ** 2 / max(mse, 1e-10)), "same_bits": same})

@@ -107,6 +107,16 @@ def test_psnr_identical_and_known_value():
   assert metrics.psnr(x, y) == pytest.approx(48.1308036, abs=1e-6)
 
 
+def test_mse_is_over_all_pixels_and_channels_without_uint8_wraparound():
+  x = np.zeros((2, 2, 3), np.uint8)
+  y = np.zeros((2, 2, 3), np.uint8)
+  y[0, 0, 0] = 255  # 255² over 12 entries; uint8 arithmetic would wrap
+  assert metrics.mse(x, y) == pytest.approx(255. ** 2 / 12)
+  assert metrics.mse(y, x) == metrics.mse(x, y) and metrics.mse(x, x) == 0.
+  with pytest.raises(ValueError, match="different shapes"):
+    metrics.mse(x, y[:1])
+
+
 @pytest.mark.parametrize("name,x,y", PAIRS, ids=[p[0] for p in PAIRS])
 def test_ms_ssim_matches_tf(name, x, y):
   ours = metrics.ms_ssim(x, y)

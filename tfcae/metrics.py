@@ -48,17 +48,22 @@ def _as_pair(x, y, dtype=np.float64):
   return x.astype(dtype), y.astype(dtype)
 
 
+def mse(x, y):
+  """Mean squared error over all pixels and channels of two [H, W, C] images (float64)."""
+  x, y = _as_pair(x, y)
+  return float(np.mean(np.square(x - y)))
+
+
 def psnr(x, y, max_val=255.):
   """Peak signal-to-noise ratio in dB over all pixels and channels (as tf.image.psnr).
 
   The MSE is taken over the whole [H, W, C] array (CompressAI's "psnr-rgb"), not
   averaged per channel. Identical images give `inf`.
   """
-  x, y = _as_pair(x, y)
-  mse = np.mean(np.square(x - y))
-  if mse == 0:
+  mse_value = mse(x, y)
+  if mse_value == 0:
     return math.inf
-  return float(20 * math.log10(max_val) - 10 * math.log10(mse))
+  return float(20 * math.log10(max_val) - 10 * math.log10(mse_value))
 
 
 def ms_ssim_db(value):
