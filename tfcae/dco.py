@@ -275,14 +275,15 @@ class DualAscent(TrainingHook):
   def after_apply(self, model, ctx):
     if self.signal == "validation":
       distortion = tf.stop_gradient(self._held_out_distortion(model))
-      self.multiplier.update(distortion / self.target - 1.)
-      return {self._held_out_name: distortion}
-    distortion = tf.stop_gradient(ctx.distortion(self.metric))
-    context = tf.distribute.get_replica_context()
-    if context is not None and context.num_replicas_in_sync > 1:
-      distortion = context.all_reduce(tf.distribute.ReduceOp.MEAN, distortion)
+      logs = {self._held_out_name: distortion}
+    else:
+      distortion = tf.stop_gradient(ctx.distortion(self.metric))
+      context = tf.distribute.get_replica_context()
+      if context is not None and context.num_replicas_in_sync > 1:
+        distortion = context.all_reduce(tf.distribute.ReduceOp.MEAN, distortion)
+      logs = {}
     self.multiplier.update(distortion / self.target - 1.)
-    return {}
+    return logs
 
   @property
   def _held_out_name(self):
