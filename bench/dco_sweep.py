@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """D-CO vs hinge vs β on BSDS500: van Rozendaal et al.'s Fig. 1 on our data (issue 4).
 
-  .venv/bin/python bench/dco_sweep.py --targets=220,260,300,360 --signals=validation \
-      --train_signal_targets=260,360 --betas=0.005,0.01,0.02 --hinge_targets=260,360 \
-      --runs_dir=runs/dco --jobs=2 --test_images='../shared/data/kodak/*.png'
+  .venv/bin/python bench/dco_sweep.py --targets=300,330,360,420 --signals=validation \
+      --betas=0.003 --hinge_targets=360 --runs_dir=runs/dco --jobs=2 \
+      --test_images='../shared/data/kodak/*.png'        # the 2026-11-28 table (the defaults)
 
 Trains one short CPU model per D-CO target and multiplier signal (`train`: the paper's
 dual ascent on training batches, runs dco_c<T>; `validation`: on held-out batches with the
@@ -34,14 +34,14 @@ from tfcae import plotting  # noqa: E402
 from tfcae.fileio import atomic_write_json  # noqa: E402
 
 flags.DEFINE_string("config", "configs/dco_cpu.cfg", "Shared flagfile of every run.")
-flags.DEFINE_list("targets", ["220", "260", "300", "360"], "D-CO MSE targets c_D.")
+flags.DEFINE_list("targets", ["300", "330", "360", "420"], "D-CO MSE targets c_D.")
 flags.DEFINE_list("signals", ["validation"], "Multiplier signals for --targets (train, "
                   "validation).")
 flags.DEFINE_list("train_signal_targets", [], "More D-CO targets with the train signal.")
 flags.DEFINE_string("test_images", "", "Glob of test images (e.g. Kodak) to code with "
                     "every run; empty: none.")
-flags.DEFINE_list("betas", ["0.005", "0.01", "0.02"], "λ of the R + λ·D baseline.")
-flags.DEFINE_list("hinge_targets", ["260", "360"], "Hinge baseline MSE targets.")
+flags.DEFINE_list("betas", ["0.003"], "λ of the R + λ·D baseline.")
+flags.DEFINE_list("hinge_targets", ["360"], "Hinge baseline MSE targets.")
 flags.DEFINE_float("hinge_lambda", 10., "The hinge's fixed λ.")
 flags.DEFINE_list("extra_lambda_runs", [], "More label=model_dir runs for the λ plot (e.g. "
                   "the paper's multiplier lr).")

@@ -10,9 +10,9 @@ trained model, the mean MSE (0..255) and its standard error on
   - random crops of the held-out images (the validation images, training's crop rule),
   - the centre crops of the held-out images (what bin/train's validation reports),
 each with the noisy quantisation proxy (training=True) and with rounding (training=False)
-on the same batches, so that the quantiser's share of a train/validation gap is told apart from the images'.
-The split is bin/train's (tfcae.training.split_files). Prints a markdown table; --output
-writes JSON.
+on the same batches, so that the quantiser's share of a train/validation gap is told apart
+from the images'. The split is bin/train's (tfcae.training.split_files). Prints a markdown
+table; --output writes JSON.
 """
 import os
 import sys
