@@ -12,7 +12,6 @@ Magnitude pruning zeroes single weights, unstructured: it rarely empties a whole
 so the encoder cannot be reduced physically (tfcae.reduction finds no dead channel) and
 XNNPACK, which skips no zeros of strided convolutions, runs it at dense speed.
 """
-import json
 import os
 
 import numpy as np
@@ -20,6 +19,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from tfcae import accounting, data, export
+from tfcae.config import TrainConfig
 from tfcae.fileio import atomic_write_json
 from tfcae.layers import GDN
 from tfcae.models import build_model
@@ -83,11 +83,9 @@ def _copy(source, target):
 
 
 def restore(model_dir):
-  """The trained model of `model_dir` (latest checkpoint) and its training config (dict)."""
+  """The trained model of `model_dir` (latest checkpoint) and its TrainConfig."""
   model = accounting.load_model(model_dir, for_compression=False)
-  with open(os.path.join(model_dir, "train_config.json"), encoding="utf-8") as f:
-    config = json.load(f)
-  return model, config
+  return model, TrainConfig.load(os.path.join(model_dir, "train_config.json"))
 
 
 def magnitude_prune(model_dir, out_dir, sparsity, steps, train_images, patch_size=128,
@@ -99,7 +97,7 @@ def magnitude_prune(model_dir, out_dir, sparsity, steps, train_images, patch_siz
   steps=0 prunes one-shot (masks computed once from the trained weights, no training).
   """
   model, config = restore(model_dir)
-  lmbda = config.get("lmbda", 0.01) if lmbda is None else lmbda
+  lmbda = config.lmbda if lmbda is None else lmbda
   model.objective = rate_distortion(lmbda)
   encoder = wrap_encoder(model, sparsity, begin_step=0, end_step=max(1, 2 * steps // 3),
                          frequency=max(1, min(50, steps // 20)))
@@ -138,7 +136,7 @@ def magnitude_prune(model_dir, out_dir, sparsity, steps, train_images, patch_siz
              "learning_rate": learning_rate,
              "final_loss": float(history["loss"][-1]) if history else None}
   export.export_model(pruned, out_dir, {"pruning": summary})
-  atomic_write_json(os.path.join(out_dir, "train_config.json"), dict(config, model_dir=out_dir))
+  atomic_write_json(os.path.join(out_dir, "train_config.json"), dict(config.to_dict(), model_dir=out_dir))
   atomic_write_json(os.path.join(out_dir, "pruning.json"), summary)
   return summary
 
