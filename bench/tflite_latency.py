@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """TFLite encoder latency (1 and 2 threads), .tflite size, S and MACCs per model, and the
-PSNR/bpp cost of int8 (issue 7). Writes docs/benchmark/tflite.json.
+PSNR/bpp cost of int8, calibrated and (--qat_steps) fine-tuned quantization-aware (issue 7).
+Writes docs/benchmark/tflite.json.
 
   .venv/bin/python bench/tflite_latency.py \
       --model_dirs=runs/factorized_cpu21k_l0.01,runs/pruned_l11_l0.01,runs/tfmot_s0.84_l0.01 \
@@ -24,8 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfcae import accounting, metrics, tflite  # noqa: E402
-from tfcae.codec import Codec  # noqa: E402
+from tfcae import accounting, tflite  # noqa: E402
 from tfcae.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
 
 flags.DEFINE_string("model_dirs", None, "Comma-separated model directories.")
@@ -34,6 +34,10 @@ flags.DEFINE_string("representative_images", "data/sample/train",
                     "Calibration images for int8.")
 flags.DEFINE_integer("repeats", 10, "Timed invokes per setting.")
 flags.DEFINE_integer("quality_images", 8, "Images for the int8 PSNR/bpp cost.")
+flags.DEFINE_integer("qat_steps", 0, "If > 0: also an int8 row fine-tuned this many "
+                     "quantization-aware steps (first model; bin/export --qat_steps).")
+flags.DEFINE_string("qat_images", "../shared/data/train", "Fine-tuning images.")
+flags.DEFINE_float("qat_learning_rate", 1e-5, "Fine-tuning learning rate.")
 flags.DEFINE_string("output", "docs/benchmark/tflite.json", "JSON output.")
 flags.mark_flag_as_required("model_dirs")
 FLAGS = flags.FLAGS
@@ -53,16 +57,20 @@ def latency(data, padded, threads, repeats):
 
 def quality(model_dir, data, paths):
   """Mean bpp (file bytes) and PSNR over `paths` through the TFLite + host path."""
-  host = tflite.HostCoder.__new__(tflite.HostCoder)
-  host.encoder, host.model = tflite.TFLiteEncoder(data), tflite.load_trained_model(model_dir)
-  codec = Codec(model_dir)
-  bpp, psnr = [], []
-  for path in paths:
-    image = load_rgb_image(path)
-    stream = host.compress(image)
-    bpp.append(metrics.bpp(len(stream), *image.shape[:2]))
-    psnr.append(float(metrics.psnr(image, codec.decompress(stream))))
-  return float(np.mean(bpp)), float(np.mean(psnr))
+  return tuple(float(v) for v in np.mean(tflite.host_coding_quality(data, model_dir, paths),
+                                         axis=0))
+
+
+def fine_tuned_int8(model_dir, model, encoder, representative):
+  """bin/export --quantize=int8 --qat_steps=N: calibrated, then fine-tuned (λ of the run)."""
+  from tfcae import qat
+  from tfcae.config import TrainConfig
+  config = TrainConfig.load(os.path.join(model_dir, "train_config.json"))
+  integer = tflite.int8_encoder(model, representative, encoder)
+  qat.fine_tune(integer, model, tflite.image_paths(FLAGS.qat_images, "--qat_images"),
+                FLAGS.qat_steps, config.lmbda, config.distortion, FLAGS.qat_learning_rate,
+                verbose=2)
+  return tflite.convert_integer(integer)
 
 
 def main(argv):
@@ -77,9 +85,16 @@ def main(argv):
     total = accounting.analyze(model)["encoder"]["total"]
     encoder, reduced = tflite.device_encoder(model)
     padded = tflite.pad_to_stride(image, model.stride)
-    for quantize in ("none", "int8") if i == 0 else ("none",):
-      data = tflite.convert(model, quantize, representative, encoder)
+    variants = ["none"]
+    if i == 0:
+      variants += ["int8"] + (["int8+qat"] if FLAGS.qat_steps else [])
+    for quantize in variants:
+      if quantize == "int8+qat":
+        data = fine_tuned_int8(model_dir, model, encoder, representative)
+      else:
+        data = tflite.convert(model, quantize, representative, encoder)
       row = {"model_dir": model_dir, "quantize": quantize, "reduced_encoder": reduced,
+             "qat_steps": FLAGS.qat_steps if quantize == "int8+qat" else 0,
              "S": total["S"], "maccs_per_pixel": total["maccs_per_pixel"],
              "maccs_per_pixel_reduced": total["maccs_per_pixel_reduced"],
              "tflite_bytes": len(data), "image": os.path.basename(paths[0]),

@@ -1,4 +1,5 @@
 """TFLite encoders and host-side coding (issue 7), and the TF-MOT pruning baseline."""
+import json
 import os
 
 import numpy as np
@@ -80,16 +81,13 @@ def test_tflite_file_is_the_savedmodel_file_and_decodes(factorized_dir, float_tf
     assert decoded.shape == image.shape
 
 
-def test_int8_latents_mostly_equal_rest_off_by_one(trained):
-  """Full-integer PTQ: rounded latents vs the float model.
-
-  The issue asks for ≥ 99 % equal. Per-tensor int8 activations cannot give that in
-  general: the latent tensor's quantisation step (range/255, ≈ 0.24 for the trained N = 64
-  model) alone moves every latent within ±0.12 of a rounding boundary to the other side
-  (measured: 92.2 % equal on kodim01 for runs/factorized_cpu21k_l0.01, 97.9 % with 16×8
-  quantisation; docs/results.md). What holds, and is tested, is that no symbol is off by
-  more than one and that most are equal.
-  """
+def test_int8_latents_equal_the_int8_reference_and_nearly_the_float_model(trained):
+  """int8 export of a trained model (tfcae.qat): ≥ 99 % of the symbols equal the int8
+  Keras reference's (the fake-quantised encoder the flatbuffer is converted from), the
+  rest off by one; against the float SavedModel encoder none is off by more than one and
+  ≥ 95 % are equal (98.2 % measured on Kodak for the quick-start model; the converter's
+  own PTQ gave ≈ 91 %: docs/results.md)."""
+  import tensorflow as tf
   from tfcae import tflite
   representative = tflite.representative_crops(
       [os.path.join(SAMPLE_TRAIN, f) for f in sorted(os.listdir(SAMPLE_TRAIN))[:8]],
@@ -99,16 +97,22 @@ def test_int8_latents_mostly_equal_rest_off_by_one(trained):
   assert set(ops) <= BUILTIN_OPS, ops
   encoder = tflite.TFLiteEncoder(data)
   assert encoder._input["dtype"] == np.uint8
-  equal, total, nonzero = 0, 0, 0
+  reference = tflite.int8_encoder(trained, representative)
+  equal_ref, equal_float, total, nonzero = 0, 0, 0, 0
   for image in kodak_crops():
+    padded = tflite.pad_to_stride(image, trained.stride)
     expected = reference_symbols(trained, image)
-    got = encoder.symbols(tflite.pad_to_stride(image, trained.stride))
+    int8_expected = reference.symbols(tf.constant(padded[None], tf.float32)).numpy()
+    got = encoder.symbols(padded)
     assert np.abs(got - expected).max() <= 1
-    equal += int((got == expected).sum())
+    assert np.abs(got - int8_expected).max() <= 1
+    equal_ref += int((got == int8_expected).sum())
+    equal_float += int((got == expected).sum())
     total += expected.size
     nonzero += int((expected != 0).sum())
   assert nonzero / total > 0.05  # not a trivially all-zero latent
-  assert equal / total >= 0.85, equal / total
+  assert equal_ref / total >= 0.99, equal_ref / total
+  assert equal_float / total >= 0.95, equal_float / total
 
 
 def test_hyperprior_symbols_round_trip():
@@ -157,23 +161,65 @@ def test_gdn_is_prunable_and_prune_strip_round_trip():
 
 
 @pytest.mark.slow
-def test_cli_export_compress_decompress(factorized_dir, tmp_path):
+def compress_through_tflite_and_decode(tflite_path, model_dir, image, out):
+  """bin/compress --tflite writes `out`; bin/decompress decodes it to the image's shape."""
   from tfcae.fileio import load_rgb_image
+  r = run_tool("compress", f"--tflite={tflite_path}", f"--model_dir={model_dir}",
+               f"--input={image}", f"--output={out}")
+  assert r.returncode == 0, r.stderr
+  r = run_tool("decompress", f"--model_dir={model_dir}", f"--input={out}",
+               f"--output={out}.png")
+  assert r.returncode == 0, r.stderr
+  assert load_rgb_image(out + ".png").shape == load_rgb_image(image).shape
+
+
+def test_cli_export_compress_decompress(factorized_dir, tmp_path):
   tflite_path, out = str(tmp_path / "e.tflite"), str(tmp_path / "a.tfcae")
   image = os.path.join(SAMPLE_EVAL, sorted(os.listdir(SAMPLE_EVAL))[0])
   r = run_tool("export", f"--model_dir={factorized_dir}", f"--tflite={tflite_path}")
   assert r.returncode == 0, r.stderr
-  r = run_tool("compress", f"--tflite={tflite_path}", f"--model_dir={factorized_dir}",
-               f"--input={image}", f"--output={out}")
-  assert r.returncode == 0, r.stderr
+  compress_through_tflite_and_decode(tflite_path, factorized_dir, image, out)
   r = run_tool("compress", f"--model_dir={factorized_dir}", f"--input={image}",
                f"--output={out}.ref")
   assert r.returncode == 0, r.stderr
   assert open(out, "rb").read() == open(out + ".ref", "rb").read()
-  r = run_tool("decompress", f"--model_dir={factorized_dir}", f"--input={out}",
-               f"--output={tmp_path / 'a.png'}")
-  assert r.returncode == 0, r.stderr
-  assert load_rgb_image(str(tmp_path / "a.png")).shape == load_rgb_image(image).shape
   r = run_tool("export", f"--model_dir={factorized_dir}", f"--tflite={tflite_path}",
                "--quantize=int8")
   assert r.returncode == 1 and "representative_images" in r.stderr
+
+
+def test_cli_int8_fine_tuned_export_reference_and_decoding(factorized_dir, tmp_path):
+  """bin/export --quantize=int8 with quantization-aware fine-tuning and the int8
+  SavedModel reference: the reference's symbols equal the flatbuffer's (≥ 99 %, rest off
+  by one), and a file the int8 encoder produced decodes with bin/decompress."""
+  import tensorflow as tf
+  from tfcae import tflite
+  tflite_path, out = str(tmp_path / "e8.tflite"), str(tmp_path / "a.tfcae")
+  reference_dir = str(tmp_path / "int8_reference")
+  r = run_tool("export", f"--model_dir={factorized_dir}", f"--tflite={tflite_path}",
+               "--quantize=int8", f"--representative_images={SAMPLE_TRAIN}",
+               "--qat_steps=4", f"--qat_images={SAMPLE_TRAIN}",
+               f"--int8_reference={reference_dir}")
+  assert r.returncode == 0, r.stderr
+  info = json.load(open(tflite_path + ".json"))
+  assert info["quantize"] == "int8" and info["qat"]["steps"] == 4
+  reference = tf.saved_model.load(reference_dir).signatures["symbols"]
+  device = tflite.TFLiteEncoder(tflite_path)
+  equal = total = 0
+  for image in kodak_crops():
+    padded = tflite.pad_to_stride(image, 16)
+    expected = reference(image=tf.constant(padded[None], tf.float32))["symbols"].numpy()
+    got = device.symbols(padded)
+    assert np.abs(got - expected).max() <= 1
+    equal += int((got == expected).sum())
+    total += got.size
+  assert equal / total >= 0.99, equal / total
+  image = os.path.join(SAMPLE_EVAL, sorted(os.listdir(SAMPLE_EVAL))[0])
+  compress_through_tflite_and_decode(tflite_path, factorized_dir, image, out)
+  # Fine-tuning needs int8 and training images.
+  r = run_tool("export", f"--model_dir={factorized_dir}", f"--tflite={tflite_path}",
+               "--qat_steps=4")
+  assert r.returncode == 1 and "--quantize=int8" in r.stderr
+  r = run_tool("export", f"--model_dir={factorized_dir}", f"--tflite={tflite_path}",
+               "--quantize=int8", f"--representative_images={SAMPLE_TRAIN}", "--qat_steps=4")
+  assert r.returncode == 1 and "--qat_images" in r.stderr

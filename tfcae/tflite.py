@@ -16,8 +16,9 @@ Range coding cannot run inside TFLite, so the work is split:
 
 Quantisation (`quantize`): "none" (float32), "float16" (float16 weights, float compute) or
 "int8" (full-integer post-training quantisation calibrated on crops of representative
-images: int8 weights and activations, uint8 input; only the last subtract-offset/round
-runs in float, on the dequantised latent, because TFLite's ROUND has no integer kernel).
+images, built by `tfcae.qat`: uint8 input, int8 weights and activations, GDN in float, and
+an int8 latent with step 1 that already is the symbol round(y − o); its Keras model,
+`int8_encoder`, is the reference the flatbuffer's symbols are checked against).
 
 A sparse model's encoder with dead filters is exported physically reduced
 (`tfcae.reduction.reduce_encoder`, identical latents): XNNPACK gets no speed-up from
@@ -35,6 +36,7 @@ from tfcae import TfcaeError
 from tfcae.fileio import expand_images, load_rgb_image
 
 QUANTIZE = ("none", "float16", "int8")
+_IMAGE = tf.TensorSpec([1, None, None, 3], tf.float32, name="image")
 
 
 # --- the trained Keras model ---------------------------------------------------------
@@ -79,7 +81,7 @@ def encoder_function(model, encoder=None):
   encoder = encoder if encoder is not None else model.analysis_transform
   offset = tf.constant(model.latent_offset().numpy(), tf.float32)
 
-  @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image")])
+  @tf.function(input_signature=[_IMAGE])
   def encode(image):
     y = encoder(image)
     return {"symbols": tf.cast(tf.round(y - offset), tf.int32)}
@@ -115,31 +117,53 @@ def representative_crops(paths, crop=256, per_image=2, seed=0):
 def convert(model, quantize="none", representative=None, encoder=None):
   """The device encoder as TFLite flatbuffer bytes (builtin ops only).
 
-  `representative`: a list of float32 [1, h, w, 3] arrays (int8 only).
+  `representative`: a list of float32 [1, h, w, 3] arrays (int8 only: they calibrate the
+  activation ranges of `tfcae.qat.integer_encoder`).
   """
   if quantize not in QUANTIZE:
     raise TfcaeError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
-  function = encoder_function(model, encoder)
-  converter = tf.lite.TFLiteConverter.from_concrete_functions(
-      [function.get_concrete_function()], model)
-  # Builtins only: conversion fails rather than emitting Flex (TF) ops a phone lacks.
-  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-  if quantize == "float16":
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_types = [tf.float16]
-  elif quantize == "int8":
+  if quantize == "int8":
     if not representative:
       raise TfcaeError("--quantize=int8 needs representative images "
                        "(--representative_images=GLOB)")
+    return convert_integer(int8_encoder(model, representative, encoder))
+  function = encoder_function(model, encoder)
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [function.get_concrete_function()], model)
+  if quantize == "float16":
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x] for x in representative)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                           tf.lite.OpsSet.TFLITE_BUILTINS]
-    converter.inference_input_type = tf.uint8
+    converter.target_spec.supported_types = [tf.float16]
+  return _convert(converter)
+
+
+def convert_integer(integer):
+  """Flatbuffer bytes of a `tfcae.qat.IntegerEncoder` (calibrated, maybe fine-tuned)."""
+  function = tf.function(integer.scaled_symbols, input_signature=[_IMAGE])
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [function.get_concrete_function()], _variables_only(integer.quantized))
+  # The fake-quant ranges of the Keras model become the integer kernels' ranges.
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  converter.inference_input_type = tf.uint8
+  return _convert(converter)
+
+
+def _convert(converter):
+  # Builtins only: conversion fails rather than emitting Flex (TF) ops a phone lacks.
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
   try:
     return converter.convert()
   except Exception as e:  # the converter raises several types; keep the tool's one line
     raise TfcaeError(f"TFLite conversion failed: {str(e).splitlines()[0]}") from None
+
+
+def int8_encoder(model, representative, encoder=None):
+  """The calibrated `tfcae.qat.IntegerEncoder` of the device encoder: what an int8
+  flatbuffer computes, as a Keras model (its `symbols` are the int8 reference)."""
+  from tfcae import qat
+  encoder = encoder if encoder is not None else model.analysis_transform
+  integer = qat.integer_encoder(encoder, model.latent_offset().numpy())
+  qat.calibrate(integer, encoder, representative)
+  return integer
 
 
 def op_names(tflite_bytes):
@@ -177,9 +201,11 @@ class TFLiteEncoder:
     x = padded[None]
     if self._input["dtype"] == np.float32:
       x = x.astype(np.float32)
-    else:  # quantised input: q = x / scale + zero_point (scale 1, zero point 0 for uint8)
-      scale, zero_point = self._input["quantization"]
-      x = np.clip(np.round(x / scale + zero_point), 0, 255).astype(self._input["dtype"])
+    elif self._input["quantization"][1] != 0 or self._input["dtype"] != np.uint8:
+      raise TfcaeError(f"unexpected quantised input {self._input['dtype'].__name__} "
+                       f"{self._input['quantization']}: not a tfcae int8 encoder")
+    # else: tfcae's int8 encoders take the pixels themselves (uint8, zero point 0; their
+    # scale, 1/255, is the encoder's Rescaling: tfcae.qat).
     self.interpreter.set_tensor(self._input["index"], x)
 
   def invoke(self):
@@ -202,7 +228,8 @@ def pad_to_stride(image, stride):
 
 
 class HostCoder:
-  """Runs a TFLite encoder and range-codes its symbols with the model's entropy model."""
+  """Runs a TFLite encoder (a .tflite path or its bytes) and range-codes its symbols with
+  the model's entropy model."""
 
   def __init__(self, tflite_path, model_dir, num_threads=1):
     self.encoder = TFLiteEncoder(tflite_path, num_threads)
@@ -223,40 +250,106 @@ class HostCoder:
                                        tf.constant(image.shape[1], tf.int32)).numpy()
 
 
+def host_coding_quality(tflite, model_dir, paths):
+  """Per-image (bpp, PSNR) of `paths` coded through a TFLite encoder (path or bytes) and
+  host-side coding, decoded by the model's SavedModel: what a phone-to-server user gets."""
+  from tfcae import metrics
+  from tfcae.codec import Codec
+  host, codec = HostCoder(tflite, model_dir), Codec(model_dir)
+  results = []
+  for path in paths:
+    image = load_rgb_image(path)
+    stream = host.compress(image)
+    results.append((metrics.bpp(len(stream), *image.shape[:2]),
+                    float(metrics.psnr(image, codec.decompress(stream)))))
+  return results
+
+
 def write_export_info(tflite_path, info):
   with open(tflite_path + ".json", "w", encoding="utf-8") as f:
     json.dump(info, f, indent=2, sort_keys=True)
 
 
-def image_paths(pattern):
-  """Files of a glob (or a folder), for calibration."""
+def image_paths(pattern, flag="--representative_images"):
+  """Files of a glob (or a folder), for calibration or fine-tuning."""
   if os.path.isdir(pattern):
     return expand_images(pattern)
   paths = sorted(glob.glob(pattern))
   if not paths:
-    raise TfcaeError(f"--representative_images={pattern}: no images")
+    raise TfcaeError(f"{flag}={pattern}: no images")
   return paths
 
 
-def export_tflite(model_dir, tflite_path, quantize="none", representative_images=""):
-  """What bin/export does: writes the device encoder and `<tflite_path>.json`."""
+def _variables_only(keras_model):
+  """A tf.Module tracking only the model's variables. Handing the Keras model itself to
+  the converter (or to tf.saved_model.save) makes Keras serialise its layers, after which
+  TFC's GDN can no longer be traced: its Python branches on α and ε are left to
+  AutoGraph, which Keras' serialisation tracing turns off."""
+  module = tf.Module()
+  module.weights = list(keras_model.weights)
+  return module
+
+
+def save_int8_reference(integer, path):
+  """Saves an int8 encoder's Keras model as a SavedModel with one signature, `symbols`
+  (float32 [1, H, W, 3] pixels -> int32 symbols): the device's computation on a server
+  (≥ 99 % of its symbols equal the flatbuffer's, the rest off by one)."""
+  module = _variables_only(integer.quantized)
+
+  @tf.function(input_signature=[_IMAGE])
+  def symbols(image):  # a def, not a lambda: AutoGraph must convert GDN's Python branches
+    return {"symbols": integer.symbols(image)}
+
+  module.symbols = symbols
+  tf.saved_model.save(module, path, signatures={"symbols": symbols})
+
+
+def export_tflite(model_dir, tflite_path, quantize="none", representative_images="",
+                  qat_steps=0, qat_images="", qat_learning_rate=1e-5, qat_lmbda=None,
+                  int8_reference=""):
+  """What bin/export does: writes the device encoder and `<tflite_path>.json`.
+
+  int8 only: `qat_steps` > 0 fine-tunes the calibrated int8 encoder quantization-aware on
+  crops of `qat_images` (tfcae.qat.fine_tune; λ: the run's --lmbda unless `qat_lmbda`);
+  `int8_reference` names a folder for the int8 encoder's SavedModel (save_int8_reference).
+  """
   from tfcae.fileio import atomic_write_bytes
+  if quantize != "int8" and (qat_steps or int8_reference):
+    raise TfcaeError("--qat_steps and --int8_reference need --quantize=int8")
   model = load_trained_model(model_dir)
   encoder, reduced = device_encoder(model)
-  representative = None
+  info = {"model_dir": os.path.abspath(model_dir), "quantize": quantize,
+          "reduced_encoder": reduced, "fingerprint": model.fingerprint.numpy().hex(),
+          "stride": model.stride, "latent_channels": model.latent_channels,
+          "input": "float32 [1, H, W, 3] in [0, 255]" if quantize != "int8" else
+                   "uint8 [1, H, W, 3]",
+          "output": "int32 symbols [1, H/stride, W/stride, C] = round(y - latent_offset)"}
   if quantize == "int8":
     if not representative_images:
       raise TfcaeError("--quantize=int8 needs --representative_images=GLOB (crops of them "
                        "calibrate the activation ranges)")
-    representative = representative_crops(image_paths(representative_images))
-  data = convert(model, quantize, representative, encoder)
+    integer = int8_encoder(model, representative_crops(image_paths(representative_images)),
+                           encoder)
+    if qat_steps:
+      from tfcae import qat
+      from tfcae.config import TrainConfig
+      from tfcae.training import CONFIG_FILE
+      config = TrainConfig.load(os.path.join(model_dir, CONFIG_FILE))
+      lmbda = qat_lmbda or config.lmbda
+      if not qat_images:
+        raise TfcaeError("--qat_steps needs --qat_images=GLOB (training crops)")
+      info["qat"] = {"steps": qat_steps, "learning_rate": qat_learning_rate, "lmbda": lmbda,
+                     "distortion": config.distortion,
+                     "final": qat.fine_tune(integer, model, image_paths(qat_images, "--qat_images"),
+                                            qat_steps, lmbda, config.distortion,
+                                            qat_learning_rate)}
+    if int8_reference:
+      save_int8_reference(integer, int8_reference)
+      info["int8_reference"] = os.path.abspath(int8_reference)
+    data = convert_integer(integer)
+  else:
+    data = convert(model, quantize, None, encoder)
   atomic_write_bytes(tflite_path, data)
-  info = {"model_dir": os.path.abspath(model_dir), "quantize": quantize,
-          "reduced_encoder": reduced, "fingerprint": model.fingerprint.numpy().hex(),
-          "stride": model.stride, "latent_channels": model.latent_channels,
-          "ops": op_names(data), "bytes": len(data),
-          "input": "float32 [1, H, W, 3] in [0, 255]" if quantize != "int8" else
-                   "uint8 [1, H, W, 3]",
-          "output": "int32 symbols [1, H/stride, W/stride, C] = round(y - latent_offset)"}
+  info.update(ops=op_names(data), bytes=len(data))
   write_export_info(tflite_path, info)
   return info
