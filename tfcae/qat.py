@@ -2,9 +2,10 @@
 
 Why not the TFLite converter's own full-integer post-training quantisation: it quantises
 the latent tensor y per tensor with step range/255 (≈ 0.24 for a trained N = 64 model),
-and that step alone moves every latent within ±0.12 of a rounding boundary across it:
-91.5 % of the symbols equal the float model's on Kodak (docs/results.md). Here the encoder
-is rebuilt as a TF-MOT quantization-aware Keras model in which
+and that step alone moves latents near a rounding boundary across it (on Kodak 91.5-95.4 %
+of the symbols equal the float model's, −0.10 to −0.38 dB; docs/results.md), and no Keras
+model reproduces its arithmetic. Here the encoder is rebuilt as a TF-MOT
+quantization-aware Keras model in which
 
 * the leading Rescaling(1/255) becomes the input quantisation: range [0, 1], step 1/255,
   so the uint8 input integers are exactly the pixels (no MUL on the device);
