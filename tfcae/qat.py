@@ -163,8 +163,9 @@ def integer_encoder(encoder, offset):
   inputs = tf.keras.Input([None, None, 3], name="image")
   x, copies = inputs, []
   for i, layer in enumerate(chain):
-    weights = [w.numpy() for w in layer.weights]
+    weights = []  # what the clone gets (GDN: set by _trainable_gdn)
     if isinstance(layer, tf.keras.layers.Conv2D):
+      weights = [w.numpy() for w in layer.weights]
       if i == len(chain) - 1:
         weights[1] = weights[1] - kept_offset
         config = SymbolQuantizeConfig()
@@ -180,8 +181,8 @@ def integer_encoder(encoder, offset):
     copy = _trainable_gdn(layer) if isinstance(layer, tfc.GDN) else _clone(layer)
     x = _qkeras.quantize_annotate_layer(copy, config)(x)
     copies.append((copy, weights))
-  for copy, weights in copies:
-    if weights and not isinstance(copy, tfc.GDN):
+  for copy, weights in copies:  # after the calls above have built the clones
+    if weights:
       copy.set_weights(weights)
   with _qkeras.quantize_scope(SCOPE):
     quantized = _qkeras.quantize_apply(tf.keras.Model(inputs, x, name="analysis_int8"))
