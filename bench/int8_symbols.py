@@ -58,7 +58,7 @@ def main(argv):
       tflite.image_paths(FLAGS.representative_images))
   reference = tflite.int8_encoder(model, representative, encoder)
   flatbuffers = {"float32": tflite.convert(model, "none", None, encoder),
-                 "tfcae_int8": tflite.convert(model, "int8", representative, encoder),
+                 "tfcae_int8": tflite.convert_integer(reference),  # = convert(…, "int8")
                  "converter_ptq": converter_ptq(model, encoder, representative)}
   devices = {name: tflite.TFLiteEncoder(data) for name, data in flatbuffers.items()
              if name != "float32"}

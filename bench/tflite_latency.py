@@ -63,13 +63,9 @@ def quality(model_dir, data, paths):
 
 def fine_tuned_int8(model_dir, model, encoder, representative):
   """bin/export --quantize=int8 --qat_steps=N: calibrated, then fine-tuned (λ of the run)."""
-  from tfcae import qat
-  from tfcae.config import TrainConfig
-  config = TrainConfig.load(os.path.join(model_dir, "train_config.json"))
   integer = tflite.int8_encoder(model, representative, encoder)
-  qat.fine_tune(integer, model, tflite.image_paths(FLAGS.qat_images, "--qat_images"),
-                FLAGS.qat_steps, config.lmbda, config.distortion, FLAGS.qat_learning_rate,
-                verbose=2)
+  tflite.fine_tune_int8(integer, model_dir, model, FLAGS.qat_images, FLAGS.qat_steps,
+                        FLAGS.qat_learning_rate, verbose=2)
   return tflite.convert_integer(integer)
 
 

@@ -304,6 +304,23 @@ def save_int8_reference(integer, path):
   tf.saved_model.save(module, path, signatures={"symbols": symbols})
 
 
+def fine_tune_int8(integer, model_dir, model, qat_images, steps, learning_rate=1e-5,
+                   lmbda=None, verbose=1):
+  """Fine-tunes an int8 encoder quantization-aware (tfcae.qat.fine_tune) with the run's
+  objective: its --lmbda (unless `lmbda`) and --distortion. Returns what was done."""
+  from tfcae import qat
+  from tfcae.config import TrainConfig
+  from tfcae.training import CONFIG_FILE
+  if not qat_images:
+    raise TfcaeError("--qat_steps needs --qat_images=GLOB (training crops)")
+  config = TrainConfig.load(os.path.join(model_dir, CONFIG_FILE))
+  lmbda = lmbda or config.lmbda
+  final = qat.fine_tune(integer, model, image_paths(qat_images, "--qat_images"), steps, lmbda,
+                        config.distortion, learning_rate, verbose=verbose)
+  return {"steps": steps, "learning_rate": learning_rate, "lmbda": lmbda,
+          "distortion": config.distortion, "final": final}
+
+
 def export_tflite(model_dir, tflite_path, quantize="none", representative_images="",
                   qat_steps=0, qat_images="", qat_learning_rate=1e-5, qat_lmbda=None,
                   int8_reference=""):
@@ -331,18 +348,8 @@ def export_tflite(model_dir, tflite_path, quantize="none", representative_images
     integer = int8_encoder(model, representative_crops(image_paths(representative_images)),
                            encoder)
     if qat_steps:
-      from tfcae import qat
-      from tfcae.config import TrainConfig
-      from tfcae.training import CONFIG_FILE
-      config = TrainConfig.load(os.path.join(model_dir, CONFIG_FILE))
-      lmbda = qat_lmbda or config.lmbda
-      if not qat_images:
-        raise TfcaeError("--qat_steps needs --qat_images=GLOB (training crops)")
-      info["qat"] = {"steps": qat_steps, "learning_rate": qat_learning_rate, "lmbda": lmbda,
-                     "distortion": config.distortion,
-                     "final": qat.fine_tune(integer, model, image_paths(qat_images, "--qat_images"),
-                                            qat_steps, lmbda, config.distortion,
-                                            qat_learning_rate)}
+      info["qat"] = fine_tune_int8(integer, model_dir, model, qat_images, qat_steps,
+                                   qat_learning_rate, qat_lmbda)
     if int8_reference:
       save_int8_reference(integer, int8_reference)
       info["int8_reference"] = os.path.abspath(int8_reference)
