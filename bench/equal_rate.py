@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from tfcae.bdrate import quality_at_rate  # noqa: E402
 from tfcae.metrics import ms_ssim_db  # noqa: E402
 from tfcae.results import read_results  # noqa: E402
 
@@ -22,16 +23,6 @@ flags.DEFINE_string("results", None, "Results JSON of the curve to place.")
 flags.DEFINE_string("anchor", "docs/benchmark/jpeg.json", "Results JSON of the anchor codec.")
 flags.mark_flag_as_required("results")
 FLAGS = flags.FLAGS
-
-
-def at_rate(anchor, key, bpp, transform=lambda v: v):
-  rates = np.asarray(anchor["results"]["bpp"])
-  values = np.asarray([transform(v) for v in anchor["results"][key]])
-  order = np.argsort(rates)
-  rates, values = np.log(rates[order]), values[order]
-  if not rates[0] <= np.log(bpp) <= rates[-1]:
-    return float("nan")
-  return float(np.interp(np.log(bpp), rates, values))
 
 
 def main(argv):
@@ -43,8 +34,8 @@ def main(argv):
   print("|---|---|---|---|---|---|---|---|")
   for i, point in enumerate(curve["points"]):
     bpp, psnr, msdb = r["bpp"][i], r["psnr-rgb"][i], ms_ssim_db(r["ms-ssim-rgb"][i])
-    a_psnr = at_rate(anchor, "psnr-rgb", bpp)
-    a_msdb = at_rate(anchor, "ms-ssim-rgb", bpp, ms_ssim_db)
+    a_psnr = quality_at_rate(anchor, "psnr", bpp)
+    a_msdb = quality_at_rate(anchor, "ms-ssim", bpp)
     fmt = lambda v: "n/a" if np.isnan(v) else f"{v:.2f}"
     print(f"| {point['label']} | {bpp:.4f} | {psnr:.2f} | {fmt(a_psnr)} | {fmt(psnr - a_psnr)} | "
           f"{msdb:.2f} | {fmt(a_msdb)} | {fmt(msdb - a_msdb)} |")

@@ -88,3 +88,16 @@ def test_bd_table_uses_ms_ssim_in_db():
   assert "-20.00 %" in text and md.count("\n") == 4
   with pytest.raises(ValueError, match="anchor"):
     bdrate.bd_table([test], "jpeg")
+
+
+def test_quality_at_rate_interpolates_in_log_rate_and_extrapolates_on_request():
+  import math
+  from tfcae.bdrate import quality_at_rate
+  results = {"results": {"bpp": [0.5, 0.25, 1.0], "psnr-rgb": [30., 28., 32.],
+                         "ms-ssim-rgb": [0.95, 0.9, 0.97]}}
+  assert quality_at_rate(results, "psnr", 0.5) == pytest.approx(30.)
+  assert quality_at_rate(results, "psnr", math.sqrt(0.125)) == pytest.approx(29.)
+  assert math.isnan(quality_at_rate(results, "psnr", 2.))
+  assert quality_at_rate(results, "psnr", 2., extrapolate=True) == pytest.approx(34.)
+  assert quality_at_rate(results, "psnr", 0.125, extrapolate=True) == pytest.approx(26.)
+  assert quality_at_rate(results, "ms-ssim", 1.) == pytest.approx(-10 * math.log10(0.03))

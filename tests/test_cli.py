@@ -136,6 +136,11 @@ def test_grayscale_converted_and_transparency_refused(factorized_dir, tmp_path):
     (["--model_dir={model}", "--input=/nonexistent.png", "--output=x"], "no such file"),
     (["--model_dir={model}", f"--input={REPO}/setup.py", "--output=x"], "cannot read image"),
     (["--model_dir={repo}", f"--input={IMAGE}", "--output=x"], "no exported model"),
+    ([f"--input={IMAGE}", "--output=x"], "give --model_dir, or a zoo model"),
+    (["--model_dir={model}", "--model=factorized", "--quality=1", f"--input={IMAGE}",
+      "--output=x"], "not both"),
+    (["--model=factorized", f"--input={IMAGE}", "--output=x"], "go together"),
+    (["--model=nope", "--quality=1", f"--input={IMAGE}", "--output=x"], "no zoo model nope/1"),
 ])
 def test_compress_bad_input(factorized_dir, tmp_path, args, message):
   args = [a.format(model=factorized_dir, repo=REPO) for a in args]

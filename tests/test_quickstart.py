@@ -17,17 +17,39 @@ def _demo_commands():
   return [line for line in out.splitlines() if "bin/" in line]
 
 
+def _demo_zoo(factorized_dir, tmp_path):
+  """The zoo the demo codes with: the repository's when it ships the demo's model, else
+  one built here from a tiny model under the same name (the commands run either way)."""
+  from tfcae import ladder, zoo
+  try:
+    zoo.path("factorized", 3)
+    return {}
+  except Exception:  # noqa: BLE001  (TfcaeError: not shipped yet)
+    root = tmp_path / "zoo"
+    ladder.publish(factorized_dir, "factorized", 3,
+                   [os.path.join(REPO, "data/sample/eval/kodim23.png")], zoo_root=str(root))
+    return {"TFCAE_ZOO": str(root)}
+
+
 @pytest.mark.slow
-def test_quickstart_end_to_end(tmp_path):
+def test_demo_end_to_end(tmp_path, factorized_dir):
   commands = _demo_commands()
   assert [os.path.basename(c.split()[1]) for c in commands] == [
-      "train", "compress", "decompress", "evaluate"]
+      "compress", "decompress", "compare", "train", "compress", "decompress", "evaluate"]
+  env = _demo_zoo(factorized_dir, tmp_path)
+  outputs = []
   for command in commands:
     # "<python> bin/<tool> --flag=... ..." -> run bin/<tool> with this interpreter, in REPO.
     tool, *args = command.split()[1:]
     args = [a.replace("@DIR@", str(tmp_path)).replace("'", "") for a in args]
-    r = run_tool(os.path.basename(tool), *args, cwd=REPO, timeout=900)
+    r = run_tool(os.path.basename(tool), *args, cwd=REPO, timeout=900, env=env)
     assert r.returncode == 0, f"{command}\n{r.stderr[-3000:]}"
+    outputs.append(r.stdout)
+  # The zoo part: the file decoded by fingerprint, next to JPEG at no more bytes.
+  assert np.asarray(Image.open(tmp_path / "zoo.png")).shape == (512, 768, 3)
+  tfcae_row, jpeg_row = outputs[2].strip().splitlines()
+  assert tfcae_row.startswith("tfcae") and jpeg_row.startswith("jpeg (quality")
+  assert int(jpeg_row.split("bytes")[0].split()[-1]) <= (tmp_path / "zoo.tfcae").stat().st_size
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert summary["epochs_completed"] == summary["settings"]["epochs"]
   decoded = np.asarray(Image.open(tmp_path / "kodim23.png"))

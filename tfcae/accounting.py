@@ -38,6 +38,7 @@ import tensorflow_compression as tfc
 from tfcae import TfcaeError
 from tfcae.config import TrainConfig
 from tfcae.constraints import sparsity_report
+from tfcae.export import is_exported, restore_keras
 from tfcae.models import build_model
 from tfcae import reduction
 
@@ -69,6 +70,8 @@ def load_model(model_dir, for_compression=True):
                      "train_config.json)")
   latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
   if latest is None:
+    if is_exported(model_dir):  # a zoo model: the SavedModel's variables are the weights
+      return restore_keras(model_dir, for_compression=for_compression)
     raise TfcaeError(f"{model_dir}: no checkpoint in {model_dir}/checkpoints")
   model = build_model(architecture)
   # Only the model: optimizer slots and objective state (masks, multipliers) are not needed.

@@ -107,6 +107,21 @@ def curve(results, metric):
   return rates, quality
 
 
+def quality_at_rate(results, metric, bpp, extrapolate=False):
+  """A curve's quality (PSNR, or MS-SSIM in dB) at `bpp`, linear in log-rate between its
+  measured points (the equal-rate comparison of one operating point with a codec). Outside
+  the measured range: NaN, or with `extrapolate` the line through the two nearest points."""
+  rates, quality = curve(results, metric)
+  order = np.argsort(rates)
+  x, y, t = np.log(rates[order]), quality[order], np.log(bpp)
+  if x[0] <= t <= x[-1]:
+    return float(np.interp(t, x, y))
+  if not extrapolate or len(x) < 2:
+    return float("nan")
+  i = 0 if t < x[0] else len(x) - 2
+  return float(y[i] + (y[i + 1] - y[i]) * (t - x[i]) / (x[i + 1] - x[i]))
+
+
 def bd_table(results_list, anchor, method="cubic"):
   """BD-rate and BD-quality of every curve against the one named `anchor`.
 

@@ -231,3 +231,22 @@ def sweep(codec, image_paths, qualities=None, progress=True):
   results = make_results(codec, _settings(codec), points)
   results["results"]["quality"] = [float(q) for q in qualities]
   return results
+
+
+def at_size(image, codec, max_bytes):
+  """The highest-quality encoding of `image` with `codec` that fits in `max_bytes`
+  (bisection over the quality; file sizes grow with it). Returns (quality, bytes) or
+  (None, None) when even the lowest quality is larger."""
+  _check_codec(codec)
+  if not QUALITY_INCREASES_RATE[codec]:
+    raise TfcaeError(f"{codec}: its quality is not a rate knob that grows with size")
+  lo, hi = QUALITY_RANGES[codec]
+  best = (None, None)
+  while lo <= hi:
+    q = (lo + hi) // 2
+    data = encode(image, codec, q)
+    if len(data) <= max_bytes:
+      best, lo = (q, data), q + 1
+    else:
+      hi = q - 1
+  return best

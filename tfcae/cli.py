@@ -42,6 +42,32 @@ def dataclass_from_flags(cls, flag_values=flags.FLAGS):
   return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
 
+def define_model_flags(what="an exported model (bin/train output)"):
+  """--model_dir, or a zoo model by --model and --quality (tfcae.zoo)."""
+  flags.DEFINE_string("model_dir", None, f"Directory of {what}.")
+  flags.DEFINE_string("model", None, "A zoo model's architecture (tfcae.zoo.list(); "
+                      "README 'Model zoo'), with --quality, instead of --model_dir.")
+  flags.DEFINE_integer("quality", None, "The zoo model's quality (1 = lowest rate).")
+
+
+def model_dir_from_flags(required=True):
+  """The model directory --model_dir or --model/--quality name (None if neither is given
+  and not `required`); a one-line TfcaeError for a bad combination or an unknown model."""
+  from tfcae import zoo
+  f = flags.FLAGS
+  if f.model is not None or f.quality is not None:
+    if f.model_dir:
+      raise TfcaeError("give either --model_dir or --model/--quality, not both")
+    if f.model is None or f.quality is None:
+      raise TfcaeError("--model and --quality go together")
+    return zoo.path(f.model, f.quality)
+  if f.model_dir:
+    return zoo.resolve(f.model_dir)
+  if required:
+    raise TfcaeError("give --model_dir, or a zoo model with --model and --quality")
+  return None
+
+
 def fail(message, code=1):
   print(f"error: {message}", file=sys.stderr)
   sys.exit(code)

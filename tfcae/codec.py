@@ -88,6 +88,20 @@ class TFLiteCodec:
     return self.coder.compress(image)
 
 
+def zoo_model_of(input_path):
+  """The zoo model that wrote a tfcae file, by the fingerprint in its header."""
+  from tfcae import zoo
+  if not os.path.isfile(input_path):
+    raise TfcaeError(f"{input_path}: no such file")
+  with open(input_path, "rb") as f:
+    fingerprint = bitstream.parse(f.read()).fingerprint  # the whole file is checked
+  folder = zoo.find(fingerprint)
+  if folder is None:
+    raise TfcaeError(f"{input_path} was written by model {fingerprint.hex()}, which is not "
+                     "in the zoo; give --model_dir")
+  return folder
+
+
 def decompress_file(codec, input_path, output_path):
   """Decompresses a tfcae file to PNG. Nothing is written unless decoding succeeds."""
   if not os.path.isfile(input_path):

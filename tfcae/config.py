@@ -8,7 +8,7 @@ import dataclasses
 import json
 
 ARCHITECTURE_FIELDS = ("model", "num_filters", "latent_channels", "hyper_filters",
-                       "caep_blocks")
+                       "caep_blocks", "gdn")
 
 
 def _field(default, help_text, choices=None):
@@ -20,10 +20,20 @@ class TrainConfig:
   model_dir: str = _field("", "Output directory: checkpoints, logs, exported SavedModel, "
                           "summary.json. Re-running the same command resumes from it.")
   # Architecture.
-  model: str = _field("factorized", "Architecture.", ("factorized", "hyperprior", "caep"))
+  model: str = _field("factorized", "Architecture: factorized prior (Ballé et al. 2017), "
+                      "scale hyperprior (Ballé et al. 2018), mean-scale hyperprior (Minnen et "
+                      "al. 2018, without the context model) or CAE-P.",
+                      ("factorized", "hyperprior", "meanscale", "caep"))
   num_filters: int = _field(128, "Filters of the hidden transform layers (N).")
   latent_channels: int = _field(0, "Latent channels (M); 0 means num_filters.")
   hyper_filters: int = _field(0, "Hyper-transform filters (hyperprior only); 0 = num_filters.")
+  gdn: str = _field("simplified", "Normalisation of the transforms: simplified GDN "
+                    "(Johnston et al. 2019: x / (β + Σγ|x|), TFC's default) or the original "
+                    "GDN (Ballé et al. 2016: x / sqrt(β + Σγx²)).", ("simplified", "original"))
+  decoder_quantization: str = _field("noise", "What the synthesis sees in training: the "
+                                     "noisy latents (Ballé et al.) or straight-through "
+                                     "rounded ones while the rate keeps the noise (Minnen & "
+                                     "Singh 2020, 'mixed').", ("noise", "mixed"))
   caep_blocks: int = _field(15, "Bottleneck residual blocks on each side (caep only; widths "
                             "are num_filters/4, /2 and num_filters).")
   # Objective.
@@ -94,11 +104,19 @@ class TrainConfig:
   tfds_data_dir: str = _field("", "TFDS data_dir (default: TFDS's own).")
   patch_size: int = _field(256, "Side of the square training crops.")
   batch_size: int = _field(8, "Global batch size (split across replicas).")
+  cache_images: bool = _field(True, "Decode the training images once and keep them in "
+                              "memory (BSDS500: 230 MB), instead of decoding a file per crop.")
   # Optimisation.
   epochs: int = _field(100, "Number of epochs.")
   steps_per_epoch: int = _field(1000, "Optimizer steps per epoch.")
   validation_batches: int = _field(4, "Validation batches evaluated after each epoch.")
-  learning_rate: float = _field(1e-4, "Adam learning rate.")
+  time_budget_minutes: float = _field(0., "Train for this much wall-clock time instead of "
+                                      "--epochs (which becomes an upper bound); the "
+                                      "learning-rate schedule then runs over the time: "
+                                      "equal-CPU-time recipe comparisons (bench/recipe.py).")
+  learning_rate: float = _field(1e-4, "Adam learning rate (the peak, after any warm-up).")
+  lr_warmup: float = _field(0., "Fraction of training over which the learning rate rises "
+                            "linearly from 0 to --learning_rate.")
   lr_schedule: str = _field("step", "constant, step (×lr_decay_factor for the last "
                             "(1 − lr_decay_at) of training) or cosine.",
                             ("constant", "step", "cosine"))
@@ -117,11 +135,14 @@ class TrainConfig:
   image_summaries: bool = _field(True, "Write a validation reconstruction to TensorBoard "
                                  "each epoch.")
   check_numerics: bool = _field(False, "Enable tf.debugging.enable_check_numerics.")
+  jit_compile: bool = _field(False, "Compile the training step with XLA.")
 
   def architecture(self):
     config = {"architecture": self.model, "num_filters": self.num_filters,
               "latent_channels": self.latent_channels or self.num_filters}
-    if self.model == "hyperprior":
+    if self.gdn != "simplified":  # only when not the default: older fingerprints hold
+      config["gdn"] = self.gdn
+    if self.model in ("hyperprior", "meanscale"):
       config["hyper_filters"] = self.hyper_filters or self.num_filters
     if self.model == "caep":
       config["caep_blocks"] = self.caep_blocks
@@ -142,6 +163,12 @@ class TrainConfig:
     for name in positive:
       if getattr(self, name) <= 0:
         raise ValueError(f"--{name} must be positive")
+    if self.gdn != "simplified" and self.model not in ("factorized", "hyperprior", "meanscale"):
+      raise ValueError(f"--gdn applies to GDN models; {self.model} has no GDN")
+    if not 0 <= self.lr_warmup < 1:
+      raise ValueError("--lr_warmup must be in [0, 1)")
+    if self.time_budget_minutes < 0:
+      raise ValueError("--time_budget_minutes must be >= 0")
     if self.lmbda <= 0 or self.learning_rate <= 0:
       raise ValueError("--lmbda and --learning_rate must be positive")
     if self.objective in ("dco", "hinge"):  # issue 4: checked again by tfcae.dco

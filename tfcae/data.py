@@ -59,12 +59,19 @@ def image_files(spec, what="images"):
   return files
 
 
-def train_dataset(files, patch_size, batch_size, seed=None):
-  """Infinite dataset of random [batch, patch, patch, 3] float32 crops in [0, 255]."""
+def train_dataset(files, patch_size, batch_size, seed=None, cache=False):
+  """Infinite dataset of random [batch, patch, patch, 3] float32 crops in [0, 255].
+
+  cache: decode every image once and keep the uint8 images in memory (a JPEG decode per
+  crop costs ≈ 20 % of one core at 8 steps/s of batch 8).
+  """
   with tf.device("/cpu:0"):
     ds = tf.data.Dataset.from_tensor_slices(files)
+    if cache:
+      ds = ds.map(decode_image, num_parallel_calls=tf.data.AUTOTUNE).cache()
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.map(lambda f: random_patch(decode_image(f), patch_size),
+    read = (lambda image: image) if cache else decode_image
+    ds = ds.map(lambda item: random_patch(read(item), patch_size),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 

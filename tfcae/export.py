@@ -66,3 +66,47 @@ def is_exported(model_dir):
 def read_export_info(model_dir):
   with open(os.path.join(model_dir, EXPORT_INFO), encoding="utf-8") as f:
     return json.load(f)
+
+
+def assign_matching(targets, sources, what):
+  """Assigns each target variable the source variable of the same name and shape (the
+  k-th target of a (name, shape) gets the k-th such source: names repeat, order does
+  not change). Raises ValueError naming the first variable without a source."""
+  pool = {}
+  for v in sources:
+    pool.setdefault((v.name, tuple(v.shape)), []).append(v)
+  used = {}
+  for v in targets:
+    key = (v.name, tuple(v.shape))
+    k = used.get(key, 0)
+    candidates = pool.get(key, [])
+    if k >= len(candidates):
+      raise ValueError(f"{what} has no variable {v.name} {tuple(v.shape)}")
+    v.assign(candidates[k])
+    used[key] = k + 1
+
+
+def restore_keras(model_dir, for_compression=True, objective=None):
+  """The Keras model of an exported SavedModel (a zoo model has no checkpoint): the
+  architecture from tfcae_export.json, every weight from the SavedModel's variables;
+  with `for_compression`, its coding tables and fingerprint too, so files it writes are
+  the SavedModel's own, byte for byte."""
+  from tfcae import TfcaeError
+  from tfcae.models import build_model
+  if not is_exported(model_dir):
+    raise TfcaeError(f"{model_dir}: no exported model (saved_model.pb)")
+  info = read_export_info(model_dir)
+  saved = tf.saved_model.load(model_dir)
+  model = build_model(info["architecture"], objective=objective)
+  try:
+    assign_matching(model.weight_variables(), saved.model_variables, model_dir)
+    if for_compression:
+      model.prepare_for_compression()
+      # The saved tables, not ones rebuilt here: they are what the files were coded with.
+      coder_variables = [v for coder in model.entropy_models() for v in coder.variables]
+      assign_matching(coder_variables, saved.model_variables, model_dir)
+  except ValueError as e:
+    raise TfcaeError(f"{model_dir}: the SavedModel does not match its architecture "
+                     f"({e})") from None
+  model.fingerprint.assign(saved.fingerprint)
+  return model

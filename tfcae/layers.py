@@ -27,3 +27,17 @@ class GDN(tfc.GDN, tfmot.sparsity.keras.PrunableLayer):
 
   def get_prunable_weights(self):
     return []
+
+
+# The two GDN forms (Ballé et al. 2016; Johnston et al. 2019) as TFC parameterises them:
+# y_i = x_i / (β_i + Σ_j γ_ij |x_j|^α)^ε with α, ε fixed.
+GDN_FORMS = {"simplified": {"alpha_parameter": 1, "epsilon_parameter": 1},
+             "original": {"alpha_parameter": 2, "epsilon_parameter": .5}}
+
+
+def gdn(form, name, inverse=False):
+  """A (TF-MOT-wrappable) GDN or inverse GDN of the given form."""
+  if form not in GDN_FORMS:
+    raise ValueError(f"unknown GDN form {form!r}; available: {', '.join(GDN_FORMS)}")
+  cls = tfc.GDN if inverse else GDN
+  return cls(inverse=inverse, name=name, **GDN_FORMS[form])

@@ -50,8 +50,9 @@ def load_trained_model(model_dir):
     raise TfcaeError(f"{model_dir}: no exported model (saved_model.pb)")
   info = read_export_info(model_dir)
   latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  if latest is None:
-    raise TfcaeError(f"{model_dir}: no checkpoint in {model_dir}/checkpoints")
+  if latest is None:  # a zoo model: the SavedModel's variables are the weights
+    from tfcae.export import restore_keras
+    return restore_keras(model_dir)
   model = build_model(info["architecture"])
   tf.train.Checkpoint(model=model).restore(latest).expect_partial()
   model.prepare_for_compression()

@@ -62,15 +62,69 @@ def build_objective(config):
   return Objective(terms, hooks)
 
 
-def learning_rate_schedule(config):
+class ProgressSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
+  """The learning rate as a function of training progress p in [0, 1]: a linear warm-up
+  over the first `warmup` of it to `peak`, then constant, a step (×factor from p =
+  decay_at) or a cosine to 0. p is steps / total_steps, or, with a time budget, the
+  fraction of the budget spent (`progress` variable, set by TimeBudget), so that the
+  schedule of an equal-wall-clock run completes whatever its speed."""
+
+  def __init__(self, kind, peak, total_steps, warmup=0., decay_at=.8, factor=.1,
+               progress=None):
+    self.kind, self.peak, self.total_steps = kind, float(peak), max(int(total_steps), 1)
+    self.warmup, self.decay_at, self.factor = float(warmup), float(decay_at), float(factor)
+    self.progress = progress
+
+  def __call__(self, step):
+    if self.progress is not None:
+      p = tf.cast(self.progress, tf.float32)
+    else:
+      p = tf.cast(step, tf.float32) / self.total_steps
+    p = tf.clip_by_value(p, 0., 1.)
+    if self.kind == "constant":
+      lr = tf.constant(self.peak)
+    elif self.kind == "step":
+      lr = tf.where(p < self.decay_at, self.peak, self.peak * self.factor)
+    else:  # cosine over what follows the warm-up
+      q = tf.clip_by_value((p - self.warmup) / max(1. - self.warmup, 1e-9), 0., 1.)
+      lr = self.peak * .5 * (1. + tf.cos(np.pi * q))
+    if self.warmup > 0:
+      lr = lr * tf.minimum(p / self.warmup, 1.)
+    return lr
+
+  def get_config(self):
+    return {"kind": self.kind, "peak": self.peak, "total_steps": self.total_steps,
+            "warmup": self.warmup, "decay_at": self.decay_at, "factor": self.factor}
+
+
+def learning_rate_schedule(config, progress=None):
   total = config.epochs * config.steps_per_epoch
-  if config.lr_schedule == "constant":
+  if config.lr_schedule == "constant" and not config.lr_warmup:
     return config.learning_rate
-  if config.lr_schedule == "step":
-    return tf.keras.optimizers.schedules.PiecewiseConstantDecay(
-        [int(total * config.lr_decay_at)],
-        [config.learning_rate, config.learning_rate * config.lr_decay_factor])
-  return tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
+  return ProgressSchedule(config.lr_schedule, config.learning_rate, total,
+                          warmup=config.lr_warmup, decay_at=config.lr_decay_at,
+                          factor=config.lr_decay_factor, progress=progress)
+
+
+class TimeBudget(tf.keras.callbacks.Callback):
+  """Stops training once `budget_seconds` of training time (validation excluded, summed
+  over resumed runs through the checkpointed `elapsed` variable) are spent, and keeps
+  `progress` = elapsed / budget up to date for ProgressSchedule."""
+
+  def __init__(self, budget_seconds, elapsed, progress):
+    super().__init__()
+    self.budget, self.elapsed, self.progress = float(budget_seconds), elapsed, progress
+    self.exhausted = False
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self._start = time.perf_counter()
+
+  def on_train_batch_end(self, batch, logs=None):
+    spent = self.elapsed.assign_add(time.perf_counter() - self._start).numpy()
+    self.progress.assign(min(spent / self.budget, 1.))
+    if spent >= self.budget:
+      self.exhausted = True
+      self.model.stop_training = True
 
 
 def configure_devices(num_cpu_devices):
@@ -101,8 +155,9 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     # Keras still ends the epoch after TerminateOnNaN stops it: never overwrite the last
-    # good checkpoint with diverged weights.
-    if self.model.stop_training or not np.isfinite((logs or {}).get("loss", 0.)):
+    # good checkpoint with diverged weights. (A spent time budget also stops training; its
+    # last, partial epoch is saved.)
+    if not np.isfinite((logs or {}).get("loss", 0.)):
       return
     self.epoch_variable.assign(epoch + 1)
     self.manager.save(checkpoint_number=epoch + 1)
@@ -151,18 +206,30 @@ def _check_resume_compatible(model_dir, config):
                      "another --model_dir")
 
 
-def warm_start(model, source_dir):
-  """Loads a trained model's weights (not its optimizer or objective state) from
-  `source_dir`'s latest checkpoint, e.g. to sparsify a trained dense model."""
+def warm_start(model, source):
+  """Loads a trained model's weights (not its optimizer or objective state), e.g. to
+  sparsify a trained dense model: from a bin/train directory's latest checkpoint, or from
+  an exported SavedModel such as a zoo model (`zoo:factorized/3`)."""
+  from tfcae import zoo
+  from tfcae.export import assign_matching, is_exported, read_export_info
+  source_dir = zoo.resolve(source)
   latest = tf.train.latest_checkpoint(os.path.join(source_dir, "checkpoints"))
-  if latest is None:
-    raise TfcaeError(f"--init_from={source_dir}: no checkpoint in {source_dir}/checkpoints")
+  if latest is None and not is_exported(source_dir):
+    raise TfcaeError(f"--init_from={source}: no checkpoint in {source_dir}/checkpoints and "
+                     "no exported model")
   path = os.path.join(source_dir, CONFIG_FILE)
-  if os.path.exists(path):
-    source = TrainConfig.load(path).architecture()
-    if source != model.get_config():
-      raise TfcaeError(f"--init_from={source_dir} holds a different architecture ({source}); "
-                       f"this run builds {model.get_config()}")
+  if latest is None:
+    architecture = read_export_info(source_dir)["architecture"]
+  else:
+    architecture = TrainConfig.load(path).architecture() if os.path.exists(path) else None
+  if architecture is not None and architecture != model.get_config():
+    raise TfcaeError(f"--init_from={source} holds a different architecture ({architecture}); "
+                     f"this run builds {model.get_config()}")
+  if latest is None:
+    assign_matching(model.weight_variables(), tf.saved_model.load(source_dir).model_variables,
+                    source_dir)
+    print(f"Initialised the weights from the SavedModel {source_dir}", flush=True)
+    return
   # The transforms and priors only: this run's objective state and metrics start fresh.
   parts = {name: child for name, child in model._trackable_children("checkpoint").items()
            if name not in ("objective", "fingerprint", "_trackers")}
@@ -195,13 +262,17 @@ def _datasets(config):
                               config.tfds_data_dir or None, seed=config.seed,
                               max_val_batches=config.validation_batches)
   train_files, val_files = split_files(config.train_images, config.val_images)
-  return (data.train_dataset(train_files, config.patch_size, config.batch_size, config.seed),
+  return (data.train_dataset(train_files, config.patch_size, config.batch_size, config.seed,
+                             cache=config.cache_images),
           data.validation_dataset(val_files, config.patch_size, config.batch_size,
                                   config.validation_batches))
 
 
-def train(config: TrainConfig):
-  """Trains (or resumes), exports the SavedModel and writes summary.json. Returns it."""
+def train(config: TrainConfig, model_fn=None):
+  """Trains (or resumes), exports the SavedModel and writes summary.json. Returns it.
+
+  model_fn(objective) -> CompressionModel builds the model instead of the registry (for a
+  model defined outside tfcae, e.g. bench/recipe.py's TFC example arm)."""
   config.validate()
   model_dir = config.model_dir
   os.makedirs(model_dir, exist_ok=True)
@@ -216,15 +287,24 @@ def train(config: TrainConfig):
   # The default strategy's scope() breaks TFC's GDN build (its initial values cannot be
   # lifted out of Keras' build graph), so only enter a scope for a real strategy.
   with strategy.scope() if strategy else contextlib.nullcontext():
-    model = build_model(config.architecture(), objective=build_objective(config))
+    objective = build_objective(config)
+    model = (model_fn(objective) if model_fn else
+             build_model(config.architecture(), objective=objective))
+    model.decoder_quantization = config.decoder_quantization
     if config.init_from:
       warm_start(model, config.init_from)
+    # Training time spent (for --time_budget_minutes) and its fraction of the budget.
+    elapsed = tf.Variable(0., trainable=False, dtype=tf.float64, name="elapsed_seconds")
+    progress = tf.Variable(0., trainable=False, dtype=tf.float32, name="progress")
+    budget = config.time_budget_minutes * 60.
     model.compile(optimizer=tf.keras.optimizers.Adam(
-        learning_rate_schedule(config), global_clipnorm=config.clip_gradient_norm or None))
+        learning_rate_schedule(config, progress if budget else None),
+        global_clipnorm=config.clip_gradient_norm or None), jit_compile=config.jit_compile)
     # Create the optimizer's slots now so the checkpoint restores them immediately.
     model.optimizer.build(model.trainable_variables)
     epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch)
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch,
+                                   elapsed_seconds=elapsed)
   manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
                                        max_to_keep=3)
   if manager.latest_checkpoint:
@@ -232,6 +312,8 @@ def train(config: TrainConfig):
     print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch.numpy())} of "
           f"{config.epochs})", flush=True)
   initial_epoch = int(epoch.numpy())
+  if budget:
+    progress.assign(min(elapsed.numpy() / budget, 1.))
   for hook in model.objective.hooks:
     hook.set_validation_data(val_ds)
 
@@ -247,14 +329,18 @@ def train(config: TrainConfig):
   ]
   if config.image_summaries:
     callbacks.append(ReconstructionImages(log_dir, next(iter(val_ds))[:2]))
+  time_budget = TimeBudget(budget, elapsed, progress) if budget else None
+  if time_budget:
+    callbacks.insert(0, time_budget)  # before EpochCheckpoint sees the epoch's end
   verbose = config.verbose if config.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
   start = time.time()
   history = {}
-  if initial_epoch < config.epochs:
+  if initial_epoch < config.epochs and not (budget and elapsed.numpy() >= budget):
     history = model.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
                         initial_epoch=initial_epoch, validation_data=val_ds,
                         callbacks=callbacks, verbose=verbose).history
-    if model.stop_training or any(not np.isfinite(v) for v in history.get("loss", [0.])):
+    stopped_early = model.stop_training and not (time_budget and time_budget.exhausted)
+    if stopped_early or any(not np.isfinite(v) for v in history.get("loss", [0.])):
       raise TfcaeError("training diverged (NaN/Inf loss); the last good checkpoint is kept in "
                        f"{manager.directory}")
   train_seconds = time.time() - start
@@ -270,6 +356,8 @@ def train(config: TrainConfig):
       "train": _final_training_logs(model_dir, history),
       "validation": {k: float(v) for k, v in validation.items()},
       "train_seconds_this_run": round(train_seconds, 1),
+      "train_seconds": round(float(elapsed.numpy()), 1),  # all runs, batches only
+      "steps": int(model.optimizer.iterations.numpy()),
       "settings": config.to_dict(),
       "tensorflow": tf.__version__,
   }

@@ -2,12 +2,14 @@
 from tfcae.models.base import CompressionModel, edge_pad
 from tfcae.models.caep import CaepModel
 from tfcae.models.factorized import FactorizedModel
-from tfcae.models.hyperprior import HyperpriorModel
+from tfcae.models.hyperprior import HyperpriorModel, MeanScaleHyperpriorModel
 
-__all__ = ["CaepModel", "CompressionModel", "FactorizedModel", "HyperpriorModel", "MODELS",
+__all__ = ["CaepModel", "CompressionModel", "FactorizedModel", "HyperpriorModel",
+           "MeanScaleHyperpriorModel", "MODELS",
            "build_model", "edge_pad"]
 
-MODELS = {cls.architecture: cls for cls in (FactorizedModel, HyperpriorModel, CaepModel)}
+MODELS = {cls.architecture: cls for cls in (FactorizedModel, HyperpriorModel,
+                                             MeanScaleHyperpriorModel, CaepModel)}
 
 
 def build_model(config, objective=None):

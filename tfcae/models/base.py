@@ -102,6 +102,9 @@ class CompressionModel(ObjectiveModel):
   stride = 1
   num_strings = 1
   architecture = None  # registry name, set by sub-classes
+  # What the synthesis sees in training ("noise" or "mixed"); a training setting that
+  # tfcae.training sets, not part of the architecture (the weights do not depend on it).
+  decoder_quantization = "noise"
 
   def __init__(self, objective=None, **kwargs):
     super().__init__(objective if objective is not None else rate_distortion(0.01), **kwargs)
@@ -149,6 +152,13 @@ class CompressionModel(ObjectiveModel):
     """The architecture (what the fingerprint and a rebuild need)."""
     raise NotImplementedError
 
+  def _with_gdn(self, config):
+    # The GDN form is listed only when it is not the default, so the configs (and the
+    # fingerprints) of models trained before it was a setting are unchanged.
+    if getattr(self, "gdn", "simplified") != "simplified":
+      config["gdn"] = self.gdn
+    return config
+
   # --- compression ------------------------------------------------------------------
   def prepare_for_compression(self):
     """Builds the range-coding tables from the trained prior (TFC `compression=True`)."""
@@ -160,6 +170,14 @@ class CompressionModel(ObjectiveModel):
     """The model's state: every variable but the Keras metric trackers' running totals."""
     metric_ids = {id(v) for m in self.metrics for v in m.variables}
     return [v for v in self.variables if id(v) not in metric_ids]
+
+  def weight_variables(self):
+    """The transforms' and priors' variables: what a warm start or a SavedModel restore
+    copies (not the fingerprint, nor the objective's state such as masks or multipliers)."""
+    objective_ids = {id(v) for v in getattr(self.objective, "variables", [])}
+    return [v for v in self.state_variables()
+            if v is not self.fingerprint and v.dtype != tf.string and
+            id(v) not in objective_ids]
 
   def compute_fingerprint(self):
     """First 8 bytes of SHA-256 over the architecture config and every weight."""

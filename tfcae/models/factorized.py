@@ -16,26 +16,26 @@ from tfcae import layers
 from tfcae.models.base import CompressionModel
 
 
-def analysis_transform(num_filters, latent_channels, kernel_constraint=None):
+def analysis_transform(num_filters, latent_channels, kernel_constraint=None, gdn="simplified"):
   """x in [0, 255] -> y. Layer names are stable: projections and accounting use them."""
   conv = lambda filters, kernel, stride, name: tf.keras.layers.Conv2D(
       filters, kernel, strides=stride, padding="same", name=name,
       kernel_constraint=kernel_constraint)
   return tf.keras.Sequential([
       tf.keras.layers.Rescaling(1. / 255., name="scale"),
-      conv(num_filters, 9, 4, "conv_0"), layers.GDN(name="gdn_0"),
-      conv(num_filters, 5, 2, "conv_1"), layers.GDN(name="gdn_1"),
+      conv(num_filters, 9, 4, "conv_0"), layers.gdn(gdn, "gdn_0"),
+      conv(num_filters, 5, 2, "conv_1"), layers.gdn(gdn, "gdn_1"),
       conv(latent_channels, 5, 2, "conv_2"),
   ], name="analysis")
 
 
-def synthesis_transform(num_filters):
+def synthesis_transform(num_filters, gdn="simplified"):
   """y_hat -> x_hat in [0, 255] (mirror of the analysis transform)."""
   deconv = lambda filters, kernel, stride, name: tf.keras.layers.Conv2DTranspose(
       filters, kernel, strides=stride, padding="same", name=name)
   return tf.keras.Sequential([
-      deconv(num_filters, 5, 2, "deconv_0"), tfc.GDN(inverse=True, name="igdn_0"),
-      deconv(num_filters, 5, 2, "deconv_1"), tfc.GDN(inverse=True, name="igdn_1"),
+      deconv(num_filters, 5, 2, "deconv_0"), layers.gdn(gdn, "igdn_0", inverse=True),
+      deconv(num_filters, 5, 2, "deconv_1"), layers.gdn(gdn, "igdn_1", inverse=True),
       deconv(3, 9, 4, "deconv_2"),
       tf.keras.layers.Rescaling(255., name="scale"),
   ], name="synthesis")
@@ -48,18 +48,21 @@ class FactorizedModel(CompressionModel):
   stride = 16
   num_strings = 1
 
-  def __init__(self, num_filters=128, latent_channels=None, objective=None, **kwargs):
+  def __init__(self, num_filters=128, latent_channels=None, gdn="simplified", objective=None,
+               **kwargs):
     super().__init__(objective=objective, **kwargs)
     self.num_filters = int(num_filters)
     self.latent_channels = int(latent_channels or num_filters)
-    self.analysis_transform = analysis_transform(self.num_filters, self.latent_channels)
-    self.synthesis_transform = synthesis_transform(self.num_filters)
+    self.gdn = gdn
+    self.analysis_transform = analysis_transform(self.num_filters, self.latent_channels,
+                                                 gdn=gdn)
+    self.synthesis_transform = synthesis_transform(self.num_filters, gdn=gdn)
     self.prior = tfc.NoisyDeepFactorized(batch_shape=(self.latent_channels,))
     self.build((None, None, None, 3))
 
   def get_config(self):
-    return {"architecture": self.architecture, "num_filters": self.num_filters,
-            "latent_channels": self.latent_channels}
+    return self._with_gdn({"architecture": self.architecture, "num_filters": self.num_filters,
+                           "latent_channels": self.latent_channels})
 
   def encoder_layers(self):
     return list(self.analysis_transform.layers)
@@ -72,6 +75,8 @@ class FactorizedModel(CompressionModel):
     (entropy_model,) = self.entropy_models()
     y = self.analysis_transform(x)
     y_hat, bits = entropy_model(y, training=training)
+    if training and self.decoder_quantization == "mixed":
+      y_hat = entropy_model.quantize(y)  # straight-through rounding (Minnen & Singh 2020)
     x_hat = self.synthesis_transform(y_hat)
     return {"x_hat": x_hat, "bits": bits, "y": y, "y_hat": y_hat}
 

@@ -22,25 +22,25 @@ def _scale_fn(i):
   return tf.math.exp(offset + factor * i)
 
 
-def analysis_transform(num_filters, latent_channels, kernel_constraint=None):
+def analysis_transform(num_filters, latent_channels, kernel_constraint=None, gdn="simplified"):
   conv = lambda filters, name: tf.keras.layers.Conv2D(
       filters, 5, strides=2, padding="same", name=name, kernel_constraint=kernel_constraint)
   return tf.keras.Sequential([
       tf.keras.layers.Rescaling(1. / 255., name="scale"),
-      conv(num_filters, "conv_0"), layers.GDN(name="gdn_0"),
-      conv(num_filters, "conv_1"), layers.GDN(name="gdn_1"),
-      conv(num_filters, "conv_2"), layers.GDN(name="gdn_2"),
+      conv(num_filters, "conv_0"), layers.gdn(gdn, "gdn_0"),
+      conv(num_filters, "conv_1"), layers.gdn(gdn, "gdn_1"),
+      conv(num_filters, "conv_2"), layers.gdn(gdn, "gdn_2"),
       conv(latent_channels, "conv_3"),
   ], name="analysis")
 
 
-def synthesis_transform(num_filters):
+def synthesis_transform(num_filters, gdn="simplified"):
   deconv = lambda filters, name: tf.keras.layers.Conv2DTranspose(
       filters, 5, strides=2, padding="same", name=name)
   return tf.keras.Sequential([
-      deconv(num_filters, "deconv_0"), tfc.GDN(inverse=True, name="igdn_0"),
-      deconv(num_filters, "deconv_1"), tfc.GDN(inverse=True, name="igdn_1"),
-      deconv(num_filters, "deconv_2"), tfc.GDN(inverse=True, name="igdn_2"),
+      deconv(num_filters, "deconv_0"), layers.gdn(gdn, "igdn_0", inverse=True),
+      deconv(num_filters, "deconv_1"), layers.gdn(gdn, "igdn_1", inverse=True),
+      deconv(num_filters, "deconv_2"), layers.gdn(gdn, "igdn_2", inverse=True),
       deconv(3, "deconv_3"),
       tf.keras.layers.Rescaling(255., name="scale"),
   ], name="synthesis")
@@ -56,13 +56,14 @@ def hyper_analysis_transform(hyper_filters):
   ], name="hyper_analysis")
 
 
-def hyper_synthesis_transform(hyper_filters, latent_channels):
+def hyper_synthesis_transform(hyper_filters, latent_channels, outputs_per_latent=1):
   return tf.keras.Sequential([
       tf.keras.layers.Conv2DTranspose(hyper_filters, 5, strides=2, padding="same",
                                       activation="relu", name="deconv_0"),
       tf.keras.layers.Conv2DTranspose(hyper_filters, 5, strides=2, padding="same",
                                       activation="relu", name="deconv_1"),
-      tf.keras.layers.Conv2DTranspose(latent_channels, 3, padding="same", name="deconv_2"),
+      tf.keras.layers.Conv2DTranspose(latent_channels * outputs_per_latent, 3, padding="same",
+                                      name="deconv_2"),
   ], name="hyper_synthesis")
 
 
@@ -73,23 +74,30 @@ class HyperpriorModel(CompressionModel):
   stride = 64
   num_strings = 2  # latents y, then side information z
 
+  # Hyper-synthesis outputs per latent element: a scale index (1), or a mean and a scale
+  # index (2, MeanScaleHyperpriorModel).
+  outputs_per_latent = 1
+
   def __init__(self, num_filters=128, latent_channels=None, hyper_filters=None,
-               objective=None, **kwargs):
+               gdn="simplified", objective=None, **kwargs):
     super().__init__(objective=objective, **kwargs)
     self.num_filters = int(num_filters)
     self.latent_channels = int(latent_channels or num_filters)
     self.hyper_filters = int(hyper_filters or num_filters)
-    self.analysis_transform = analysis_transform(self.num_filters, self.latent_channels)
-    self.synthesis_transform = synthesis_transform(self.num_filters)
+    self.gdn = gdn
+    self.analysis_transform = analysis_transform(self.num_filters, self.latent_channels,
+                                                 gdn=gdn)
+    self.synthesis_transform = synthesis_transform(self.num_filters, gdn=gdn)
     self.hyper_analysis_transform = hyper_analysis_transform(self.hyper_filters)
-    self.hyper_synthesis_transform = hyper_synthesis_transform(self.hyper_filters,
-                                                               self.latent_channels)
+    self.hyper_synthesis_transform = hyper_synthesis_transform(
+        self.hyper_filters, self.latent_channels, self.outputs_per_latent)
     self.hyperprior = tfc.NoisyDeepFactorized(batch_shape=(self.hyper_filters,))
     self.build((None, None, None, 3))
 
   def get_config(self):
-    return {"architecture": self.architecture, "num_filters": self.num_filters,
-            "latent_channels": self.latent_channels, "hyper_filters": self.hyper_filters}
+    return self._with_gdn({"architecture": self.architecture, "num_filters": self.num_filters,
+                           "latent_channels": self.latent_channels,
+                           "hyper_filters": self.hyper_filters})
 
   def encoder_layers(self):
     return list(self.analysis_transform.layers) + list(self.hyper_analysis_transform.layers)
@@ -106,8 +114,13 @@ class HyperpriorModel(CompressionModel):
     y = self.analysis_transform(x)
     z = self.hyper_analysis_transform(abs(y))
     z_hat, side_bits = side_model(z, training=training)
-    indexes = self.hyper_synthesis_transform(z_hat)
-    y_hat, bits = latent_model(y, indexes, training=training)
+    mixed = training and self.decoder_quantization == "mixed"
+    if mixed:  # Minnen & Singh (2020): rate on noise, the decoders on rounded values
+      z_hat = side_model.quantize(z)
+    mean, indexes = self._mean_and_indexes(z_hat)
+    y_hat, bits = latent_model(y, indexes, loc=mean, training=training)
+    if mixed:
+      y_hat = latent_model.quantize(y, loc=mean)
     x_hat = self.synthesis_transform(y_hat)
     return {"x_hat": x_hat, "bits": bits + side_bits, "y": y, "y_hat": y_hat, "z": z,
             "side_bits": side_bits}
@@ -116,8 +129,12 @@ class HyperpriorModel(CompressionModel):
     latent_model, side_model = self.entropy_models()
     y = self.analysis_transform(x)
     z = self.hyper_analysis_transform(abs(y))
-    indexes = self.hyper_synthesis_transform(side_model.quantize(z))
-    return [latent_model.compress(y, indexes)[0], side_model.compress(z)[0]]
+    mean, indexes = self._mean_and_indexes(side_model.quantize(z))
+    return [latent_model.compress(y, indexes, loc=mean)[0], side_model.compress(z)[0]]
+
+  def _mean_and_indexes(self, z_hat):
+    """(mean or None, scale indexes) of the latents' Gaussians, from the side info."""
+    return None, self.hyper_synthesis_transform(z_hat)
 
   def latent_offset(self):
     # The indexed (Gaussian) model codes round(y − loc) with loc = 0: integer offsets.
@@ -137,6 +154,32 @@ class HyperpriorModel(CompressionModel):
     latent_model, side_model = self.entropy_models()
     z_shape = [padded_shape[0] // self.stride, padded_shape[1] // self.stride]
     z_hat = side_model.decompress(tf.reshape(strings[1], [1]), z_shape)
-    indexes = self.hyper_synthesis_transform(z_hat)
-    y_hat = latent_model.decompress(tf.reshape(strings[0], [1]), indexes)
+    mean, indexes = self._mean_and_indexes(z_hat)
+    y_hat = latent_model.decompress(tf.reshape(strings[0], [1]), indexes, loc=mean)
     return self.synthesis_transform(y_hat)
+
+
+class MeanScaleHyperpriorModel(HyperpriorModel):
+  """Minnen, Ballé & Toderici (2018), "Joint autoregressive and hierarchical priors for
+  learned image compression", without the context model: the hyper-synthesis predicts a
+  mean and a scale per latent element, and the Gaussian is coded around the mean
+  (`tfc.LocationScaleIndexedEntropyModel`'s loc). Same transforms as the scale
+  hyperprior otherwise."""
+
+  architecture = "meanscale"
+  outputs_per_latent = 2
+
+  def _mean_and_indexes(self, z_hat):
+    params = self.hyper_synthesis_transform(z_hat)
+    mean, indexes = tf.split(params, 2, axis=-1)
+    return mean, indexes
+
+  def latent_offset(self):
+    raise NotImplementedError("meanscale has no constant latent offset: the mean of each "
+                              "element comes from the side information")
+
+  def _compress_symbols(self, symbols):
+    raise NotImplementedError(
+        "meanscale codes round(y − mean) with a mean predicted from the side information, "
+        "so a device cannot output its symbols without the hyper-transforms; export the "
+        "whole encoder instead")

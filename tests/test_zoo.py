@@ -1,0 +1,241 @@
+"""The model zoo: publishing, lookup by name and fingerprint, the CLI, warm starts, and
+every shipped model's round trip (issue 14).
+
+Most tests use a zoo built here from a tiny trained model (TFCAE_ZOO points at it); the
+`shipped` tests run on every model in the repository's zoo/.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcae import TfcaeError, bitstream, ladder, zoo
+from tfcae.codec import Codec
+
+from conftest import REPO, SAMPLE_EVAL, run_tool, sample_image
+
+EVAL_IMAGES = sorted(os.path.join(SAMPLE_EVAL, f) for f in os.listdir(SAMPLE_EVAL))
+IMAGE = os.path.join(SAMPLE_EVAL, "kodim23.png")
+SHIPPED = zoo.list() if not os.environ.get("TFCAE_ZOO") else []
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(factorized_dir, tmp_path_factory, monkeypatch_module):
+  root = tmp_path_factory.mktemp("zoo")
+  card = ladder.publish(factorized_dir, "factorized", 2, EVAL_IMAGES[:1], "bin/train ...",
+                        zoo_root=str(root))
+  monkeypatch_module.setenv("TFCAE_ZOO", str(root))
+  return root, card
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+  with pytest.MonkeyPatch.context() as mp:
+    yield mp
+
+
+def test_published_card_and_folder(tiny_zoo, factorized_dir):
+  root, card = tiny_zoo
+  folder = root / "factorized" / "2"
+  assert sorted(os.listdir(folder)) == ["card.json", "saved_model.pb", "tfcae_export.json",
+                                        "train_config.json", "variables"]
+  on_disk = json.loads((folder / "card.json").read_text())
+  with open(os.path.join(factorized_dir, "tfcae_export.json")) as f:
+    assert on_disk["fingerprint"] == json.load(f)["fingerprint"]
+  assert on_disk["fingerprint"] == Codec(str(folder)).fingerprint.hex()
+  assert on_disk["kodak"]["images"] == 1 and on_disk["kodak"]["bpp"] > 0
+  assert on_disk["macs_per_pixel"]["encoder"] > 0 and on_disk["macs_per_pixel"]["decoder"] > 0
+  assert on_disk["bytes"] == sum(os.path.getsize(os.path.join(d, f))
+                                 for d, _, fs in os.walk(folder) for f in fs
+                                 if f != "card.json")
+  assert not os.path.exists(str(folder) + ".tmp")
+
+
+def test_list_path_and_errors(tiny_zoo):
+  root, _ = tiny_zoo
+  (names,) = [(c["name"]) for c in zoo.list()]
+  assert names == "factorized/2"
+  assert zoo.path("factorized", 2) == str(root / "factorized" / "2")
+  assert zoo.resolve("zoo:factorized/2") == zoo.path("factorized", "2")
+  assert zoo.resolve("runs/x") == "runs/x"
+  for bad in [("factorized", 9), ("nope", 2), ("factorized", "x")]:
+    with pytest.raises(TfcaeError, match=r"available: factorized 2$"):
+      zoo.path(*bad)
+  with pytest.raises(TfcaeError, match="expected zoo:<architecture>/<quality>"):
+    zoo.resolve("zoo:factorized")
+
+
+def test_load_round_trips_bit_exactly(tiny_zoo, factorized_dir):
+  image = sample_image()
+  codec = zoo.load("factorized", quality=2)
+  original = Codec(factorized_dir)
+  data = codec.compress(image)
+  assert data == original.compress(image)  # the same SavedModel: the same bytes
+  np.testing.assert_array_equal(codec.decompress(data), original.decompress(data))
+  assert zoo.find(bitstream.parse(data).fingerprint) == zoo.path("factorized", 2)
+  assert zoo.find(b"\0" * bitstream.FINGERPRINT_BYTES) is None
+
+
+def test_keras_model_restored_from_the_savedmodel_writes_the_same_file(tiny_zoo):
+  image = sample_image()
+  model = zoo.load("factorized", 2, keras=True)
+  codec = zoo.load("factorized", 2)
+  data = model.compress(tf.constant(image)).numpy()
+  assert data == codec.compress(image)
+  np.testing.assert_array_equal(model.decompress(tf.constant(data)).numpy(),
+                                codec.decompress(data))
+
+
+def test_warm_start_from_the_zoo(tiny_zoo):
+  from tfcae.models import build_model
+  from tfcae.training import warm_start
+  source = zoo.load("factorized", 2, keras=True)
+  model = build_model(source.get_config())
+  warm_start(model, "zoo:factorized/2")
+  for a, b in zip(model.weight_variables(), source.weight_variables()):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  other = build_model(dict(source.get_config(), num_filters=4))
+  with pytest.raises(TfcaeError, match="different architecture"):
+    warm_start(other, "zoo:factorized/2")
+
+
+def test_cli_by_name_and_decompress_by_fingerprint(tiny_zoo, tmp_path):
+  root, _ = tiny_zoo
+  env = {"TFCAE_ZOO": str(root)}
+  out = tmp_path / "a.tfcae"
+  r = run_tool("compress", "--model=factorized", "--quality=2", f"--input={IMAGE}",
+               f"--output={out}", env=env)
+  assert r.returncode == 0, r.stderr
+  r = run_tool("decompress", f"--input={out}", f"--output={tmp_path / 'a.png'}", env=env)
+  assert r.returncode == 0, r.stderr
+  np.testing.assert_array_equal(
+      np.asarray(__import__("PIL.Image").Image.open(tmp_path / "a.png")),
+      zoo.load("factorized", 2).decompress(out.read_bytes()))
+  r = run_tool("compress", "--model=factorized", "--quality=7", f"--input={IMAGE}",
+               f"--output={tmp_path / 'b.tfcae'}", env=env)
+  assert r.returncode == 1
+  assert r.stderr.strip().splitlines() == [
+      "error: no zoo model factorized/7; available: factorized 2"]
+  assert not (tmp_path / "b.tfcae").exists()
+  # A file of a model that is not in the zoo: a one-line error, nothing written.
+  foreign = bitstream.pack(b"\1" * 8, 4, 4, [b"x"])
+  (tmp_path / "f.tfcae").write_bytes(foreign)
+  r = run_tool("decompress", f"--input={tmp_path / 'f.tfcae'}",
+               f"--output={tmp_path / 'f.png'}", env=env)
+  assert r.returncode == 1 and "not in the zoo" in r.stderr
+  assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "f.png").exists()
+
+
+def test_evaluate_and_analyze_by_name(tiny_zoo, tmp_path):
+  root, _ = tiny_zoo
+  env = {"TFCAE_ZOO": str(root)}
+  r = run_tool("evaluate", "--model=factorized", f"--images={IMAGE}",
+               f"--output={tmp_path / 'e.json'}", env=env)
+  assert r.returncode == 0, r.stderr
+  assert len(json.loads((tmp_path / "e.json").read_text())["results"]["bpp"]) == 1
+  r = run_tool("analyze", "--model=factorized", "--quality=2", env=env)
+  assert r.returncode == 0, r.stderr
+  assert "encoder" in r.stdout
+
+
+def _saved_model_in_subprocess(code, onednn, *args):
+  """Runs `code` with m = the SavedModel args[0] loaded, in a fresh process with
+  TensorFlow's oneDNN kernels on (1) or off (0)."""
+  prelude = ("import sys, numpy as np, tensorflow as tf, tensorflow_compression; "
+             "from PIL import Image; m = tf.saved_model.load(sys.argv[1]); ")
+  env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=str(onednn), TF_CPP_MIN_LOG_LEVEL="3")
+  subprocess.run([sys.executable, "-c", prelude + code, *args], env=env, check=True,
+                 timeout=300)
+
+
+COMPRESS = ("x = np.asarray(Image.open(sys.argv[2]).convert('RGB')); "
+            "open(sys.argv[3], 'wb').write(m.compress(tf.constant(x)).numpy())")
+DECOMPRESS = ("data = open(sys.argv[2], 'rb').read(); "
+              "np.save(sys.argv[3], m.decompress(tf.constant(data)).numpy())")
+
+
+def check_decodes_across_onednn(model_dir, tmp_path):
+  """A file written with oneDNN on decodes with it off (and the other way round) to
+  pixels within ±1, and the bytes written do not depend on the setting."""
+  for o in (0, 1):
+    _saved_model_in_subprocess(COMPRESS, o, model_dir, IMAGE, str(tmp_path / f"w{o}.tfcae"))
+  assert (tmp_path / "w0.tfcae").read_bytes() == (tmp_path / "w1.tfcae").read_bytes()
+  decoded = {}
+  for written in (0, 1):  # each file decoded under both settings
+    for o in (0, 1):
+      out = tmp_path / f"d{written}{o}.npy"
+      _saved_model_in_subprocess(DECOMPRESS, o, model_dir, str(tmp_path / f"w{written}.tfcae"),
+                                 str(out))
+      decoded[written, o] = np.load(out).astype(np.int16)
+  for written in (0, 1):
+    assert np.max(np.abs(decoded[written, 0] - decoded[written, 1])) <= 1
+
+
+@pytest.mark.slow
+def test_onednn_check_on_the_tiny_zoo_model(tiny_zoo, tmp_path):
+  check_decodes_across_onednn(zoo.path("factorized", 2), tmp_path)
+
+
+# --- every model shipped in zoo/ -------------------------------------------------------
+@pytest.mark.parametrize("card", SHIPPED, ids=[c["name"] for c in SHIPPED])
+def test_shipped_model_round_trips_and_matches_its_card(card, tmp_path):
+  folder = card["path"]
+  codec = Codec(folder)
+  assert codec.fingerprint.hex() == card["fingerprint"]
+  with open(os.path.join(folder, "tfcae_export.json")) as f:
+    assert json.load(f)["fingerprint"] == card["fingerprint"]
+  out = tmp_path / "x.tfcae"
+  r = run_tool("compress", f"--model={card['architecture']}", f"--quality={card['quality']}",
+               f"--input={IMAGE}", f"--output={out}")
+  assert r.returncode == 0, r.stderr
+  assert out.read_bytes() == codec.compress(sample_image())  # CLI = signature, bit for bit
+  r = run_tool("decompress", f"--input={out}", f"--output={tmp_path / 'x.png'}")
+  assert r.returncode == 0, r.stderr
+  from tfcae.fileio import load_rgb_image
+  np.testing.assert_array_equal(load_rgb_image(str(tmp_path / "x.png")),
+                                codec.decompress(out.read_bytes()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("card", SHIPPED, ids=[c["name"] for c in SHIPPED])
+def test_shipped_model_decodes_across_onednn(card, tmp_path):
+  check_decodes_across_onednn(card["path"], tmp_path)
+
+
+def test_zoo_fits_its_budget():
+  total = sum(os.path.getsize(os.path.join(d, f))
+              for d, _, fs in os.walk(os.path.join(REPO, "zoo")) for f in fs)
+  assert total <= 80e6
+
+
+@pytest.mark.slow
+def test_ladder_trains_resumes_and_publishes(tmp_path):
+  """A two-quality ladder end to end: the anchor from scratch, the other fine-tuned from it
+  (it waits for the anchor), a re-run trains nothing, and both publish with cards."""
+  flagfile = tmp_path / "tiny.cfg"
+  flagfile.write_text("\n".join([
+      "--model=factorized", "--num_filters=8", f"--train_images={SAMPLE_EVAL}/../train",
+      "--patch_size=64", "--batch_size=2", "--steps_per_epoch=10", "--epochs=1000",
+      "--validation_batches=1", "--learning_rate=5e-3", "--image_summaries=false",
+      "--verbose=0"]) + "\n")
+  spec = ladder.Ladder(architecture="factorized", flagfile=str(flagfile),
+                       lambdas={1: 0.003, 2: 0.03}, anchors=(2,), anchor_minutes=0.15,
+                       finetune_minutes=0.1, finetune_flags=("--learning_rate=1e-3",))
+  assert spec.source(1) == 2 and spec.source(2) is None
+  out = str(tmp_path / "runs")
+  codes = ladder.train(spec, out, parallel=2, log=lambda *_: None)
+  assert codes == {2: 0, 1: 0}
+  with open(os.path.join(out, "factorized", "1", "train_config.json")) as f:
+    assert json.load(f)["init_from"] == os.path.join(out, "factorized", "2")
+  assert ladder.train(spec, out, parallel=2, log=lambda *_: None) == {}  # all done
+  cards = ladder.publish_ladder(spec, out, EVAL_IMAGES[:1], zoo_root=str(tmp_path / "zoo"),
+                                log=lambda *_: None)
+  assert [c["name"] for c in cards] == ["factorized/1", "factorized/2"]
+  assert cards[0]["training"]["init_from"].endswith(os.path.join("factorized", "2"))
+  assert "--init_from=" in cards[0]["training"]["command"]
+  table = ladder.card_table(cards)
+  assert table.count("\n") == 3 and cards[1]["fingerprint"] in table
