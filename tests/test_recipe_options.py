@@ -32,11 +32,13 @@ def test_progress_schedule_shapes():
   assert _lr(const, 0.25) == pytest.approx(1e-4) and _lr(const, 0.9) == pytest.approx(2e-4)
 
 
-def test_progress_variable_drives_the_schedule():
-  progress = tf.Variable(0.)
-  s = training.ProgressSchedule("cosine", 1e-3, 10, progress=progress)
+def test_elapsed_time_drives_the_schedule():
+  elapsed = tf.Variable(0., dtype=tf.float64)
+  s = training.ProgressSchedule("cosine", 1e-3, 10, elapsed=elapsed, budget_seconds=60.)
   assert float(s(0)) == pytest.approx(1e-3)
-  progress.assign(1.)
+  elapsed.assign(30.)
+  assert float(s(0)) == pytest.approx(5e-4, rel=1e-5)
+  elapsed.assign(90.)  # past the budget: clipped
   assert float(s(0)) == pytest.approx(0., abs=1e-9)  # the step count is ignored
   assert np.isfinite(float(training.ProgressSchedule("cosine", 1e-3, 0)(5)))
 

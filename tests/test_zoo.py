@@ -67,6 +67,9 @@ def test_list_path_and_errors(tiny_zoo):
       zoo.path(*bad)
   with pytest.raises(TfcaeError, match="expected zoo:<architecture>/<quality>"):
     zoo.resolve("zoo:factorized")
+  assert zoo.qualities("factorized") == [2]
+  with pytest.raises(TfcaeError, match=r"^no zoo model nope; available: factorized 2$"):
+    zoo.qualities("nope")
 
 
 def test_load_round_trips_bit_exactly(tiny_zoo, factorized_dir):
@@ -112,9 +115,9 @@ def test_cli_by_name_and_decompress_by_fingerprint(tiny_zoo, tmp_path):
   assert r.returncode == 0, r.stderr
   r = run_tool("decompress", f"--input={out}", f"--output={tmp_path / 'a.png'}", env=env)
   assert r.returncode == 0, r.stderr
-  np.testing.assert_array_equal(
-      np.asarray(__import__("PIL.Image").Image.open(tmp_path / "a.png")),
-      zoo.load("factorized", 2).decompress(out.read_bytes()))
+  from tfcae.fileio import load_rgb_image
+  np.testing.assert_array_equal(load_rgb_image(str(tmp_path / "a.png")),
+                                zoo.load("factorized", 2).decompress(out.read_bytes()))
   r = run_tool("compress", "--model=factorized", "--quality=7", f"--input={IMAGE}",
                f"--output={tmp_path / 'b.tfcae'}", env=env)
   assert r.returncode == 1

@@ -86,7 +86,7 @@ def assign_matching(targets, sources, what):
     used[key] = k + 1
 
 
-def restore_keras(model_dir, for_compression=True, objective=None):
+def restore_keras(model_dir, for_compression=True):
   """The Keras model of an exported SavedModel (a zoo model has no checkpoint): the
   architecture from tfcae_export.json, every weight from the SavedModel's variables;
   with `for_compression`, its coding tables and fingerprint too, so files it writes are
@@ -97,7 +97,7 @@ def restore_keras(model_dir, for_compression=True, objective=None):
     raise TfcaeError(f"{model_dir}: no exported model (saved_model.pb)")
   info = read_export_info(model_dir)
   saved = tf.saved_model.load(model_dir)
-  model = build_model(info["architecture"], objective=objective)
+  model = build_model(info["architecture"])
   try:
     assign_matching(model.weight_variables(), saved.model_variables, model_dir)
     if for_compression:

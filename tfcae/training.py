@@ -66,18 +66,19 @@ class ProgressSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
   """The learning rate as a function of training progress p in [0, 1]: a linear warm-up
   over the first `warmup` of it to `peak`, then constant, a step (×factor from p =
   decay_at) or a cosine to 0. p is steps / total_steps, or, with a time budget, the
-  fraction of the budget spent (`progress` variable, set by TimeBudget), so that the
-  schedule of an equal-wall-clock run completes whatever its speed."""
+  fraction of it spent (`elapsed` seconds, a variable kept by TimeBudget, over
+  `budget_seconds`), so that the schedule of an equal-wall-clock run completes whatever its
+  speed."""
 
   def __init__(self, kind, peak, total_steps, warmup=0., decay_at=.8, factor=.1,
-               progress=None):
+               elapsed=None, budget_seconds=0.):
     self.kind, self.peak, self.total_steps = kind, float(peak), max(int(total_steps), 1)
     self.warmup, self.decay_at, self.factor = float(warmup), float(decay_at), float(factor)
-    self.progress = progress
+    self.elapsed, self.budget_seconds = elapsed, float(budget_seconds)
 
   def __call__(self, step):
-    if self.progress is not None:
-      p = tf.cast(self.progress, tf.float32)
+    if self.elapsed is not None:
+      p = tf.cast(self.elapsed / self.budget_seconds, tf.float32)
     else:
       p = tf.cast(step, tf.float32) / self.total_steps
     p = tf.clip_by_value(p, 0., 1.)
@@ -97,32 +98,31 @@ class ProgressSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
             "warmup": self.warmup, "decay_at": self.decay_at, "factor": self.factor}
 
 
-def learning_rate_schedule(config, progress=None):
+def learning_rate_schedule(config, elapsed=None):
   total = config.epochs * config.steps_per_epoch
   if config.lr_schedule == "constant" and not config.lr_warmup:
     return config.learning_rate
   return ProgressSchedule(config.lr_schedule, config.learning_rate, total,
                           warmup=config.lr_warmup, decay_at=config.lr_decay_at,
-                          factor=config.lr_decay_factor, progress=progress)
+                          factor=config.lr_decay_factor, elapsed=elapsed,
+                          budget_seconds=config.time_budget_minutes * 60.)
 
 
 class TimeBudget(tf.keras.callbacks.Callback):
   """Stops training once `budget_seconds` of training time (validation excluded, summed
-  over resumed runs through the checkpointed `elapsed` variable) are spent, and keeps
-  `progress` = elapsed / budget up to date for ProgressSchedule."""
+  over resumed runs through the checkpointed `elapsed` variable, which ProgressSchedule
+  reads) are spent."""
 
-  def __init__(self, budget_seconds, elapsed, progress):
+  def __init__(self, budget_seconds, elapsed):
     super().__init__()
-    self.budget, self.elapsed, self.progress = float(budget_seconds), elapsed, progress
+    self.budget, self.elapsed = float(budget_seconds), elapsed
     self.exhausted = False
 
   def on_train_batch_begin(self, batch, logs=None):
     self._start = time.perf_counter()
 
   def on_train_batch_end(self, batch, logs=None):
-    spent = self.elapsed.assign_add(time.perf_counter() - self._start).numpy()
-    self.progress.assign(min(spent / self.budget, 1.))
-    if spent >= self.budget:
+    if self.elapsed.assign_add(time.perf_counter() - self._start).numpy() >= self.budget:
       self.exhausted = True
       self.model.stop_training = True
 
@@ -293,12 +293,11 @@ def train(config: TrainConfig, model_fn=None):
     model.decoder_quantization = config.decoder_quantization
     if config.init_from:
       warm_start(model, config.init_from)
-    # Training time spent (for --time_budget_minutes) and its fraction of the budget.
+    # Training time spent (for --time_budget_minutes; the schedule runs over it).
     elapsed = tf.Variable(0., trainable=False, dtype=tf.float64, name="elapsed_seconds")
-    progress = tf.Variable(0., trainable=False, dtype=tf.float32, name="progress")
     budget = config.time_budget_minutes * 60.
     model.compile(optimizer=tf.keras.optimizers.Adam(
-        learning_rate_schedule(config, progress if budget else None),
+        learning_rate_schedule(config, elapsed if budget else None),
         global_clipnorm=config.clip_gradient_norm or None), jit_compile=config.jit_compile)
     # Create the optimizer's slots now so the checkpoint restores them immediately.
     model.optimizer.build(model.trainable_variables)
@@ -312,8 +311,6 @@ def train(config: TrainConfig, model_fn=None):
     print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch.numpy())} of "
           f"{config.epochs})", flush=True)
   initial_epoch = int(epoch.numpy())
-  if budget:
-    progress.assign(min(elapsed.numpy() / budget, 1.))
   for hook in model.objective.hooks:
     hook.set_validation_data(val_ds)
 
@@ -329,7 +326,7 @@ def train(config: TrainConfig, model_fn=None):
   ]
   if config.image_summaries:
     callbacks.append(ReconstructionImages(log_dir, next(iter(val_ds))[:2]))
-  time_budget = TimeBudget(budget, elapsed, progress) if budget else None
+  time_budget = TimeBudget(budget, elapsed) if budget else None
   if time_budget:
     callbacks.insert(0, time_budget)  # before EpochCheckpoint sees the epoch's end
   verbose = config.verbose if config.verbose >= 0 else (1 if sys.stdout.isatty() else 2)

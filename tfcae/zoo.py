@@ -76,6 +76,14 @@ def path(architecture, quality):
   return folder
 
 
+def qualities(architecture):
+  """The shipped qualities of an architecture; a one-line TfcaeError if there are none."""
+  found = [c["quality"] for c in list() if c["architecture"] == architecture]
+  if not found:
+    raise TfcaeError(f"no zoo model {architecture}; available: {_available()}")
+  return found
+
+
 def card(architecture, quality):
   return _read_card(path(architecture, quality))
 
