@@ -2,7 +2,7 @@
 #   make demo   create .venv, install tfcae, code a photo with a zoo model (next to JPEG at
 #               the same size), then the quick start (train, compress, evaluate)
 #   make test   install if needed, run the default test tier, then the slow tier
-#   make zoo    train the zoo's rate ladder (≈ 2 h on 2 cores, resumable) and publish it
+#   make zoo    train the zoo's rate ladder (≈ 1 h 50 min on 2 cores, resumable) and publish it
 #
 # TensorFlow 2.14 (TFC's last release pins it) exists for Python 3.9-3.11 only: take the
 # first of python3, python3.11, python3.10, python3.9 in that range (PYTHON=... overrides).

@@ -49,6 +49,8 @@ flags.DEFINE_string("jpeg", os.path.join(ROOT, "docs/benchmark/jpeg.json"),
                     "JPEG results (the equal-bpp reference curve).")
 flags.DEFINE_string("plot", "", "Also draw the arms' Kodak points beside JPEG's curve here.")
 flags.DEFINE_string("run_arm", "", "(internal) train and score this one arm.")
+flags.DEFINE_list("time_curve", None, "Instead of training: recipe JSONs of several budgets; "
+                  "prints and plots (--plot) ΔPSNR_JPEG against training time per width.")
 FLAGS = flags.FLAGS
 
 # Each arm: TrainConfig overrides on top of BASE. "base" is tfcae's model with TFC's
@@ -165,8 +167,45 @@ def table(results, jpeg):
   return "\n".join(lines)
 
 
+def time_curve(paths, jpeg, output_png=""):
+  """ΔPSNR_JPEG (dB at equal bpp) against training minutes, one line per width N, from the
+  recipe JSONs of several budgets (each arm of the zoo's recipe family: 128² crops, step
+  or cosine decay)."""
+  series = {}
+  for path in paths:
+    with open(path, encoding="utf-8") as f:
+      study = json.load(f)
+    for r in study["arms"]:
+      s = r["settings"]
+      if s.get("patch_size") != 128 or s.get("batch_size", 8) != 8 or s.get(
+          "model", "factorized") != "factorized" or s.get("learning_rate") != 5e-4:
+        continue
+      if s["num_filters"] == 128 and s.get("lr_schedule") != "step":
+        continue  # N = 128 was confirmed with the step decay only
+      delta = r["kodak"]["psnr-rgb"] - quality_at_rate(jpeg, "psnr", r["kodak"]["bpp"],
+                                                       extrapolate=True)
+      series.setdefault(s["num_filters"], []).append((study["budget_minutes"], delta,
+                                                      r["arm"]))
+  series = {n: p for n, p in series.items() if len(p) > 1}  # widths measured at one budget: no curve
+  lines = ["| width | " + " | ".join(f"{m:g} min" for m, _, _ in sorted(series[128])) + " |",
+           "|---|" + "---|" * len(series[128])]
+  for n, points in sorted(series.items()):
+    points.sort()
+    lines.append(f"| N = {n} | " + " | ".join(f"{d:+.2f} ({a})" for _, d, a in points) + " |")
+  print("\n".join(lines))
+  if output_png:
+    from tfcae.plotting import plot_series
+    plot_series([(f"N = {n}", [m for m, _, _ in p], [d for _, d, _ in p])
+                 for n, p in sorted(series.items())],
+                "training time on one core (minutes)", "PSNR − JPEG's at equal bpp (dB)",
+                output_png, "Recipe study: Kodak, one λ per run", logx=True, hline=0.)
+
+
 def main(argv):
   del argv
+  if FLAGS.time_curve:
+    with open(FLAGS.jpeg, encoding="utf-8") as f:
+      return time_curve(FLAGS.time_curve, json.load(f), FLAGS.plot)
   if FLAGS.run_arm:
     return run_arm(FLAGS.run_arm)
   names = [a for a in FLAGS.arms.split(",") if a] or list(ARMS)

@@ -3,6 +3,7 @@ import os
 import struct
 import zlib
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from hypothesis import given, settings, strategies as st
@@ -24,16 +25,32 @@ def test_crc32_tf_matches_zlib(message):
   assert int(bitstream.crc32_tf(tf.constant(message))) == zlib.crc32(message)
 
 
+@pytest.mark.parametrize("n", [0, 1, 300, 196608])
+def test_crc32_bytes_tf_matches_zlib(n):
+  values = np.random.default_rng(n).integers(0, 64, n, dtype=np.uint8)
+  assert int(bitstream.crc32_bytes_tf(tf.constant(values))) == zlib.crc32(values.tobytes())
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.binary(max_size=300), min_size=1, max_size=3),
-       st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1))
-def test_pack_tf_is_byte_identical_to_pack(strings, height, width):
-  expected = bitstream.pack(FP, height, width, strings)
-  got = bitstream.pack_tf(tf.constant(FP), tf.constant(height, tf.int64),
-                          tf.constant(width, tf.int64), [tf.constant(s) for s in strings])
+       st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1),
+       st.one_of(st.none(), st.integers(0, 2**32 - 1)))
+def test_pack_tf_is_byte_identical_to_pack(strings, height, width, index_check):
+  expected = bitstream.pack(FP, height, width, strings, index_check)
+  got = bitstream.pack_tf(
+      tf.constant(FP), tf.constant(height, tf.int64), tf.constant(width, tf.int64),
+      [tf.constant(s) for s in strings],
+      None if index_check is None else tf.constant(index_check, tf.int64))
   assert got.numpy() == expected
   parsed = bitstream.parse(expected, FP)
   assert (parsed.height, parsed.width, list(parsed.strings)) == (height, width, strings)
+  assert parsed.index_check == index_check and parsed.version == (1 if index_check is None
+                                                                  else 2)
+  h, w, parts, check = bitstream.parse_tf(tf.constant(expected), tf.constant(FP),
+                                          len(strings))
+  assert [int(h), int(w)] == np.array([height, width], np.uint32).view(np.int32).tolist()
+  assert [p.numpy() for p in parts] == strings
+  assert int(check) == (bitstream.NO_INDEX_CHECK if index_check is None else index_check)
 
 
 def test_layout_is_as_documented():
@@ -45,7 +62,16 @@ def test_layout_is_as_documented():
   assert len(data) == bitstream.header_size(2) + 5
 
 
+def test_version_2_layout_is_as_documented():
+  data = bitstream.pack(FP, 512, 768, [b"abc", b"de"], index_check=0xDEADBEEF)
+  assert data[4] == 2 and data[5] == 2
+  assert struct.unpack(">IIIII", data[14:34]) == (512, 768, 3, 2, 0xDEADBEEF)
+  assert struct.unpack(">I", data[34:38])[0] == zlib.crc32(data[:34] + data[38:])
+  assert data[38:] == b"abcde" and len(data) == bitstream.header_size(2, version=2) + 5
+
+
 GOOD = bitstream.pack(FP, 17, 33, [b"hello", b"world!"])
+GOOD2 = bitstream.pack(FP, 17, 33, [b"hello", b"world!"], index_check=12345)
 
 
 def _flip(data, index):
@@ -64,6 +90,10 @@ def _flip(data, index):
     (_flip(GOOD, 22), "truncated"),     # a string length, made larger
     (_flip(GOOD, 25), "corrupted"),     # a string length, made smaller
     (_flip(GOOD, len(GOOD) - 2), "CRC-32"),  # payload
+    (GOOD[:4] + b"\x03" + GOOD[5:], "version 3"),
+    (_flip(GOOD2, 31), "CRC-32"),       # the index check
+    (GOOD2[:4] + b"\x01" + GOOD2[5:], "corrupted"),  # a version-2 file read as version 1
+    (GOOD2[:-1], "truncated"),
 ])
 def test_parse_rejects_bad_files(data, message):
   with pytest.raises(TfcaeError, match=message):
@@ -76,7 +106,9 @@ def test_parse_rejects_other_model():
 
 
 @pytest.mark.parametrize("data", [GOOD[:-1], _flip(GOOD, 17), _flip(GOOD, len(GOOD) - 2),
-                                  b"\0" * 60])
+                                  b"\0" * 60, b"TCAE", GOOD2[:-1], _flip(GOOD2, 31),
+                                  GOOD[:4] + b"\x03" + GOOD[5:],
+                                  GOOD2[:4] + b"\x01" + GOOD2[5:]])
 def test_parse_tf_rejects_bad_files(data):
   with pytest.raises(tf.errors.InvalidArgumentError):
     bitstream.parse_tf(tf.constant(data), tf.constant(FP), 2)

@@ -6,7 +6,7 @@ import re
 import pytest
 from absl import flags
 
-from tfcae import cli
+from tfcae import cli, zoo
 from tfcae.config import TrainConfig
 from tfcae.mnist import MnistConfig
 
@@ -39,3 +39,27 @@ def test_config_parses_and_validates(path, monkeypatch, tmp_path):
     m = re.match(r"--(\w+)=(.*)$", line.strip())
     if m and m.group(1) != "flagfile":
       assert values[m.group(1)].value == values[m.group(1)].parser.parse(m.group(2)), line
+
+
+ZOO_WARM_STARTS = [p for p in CONFIGS if "--init_from=zoo:" in open(p).read()]
+
+
+def test_methods_warm_start_from_the_zoo():
+  names = {os.path.basename(p) for p in ZOO_WARM_STARTS}
+  assert {"sparse_l1.cfg", "sparse_l11.cfg", "sparse_l1inf.cfg", "dco_cpu.cfg"} <= names
+
+
+@pytest.mark.parametrize("path", ZOO_WARM_STARTS, ids=os.path.basename)
+def test_zoo_warm_start_is_shipped_and_has_the_configs_architecture(path, monkeypatch):
+  """A flagfile that warm-starts from the zoo names a shipped model whose architecture is
+  the one the flagfile builds (otherwise the weights cannot be copied)."""
+  values = flags.FlagValues()
+  cli.define_flags_from_dataclass(TrainConfig, flag_values=values)
+  monkeypatch.chdir(ROOT)
+  values(["prog", f"--flagfile={os.path.relpath(path, ROOT)}", "--model_dir=x"])
+  config = cli.dataclass_from_flags(TrainConfig, flag_values=values)
+  architecture, quality = zoo.parse_spec(config.init_from)
+  card = zoo.card(architecture, quality)
+  assert card["config"] == config.architecture()
+  if config.objective == "beta":  # the same trade-off as the warm start
+    assert abs(card["lmbda"] - config.lmbda) < 1e-9

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcae import bitstream
+from tfcae import TfcaeError, bitstream
 from tfcae.codec import Codec
 from tfcae.models import build_model, edge_pad
 from tfcae.objectives import LossTerm, Objective, Rate, TrainingHook, rate_distortion
 
-from conftest import sample_image
+from conftest import run_tool, sample_image
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,29 @@ def test_file_size_matches_entropy_estimate(codecs):
   estimate = codec.estimate_bits(image)
   # Relative tolerance plus a few bytes per string of range-coder termination.
   assert abs(payload_bits - estimate) <= ESTIMATE_TOLERANCE[arch] * estimate + 64 * codec.num_strings
+
+
+def test_index_check(codecs, tmp_path):
+  """Hyperprior files are version 2 with an index check, and one whose check does not
+  match the decoder's indices is a one-line error through the tools, with nothing
+  written; factorized files are version 1."""
+  arch, codec = codecs
+  data = codec.compress(sample_image()[:80, :100])
+  parsed = codec.parse(data)
+  if arch == "factorized":
+    assert parsed.version == 1 and parsed.index_check is None
+    return
+  assert parsed.version == 2
+  forged = bitstream.pack(parsed.fingerprint, parsed.height, parsed.width, parsed.strings,
+                          index_check=parsed.index_check ^ 0x100)
+  with pytest.raises(TfcaeError, match="^cannot decode bitstream: this file was written on "
+                                       "a platform whose arithmetic differs"):
+    codec.decompress(forged)
+  (tmp_path / "forged.tfcae").write_bytes(forged)
+  r = run_tool("decompress", f"--model_dir={codec.model_dir}",
+               f"--input={tmp_path / 'forged.tfcae'}", f"--output={tmp_path / 'x.png'}")
+  assert r.returncode != 0 and "platform whose arithmetic differs" in r.stderr
+  assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
 
 
 def test_reconstruction_is_not_garbage(codecs):

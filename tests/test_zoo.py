@@ -4,10 +4,9 @@ every shipped model's round trip (issue 14).
 Most tests use a zoo built here from a tiny trained model (TFCAE_ZOO points at it); the
 `shipped` tests run on every model in the repository's zoo/.
 """
+import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,11 +15,11 @@ import tensorflow as tf
 from tfcae import TfcaeError, bitstream, ladder, zoo
 from tfcae.codec import Codec
 
-from conftest import REPO, SAMPLE_EVAL, run_tool, sample_image
+from conftest import SAMPLE_EVAL, run_tool, sample_image
+from test_zoo_shipped import check_decodes_across_onednn
 
 EVAL_IMAGES = sorted(os.path.join(SAMPLE_EVAL, f) for f in os.listdir(SAMPLE_EVAL))
 IMAGE = os.path.join(SAMPLE_EVAL, "kodim23.png")
-SHIPPED = zoo.list() if not os.environ.get("TFCAE_ZOO") else []
 
 
 @pytest.fixture(scope="module")
@@ -145,74 +144,24 @@ def test_evaluate_and_analyze_by_name(tiny_zoo, tmp_path):
   assert "encoder" in r.stdout
 
 
-def _saved_model_in_subprocess(code, onednn, *args):
-  """Runs `code` with m = the SavedModel args[0] loaded, in a fresh process with
-  TensorFlow's oneDNN kernels on (1) or off (0)."""
-  prelude = ("import sys, numpy as np, tensorflow as tf, tensorflow_compression; "
-             "from PIL import Image; m = tf.saved_model.load(sys.argv[1]); ")
-  env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=str(onednn), TF_CPP_MIN_LOG_LEVEL="3")
-  subprocess.run([sys.executable, "-c", prelude + code, *args], env=env, check=True,
-                 timeout=300)
-
-
-COMPRESS = ("x = np.asarray(Image.open(sys.argv[2]).convert('RGB')); "
-            "open(sys.argv[3], 'wb').write(m.compress(tf.constant(x)).numpy())")
-DECOMPRESS = ("data = open(sys.argv[2], 'rb').read(); "
-              "np.save(sys.argv[3], m.decompress(tf.constant(data)).numpy())")
-
-
-def check_decodes_across_onednn(model_dir, tmp_path):
-  """A file written with oneDNN on decodes with it off (and the other way round) to
-  pixels within ±1, and the bytes written do not depend on the setting."""
-  for o in (0, 1):
-    _saved_model_in_subprocess(COMPRESS, o, model_dir, IMAGE, str(tmp_path / f"w{o}.tfcae"))
-  assert (tmp_path / "w0.tfcae").read_bytes() == (tmp_path / "w1.tfcae").read_bytes()
-  decoded = {}
-  for written in (0, 1):  # each file decoded under both settings
-    for o in (0, 1):
-      out = tmp_path / f"d{written}{o}.npy"
-      _saved_model_in_subprocess(DECOMPRESS, o, model_dir, str(tmp_path / f"w{written}.tfcae"),
-                                 str(out))
-      decoded[written, o] = np.load(out).astype(np.int16)
-  for written in (0, 1):
-    assert np.max(np.abs(decoded[written, 0] - decoded[written, 1])) <= 1
-
-
 @pytest.mark.slow
 def test_onednn_check_on_the_tiny_zoo_model(tiny_zoo, tmp_path):
   check_decodes_across_onednn(zoo.path("factorized", 2), tmp_path)
 
 
-# --- every model shipped in zoo/ -------------------------------------------------------
-@pytest.mark.parametrize("card", SHIPPED, ids=[c["name"] for c in SHIPPED])
-def test_shipped_model_round_trips_and_matches_its_card(card, tmp_path):
-  folder = card["path"]
-  codec = Codec(folder)
-  assert codec.fingerprint.hex() == card["fingerprint"]
-  with open(os.path.join(folder, "tfcae_export.json")) as f:
-    assert json.load(f)["fingerprint"] == card["fingerprint"]
-  out = tmp_path / "x.tfcae"
-  r = run_tool("compress", f"--model={card['architecture']}", f"--quality={card['quality']}",
-               f"--input={IMAGE}", f"--output={out}")
-  assert r.returncode == 0, r.stderr
-  assert out.read_bytes() == codec.compress(sample_image())  # CLI = signature, bit for bit
-  r = run_tool("decompress", f"--input={out}", f"--output={tmp_path / 'x.png'}")
-  assert r.returncode == 0, r.stderr
-  from tfcae.fileio import load_rgb_image
-  np.testing.assert_array_equal(load_rgb_image(str(tmp_path / "x.png")),
-                                codec.decompress(out.read_bytes()))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("card", SHIPPED, ids=[c["name"] for c in SHIPPED])
-def test_shipped_model_decodes_across_onednn(card, tmp_path):
-  check_decodes_across_onednn(card["path"], tmp_path)
-
-
-def test_zoo_fits_its_budget():
-  total = sum(os.path.getsize(os.path.join(d, f))
-              for d, _, fs in os.walk(os.path.join(REPO, "zoo")) for f in fs)
-  assert total <= 80e6
+def test_ladder_fine_tunes_in_a_chain_outwards_from_the_anchor():
+  spec = ladder.LADDERS["factorized"]
+  assert len(spec.lambdas) >= 6 and spec.cpu_minutes() <= 240  # ≤ 2 h on 2 cores
+  chain = ladder.Ladder(architecture="factorized", flagfile="x.cfg",
+                        lambdas={q: 0.001 * 2 ** q for q in range(1, 8)}, anchors=(4,),
+                        anchor_minutes=1, finetune_minutes=1)
+  assert [chain.source(q) for q in range(1, 8)] == [2, 3, 4, None, 4, 5, 6]
+  assert [chain.hops(q) for q in range(1, 8)] == [3, 2, 1, 0, 1, 2, 3]
+  two = dataclasses.replace(chain, anchors=(2, 6))
+  assert [two.source(q) for q in range(1, 8)] == [2, None, 2, 3, 6, None, 6]
+  argv = ladder.train_command(chain, 3, "out")
+  assert f"--init_from={os.path.join('out', 'factorized', '4')}" in argv
+  assert "--time_budget_minutes=1" in argv
 
 
 @pytest.mark.slow

@@ -1,21 +1,29 @@
-"""The tfcae file format, version 1 (see docs/format.md).
+"""The tfcae file format, versions 1 and 2 (see docs/format.md).
 
 All integers are big-endian::
 
   offset    size  field
   0         4     magic b"TCAE"
-  4         1     format version (1)
+  4         1     format version (1, or 2 when the file carries an index check)
   5         1     S, the number of range-coded strings (1 factorized, 2 hyperprior)
   6         8     model fingerprint (first 8 bytes of a SHA-256 over config and weights)
   14        4     image height (uint32)
   18        4     image width (uint32)
   22        4*S   byte length of each string (uint32)
-  22+4S     4     CRC-32 (IEEE 802.3, as zlib.crc32) of every other byte of the file:
-                  the header before this field followed by the payload
-  26+4S     ...   payload: the S strings, concatenated
+  (version 2 only)
+  22+4S     4     index check: CRC-32 of the coding-table index of every latent element,
+                  one byte each, as the encoder chose them (hyperpriors; issue 16)
+  H-4       4     CRC-32 (IEEE 802.3, as zlib.crc32) of every other byte of the file:
+                  the header before this field followed by the payload (H = header size)
+  H         ...   payload: the S strings, concatenated
 
 The CRC covers the header too, so a flipped bit in the shape or lengths is caught
-instead of decoding a garbage image of the wrong size.
+instead of decoding a garbage image of the wrong size. The index check catches the other
+failure: a hyperprior's decoder recomputes the scale indices in floating point, and one
+index decided differently from the encoder's (another CPU's kernels; Ballé et al., 2019,
+"Integer networks for data compression with latent-variable models") desynchronises the
+range decoder for the rest of the image. The decoder compares its indices with the
+check before range decoding and refuses the file instead of writing garbage.
 
 The format exists twice, on purpose, and tests keep the two byte-identical:
   * `pack` / `parse`: pure Python, used by the command-line tools to reject bad
@@ -33,14 +41,19 @@ import numpy as np
 from tfcae import TfcaeError
 
 MAGIC = b"TCAE"
-VERSION = 1
+VERSIONS = (1, 2)  # what this tfcae reads; it writes 2 exactly when there is an index check
 FINGERPRINT_BYTES = 8
 MAX_STRINGS = 255
+NO_INDEX_CHECK = -1  # parse_tf's index check of a version-1 file
+PLATFORM_MISMATCH = (
+    "this file was written on a platform whose arithmetic differs from this one's: the "
+    "hyperprior's scale indices recomputed here differ from the encoder's, so range "
+    "decoding would produce garbage")
 _FIXED = struct.Struct(">4sBB8sII")  # magic, version, S, fingerprint, height, width
 
 
-def header_size(num_strings):
-  return _FIXED.size + 4 * num_strings + 4
+def header_size(num_strings, version=1):
+  return _FIXED.size + 4 * num_strings + (4 if version >= 2 else 0) + 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +62,13 @@ class Bitstream:
   height: int
   width: int
   strings: tuple
+  index_check: int = None  # version 2 only
+  version: int = 1
 
 
-def pack(fingerprint, height, width, strings):
-  """Serialises a Bitstream (pure Python). Returns bytes."""
+def pack(fingerprint, height, width, strings, index_check=None):
+  """Serialises a Bitstream (pure Python): version 1, or 2 with an index check (uint32).
+  Returns bytes."""
   fingerprint = bytes(fingerprint)
   if len(fingerprint) != FINGERPRINT_BYTES:
     raise ValueError(f"fingerprint must be {FINGERPRINT_BYTES} bytes")
@@ -60,9 +76,14 @@ def pack(fingerprint, height, width, strings):
     raise ValueError("between 1 and 255 strings")
   if not (0 < height < 2**32 and 0 < width < 2**32):
     raise ValueError("image dimensions out of range")
+  if index_check is not None and not 0 <= index_check < 2**32:
+    raise ValueError("index check out of range")
   strings = [bytes(s) for s in strings]
-  head = _FIXED.pack(MAGIC, VERSION, len(strings), fingerprint, height, width)
+  version = 1 if index_check is None else 2
+  head = _FIXED.pack(MAGIC, version, len(strings), fingerprint, height, width)
   head += b"".join(struct.pack(">I", len(s)) for s in strings)
+  if index_check is not None:
+    head += struct.pack(">I", index_check)
   payload = b"".join(strings)
   crc = zlib.crc32(payload, zlib.crc32(head))
   return head + struct.pack(">I", crc) + payload
@@ -78,11 +99,12 @@ def parse(data, expected_fingerprint=None):
   if len(data) < _FIXED.size:
     raise TfcaeError("truncated tfcae bitstream (incomplete header)")
   magic, version, num_strings, fingerprint, height, width = _FIXED.unpack_from(data)
-  if version != VERSION:
-    raise TfcaeError(f"unsupported tfcae format version {version} (this tfcae reads {VERSION})")
+  if version not in VERSIONS:
+    raise TfcaeError(f"unsupported tfcae format version {version} (this tfcae reads "
+                     f"{', '.join(map(str, VERSIONS))})")
   if num_strings < 1:
     raise TfcaeError("corrupted tfcae bitstream (no strings)")
-  hsize = header_size(num_strings)
+  hsize = header_size(num_strings, version)
   if len(data) < hsize:
     raise TfcaeError("truncated tfcae bitstream (incomplete header)")
   lengths = struct.unpack_from(f">{num_strings}I", data, _FIXED.size)
@@ -99,11 +121,14 @@ def parse(data, expected_fingerprint=None):
   if expected_fingerprint is not None and fingerprint != bytes(expected_fingerprint):
     raise TfcaeError(f"bitstream was written by another model (fingerprint {fingerprint.hex()}, "
                      f"this model is {bytes(expected_fingerprint).hex()})")
+  index_check = None
+  if version >= 2:
+    (index_check,) = struct.unpack_from(">I", data, hsize - 8)
   strings, offset = [], 0
   for n in lengths:
     strings.append(payload[offset:offset + n])
     offset += n
-  return Bitstream(fingerprint, height, width, tuple(strings))
+  return Bitstream(fingerprint, height, width, tuple(strings), index_check, version)
 
 
 # ---------------------------------------------------------------------------------------
@@ -194,14 +219,20 @@ def _crc_constants():
 def crc32_tf(message):
   """CRC-32 (zlib.crc32) of a scalar tf.string, as an int64 scalar tensor."""
   import tensorflow as tf
+  return crc32_bytes_tf(tf.io.decode_raw(message, tf.uint8))
+
+
+def crc32_bytes_tf(values):
+  """CRC-32 (zlib.crc32) of a 1-D tensor of byte values (0..255), as an int64 scalar."""
+  import tensorflow as tf
   chunk_mats, combine_mats, prefix = _crc_constants()
-  data = tf.io.decode_raw(tf.strings.join([prefix, message]), tf.uint8)
+  data = tf.concat([tf.constant(list(prefix), tf.int32), tf.cast(values, tf.int32)], 0)
   n = tf.size(data)
   num_chunks = (n + _CRC_CHUNK - 1) // _CRC_CHUNK
   levels = tf.cast(tf.math.ceil(tf.math.log(tf.cast(num_chunks, tf.float64)) / tf.math.log(
       tf.constant(2., tf.float64))), tf.int32)
   padded_chunks = tf.bitwise.left_shift(1, levels)
-  data = tf.pad(tf.cast(data, tf.int32), [[padded_chunks * _CRC_CHUNK - n, 0]])  # zeros: no effect
+  data = tf.pad(data, [[padded_chunks * _CRC_CHUNK - n, 0]])  # zeros: no effect
   bits = tf.bitwise.bitwise_and(
       tf.bitwise.right_shift(tf.reshape(data, [-1, _CRC_CHUNK, 1]), tf.range(8)), 1)
   # Sums are at most 256 * 8, exact in float32.
@@ -238,23 +269,28 @@ def _bytes_to_string(values):
 def _be_u32(string, offset):
   """Reads a big-endian uint32 at `offset` of a scalar string, as int64."""
   import tensorflow as tf
-  raw = tf.cast(tf.io.decode_raw(tf.strings.substr(string, offset, 4), tf.uint8), tf.int64)
+  offset = tf.cast(offset, tf.int64)
+  raw = tf.cast(tf.io.decode_raw(tf.strings.substr(string, offset, tf.constant(4, tf.int64)),
+                                 tf.uint8), tf.int64)
   raw = tf.reshape(raw, [4])
   return (raw[0] * 2**24) + (raw[1] * 2**16) + (raw[2] * 2**8) + raw[3]
 
 
-def pack_tf(fingerprint, height, width, strings):
-  """In-graph `pack`: fingerprint is a scalar string tensor, strings a list of scalars."""
+def pack_tf(fingerprint, height, width, strings, index_check=None):
+  """In-graph `pack`: fingerprint is a scalar string tensor, strings a list of scalars,
+  index_check None (version 1) or a scalar integer tensor (version 2)."""
   import tensorflow as tf
+  version = 1 if index_check is None else 2
   head = tf.strings.join(
-      [MAGIC, _bytes_to_string(tf.constant([VERSION, len(strings)])), fingerprint,
-       _u32_be(height), _u32_be(width)] + [_u32_be(tf.strings.length(s)) for s in strings])
+      [MAGIC, _bytes_to_string(tf.constant([version, len(strings)])), fingerprint,
+       _u32_be(height), _u32_be(width)] + [_u32_be(tf.strings.length(s)) for s in strings] +
+      ([] if index_check is None else [_u32_be(index_check)]))
   payload = tf.strings.join(list(strings))
   crc = crc32_tf(tf.strings.join([head, payload]))
   return tf.strings.join([head, _u32_be(crc), payload])
 
 
-def _require(condition, message):
+def require(condition, message):
   """tf.debugging.Assert with a fixed message (assert_equal cannot format string tensors)."""
   import tensorflow as tf
   return tf.debugging.Assert(tf.reduce_all(condition), [message])
@@ -263,35 +299,40 @@ def _require(condition, message):
 def parse_tf(data, fingerprint, num_strings):
   """In-graph `parse` with validation; raises InvalidArgumentError on a bad file.
 
-  Returns (height, width, strings) with int32 height/width and a list of scalar strings.
+  Returns (height, width, strings, index_check): int32 height/width, a list of scalar
+  strings and the int64 index check (NO_INDEX_CHECK for a version-1 file).
   """
   import tensorflow as tf
-  hsize = header_size(num_strings)
-  n = tf.strings.length(data)
-  with tf.control_dependencies([_require(n >= hsize, "truncated tfcae bitstream")]):
-    head = tf.strings.substr(data, 0, hsize - 4)
+  n = tf.cast(tf.strings.length(data), tf.int64)
+  with tf.control_dependencies([require(n >= header_size(num_strings),
+                                        "truncated tfcae bitstream")]):
+    fixed = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 4, 2), tf.uint8), tf.int64)
+  version = fixed[0]
+  checked = tf.equal(version, 2)
+  hsize = header_size(num_strings) + tf.where(checked, tf.constant(4, tf.int64), 0)
   lengths = [_be_u32(data, _FIXED.size + 4 * i) for i in range(num_strings)]
-  fixed = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 4, 2), tf.uint8), tf.int32)
   checks = [
-      _require(tf.equal(tf.strings.substr(data, 0, 4), MAGIC),
-               "not a tfcae bitstream (bad magic number)"),
-      _require(tf.equal(fixed, [VERSION, num_strings]),
-               "unsupported tfcae version or string count"),
-      _require(tf.equal(tf.strings.substr(data, 6, FINGERPRINT_BYTES), fingerprint),
-               "bitstream was written by another model"),
-      _require(tf.equal(tf.cast(n, tf.int64) - hsize, tf.add_n(lengths)),
-               "truncated or corrupted tfcae bitstream (length)"),
+      require(tf.equal(tf.strings.substr(data, 0, 4), MAGIC),
+              "not a tfcae bitstream (bad magic number)"),
+      require(tf.reduce_any(tf.equal(version, VERSIONS)) & tf.equal(fixed[1], num_strings),
+              "unsupported tfcae version or string count"),
+      require(tf.equal(tf.strings.substr(data, 6, FINGERPRINT_BYTES), fingerprint),
+              "bitstream was written by another model"),
+      require(tf.equal(n - hsize, tf.add_n(lengths)),
+              "truncated or corrupted tfcae bitstream (length)"),
   ]
   with tf.control_dependencies(checks):
+    head = tf.strings.substr(data, tf.constant(0, tf.int64), hsize - 4)
     payload = tf.strings.substr(data, hsize, n - hsize)
     crc = crc32_tf(tf.strings.join([head, payload]))
-  checks = [_require(tf.equal(crc, _be_u32(data, hsize - 4)),
-                     "corrupted tfcae bitstream (CRC-32 mismatch)")]
+  checks = [require(tf.equal(crc, _be_u32(data, hsize - 4)),
+                    "corrupted tfcae bitstream (CRC-32 mismatch)")]
   with tf.control_dependencies(checks):
     height = tf.cast(_be_u32(data, 14), tf.int32)
     width = tf.cast(_be_u32(data, 18), tf.int32)
+    index_check = tf.where(checked, _be_u32(data, hsize - 8), NO_INDEX_CHECK)
     strings, offset = [], tf.constant(0, tf.int64)
     for length in lengths:
       strings.append(tf.strings.substr(payload, offset, length))
       offset += length
-  return height, width, strings
+  return height, width, strings, index_check

@@ -7,6 +7,7 @@ foreign file, or one written by another model, gives a one-line TfcaeError befor
 TensorFlow op runs, and atomic writes.
 """
 import os
+import re
 import time
 
 import numpy as np
@@ -54,7 +55,12 @@ class Codec:
     try:
       return self.module.decompress(tf.constant(data)).numpy()
     except tf.errors.InvalidArgumentError as e:  # the in-graph checks, as a last line
-      raise TfcaeError(f"cannot decode bitstream: {e.message.splitlines()[0]}") from None
+      # tf.debugging.Assert reports "assertion failed: [<message>]", in a SavedModel
+      # below a "Graph execution error:" line: keep the message.
+      checked = re.search(r"assertion failed: \[(.*?)\]", e.message)
+      message = (checked.group(1).replace("\\'", "'") if checked
+                 else e.message.strip().splitlines()[0])
+      raise TfcaeError(f"cannot decode bitstream: {message}") from None
 
   def estimate_bits(self, image):
     return float(self.module.estimate_bits(tf.constant(image)).numpy())
@@ -88,26 +94,25 @@ class TFLiteCodec:
     return self.coder.compress(image)
 
 
-def zoo_model_of(input_path):
-  """The zoo model that wrote a tfcae file, by the fingerprint in its header."""
+def zoo_model_of(data, name="the file"):
+  """The zoo model that wrote a tfcae file (bytes), by the fingerprint in its header."""
   from tfcae import zoo
-  if not os.path.isfile(input_path):
-    raise TfcaeError(f"{input_path}: no such file")
-  with open(input_path, "rb") as f:
-    fingerprint = bitstream.parse(f.read()).fingerprint  # the whole file is checked
+  fingerprint = bitstream.parse(data).fingerprint  # the whole file is checked
   folder = zoo.find(fingerprint)
   if folder is None:
-    raise TfcaeError(f"{input_path} was written by model {fingerprint.hex()}, which is not "
-                     "in the zoo; give --model_dir")
+    raise TfcaeError(f"{name} was written by model {fingerprint.hex()}, which is not in "
+                     "the zoo; give --model_dir")
   return folder
 
 
 def decompress_file(codec, input_path, output_path):
-  """Decompresses a tfcae file to PNG. Nothing is written unless decoding succeeds."""
+  """Decompresses a tfcae file to PNG with a Codec (None: the zoo model whose fingerprint
+  the file carries). Nothing is written unless decoding succeeds."""
   if not os.path.isfile(input_path):
     raise TfcaeError(f"{input_path}: no such file")
   with open(input_path, "rb") as f:
     data = f.read()
+  codec = codec or Codec(zoo_model_of(data, input_path))
   start = time.perf_counter()
   image = codec.decompress(data)
   seconds = time.perf_counter() - start

@@ -41,7 +41,7 @@ def evaluate_codec(codec, image_paths, progress=True):
         "image": os.path.basename(path),
         "bpp": metrics.bpp(len(data), height, width),
         "estimated_bpp": codec.estimate_bits(image) / num_pixels,
-        "header_bpp": 8. * bitstream.header_size(codec.num_strings) / num_pixels,
+        "header_bpp": 8. * bitstream.header_size(codec.num_strings, data[4]) / num_pixels,  # [4]: version
         "psnr-rgb": metrics.psnr(image, decoded),
         "ms-ssim-rgb": metrics.ms_ssim(image, decoded),
         "encoding_time": encoding_time,

@@ -1,9 +1,11 @@
 """Training a zoo rate ladder and publishing it into zoo/ (issue 14; `make zoo`).
 
-A ladder is one recipe (a flagfile) at several λ. The cheap route trains a few anchor
-qualities from scratch and fine-tunes every other quality from its nearest anchor (the
-transforms of neighbouring λ differ little; the rate moves within minutes), two jobs at
-a time, each pinned to one core (tfcae.jobs). Every job is a plain `bin/train` run with
+A ladder is one recipe (a flagfile) at several λ. The cheap route trains an anchor
+quality from scratch and fine-tunes the others in a chain outwards from it, each from its
+neighbour on the anchor's side (neighbouring λ differ by ≈ 2×, so the transforms differ
+little and the rate moves within minutes; every step of the chain starts from a model
+that has already trained for all the steps before it), two jobs at a time, each pinned to
+one core (tfcae.jobs): with the anchor in the middle, both cores stay busy. Every job is a plain `bin/train` run with
 --time_budget_minutes, so the ladder's CPU time is fixed in advance and re-running the
 command resumes unfinished jobs and skips finished ones.
 
@@ -36,10 +38,19 @@ class Ladder:
   finetune_flags: tuple = ()   # bin/train flags of the fine-tunes (e.g. a lower peak lr)
 
   def source(self, quality):
-    """The anchor a quality is fine-tuned from (None for an anchor)."""
+    """The quality a quality is fine-tuned from: its neighbour towards the nearest anchor
+    (None for an anchor)."""
     if quality in self.anchors:
       return None
-    return min(self.anchors, key=lambda a: (abs(a - quality), a))
+    anchor = min(self.anchors, key=lambda a: (abs(a - quality), a))
+    ladder = sorted(self.lambdas)
+    i = ladder.index(quality)
+    return ladder[i - 1] if anchor < quality else ladder[i + 1]
+
+  def hops(self, quality):
+    """Fine-tunes between a quality and its anchor (0 for an anchor)."""
+    source = self.source(quality)
+    return 0 if source is None else 1 + self.hops(source)
 
   def cpu_minutes(self):
     n = len(self.lambdas)
@@ -53,7 +64,7 @@ LADDERS = {
         architecture="factorized", flagfile="configs/zoo_factorized.cfg",
         lambdas={1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483,
                  7: 0.0932},
-        anchors=(2, 5), anchor_minutes=60., finetune_minutes=20.,
+        anchors=(4,), anchor_minutes=45., finetune_minutes=20.,
         finetune_flags=("--learning_rate=1e-4", "--lr_warmup=0", "--lr_schedule=constant")),
 }
 
@@ -81,8 +92,8 @@ def _done(model_dir):
 def train(ladder, out, parallel=2, qualities=None, log=print):
   """Trains (or resumes) the ladder's qualities; returns {quality: exit code}."""
   qualities = sorted(qualities or ladder.lambdas)
-  order = [q for q in qualities if ladder.source(q) is None] + [
-      q for q in qualities if ladder.source(q) is not None]
+  # Anchors first, then outwards: a job starts once the one it is fine-tuned from is done.
+  order = sorted(qualities, key=lambda q: (ladder.hops(q), q))
   work = []
   for q in order:
     model_dir = run_dir(out, ladder, q)
@@ -96,6 +107,13 @@ def train(ladder, out, parallel=2, qualities=None, log=print):
   log(f"{ladder.architecture}: {len(work)} of {len(qualities)} qualities to train "
       f"({ladder.cpu_minutes():.0f} CPU-minutes for the whole ladder, {parallel} at a time)")
   return jobs.run_pinned(work, parallel, log)
+
+
+def _relative(path):
+  """A path inside the repository as the repository-relative path the commands use."""
+  if path and os.path.isabs(path) and path.startswith(ROOT + os.sep):
+    return os.path.relpath(path, ROOT)
+  return path
 
 
 def _folder_bytes(path):
@@ -137,7 +155,7 @@ def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
       "training": {
           "command": command, "data": TRAIN_DATA, "steps": summary.get("steps"),
           "cpu_seconds": summary.get("train_seconds"), "cores": 1,
-          "init_from": settings.get("init_from") or None,
+          "init_from": _relative(settings.get("init_from")) or None,
           "patch_size": settings["patch_size"], "batch_size": settings["batch_size"],
           "tensorflow": summary.get("tensorflow")},
       "kodak": {"images": len(records), "bpp": mean("bpp"), "psnr-rgb": mean("psnr-rgb"),
@@ -153,9 +171,9 @@ def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
   return dict(card, path=target)
 
 
-def publish_ladder(ladder, out, images, zoo_root=None, log=print):
+def publish_ladder(ladder, out, images, zoo_root=None, log=print, qualities=None):
   cards = []
-  for q in sorted(ladder.lambdas):
+  for q in sorted(qualities or ladder.lambdas):
     model_dir = run_dir(out, ladder, q)
     if not _done(model_dir):
       log(f"{ladder.architecture}/{q}: not trained, not published")

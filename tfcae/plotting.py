@@ -114,22 +114,41 @@ def plot_lambda_trajectories(runs, output_png="lambda.png", title=None, dpi=120,
   """
   if not runs:
     raise ValueError("nothing to plot: no runs given")
+  series = []
+  for label, steps, values in runs:
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+      raise ValueError(f"{label}: λ values must be finite and >= 0")
+    series.append((label, steps, np.maximum(values, 1e-6)))
+  return plot_series(series, "training step", "Lagrange multiplier λ", output_png,
+                     title or "D-CO: λ trajectories", logy=True, hline=lambda_max or None,
+                     hline_label="clip", marker=None, legend="upper right", dpi=dpi)
+
+
+def plot_series(series, xlabel, ylabel, output_png, title="", logx=False, logy=False,
+                hline=None, hline_label=None, marker="o", legend="lower right", dpi=120):
+  """Lines: series = [(label, xs, ys)]; hline draws a dashed reference (None: none)."""
+  if not series:
+    raise ValueError("nothing to plot: no series given")
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
   try:
-    for label, steps, values in runs:
-      values = np.asarray(values, dtype=np.float64)
-      if not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(f"{label}: λ values must be finite and >= 0")
-      ax.plot(steps, np.maximum(values, 1e-6), linewidth=1.5, label=label)
-    if lambda_max:
-      ax.axhline(lambda_max, color="gray", linestyle="--", linewidth=1, label="clip")
-    ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("Lagrange multiplier λ")
-    ax.set_title(title or "D-CO: λ trajectories")
+    for label, xs, ys in series:
+      ax.plot(xs, ys, marker=marker, markersize=4, linewidth=1.5, label=label)
+    if hline is not None:
+      ax.axhline(hline, color="gray", linestyle="--", linewidth=1, label=hline_label)
+    if logy:
+      ax.set_yscale("log")
+    if logx:
+      ax.set_xscale("log")
+      ticks = sorted({x for _, xs, _ in series for x in xs})
+      ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+      ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.4)
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc=legend, fontsize="small")
     _save(fig, output_png, dpi)
   finally:
     plt.close(fig)

@@ -307,20 +307,6 @@ def reduce_encoder(model, name="reduced_analysis"):
   return reduced, plans
 
 
-def compress_latents(model, y):
-  """The model's range-coded strings for latents y (what `_compress_latents` does after
-  the analysis transform). Factorized: one string; hyperprior: [y string, z string]."""
-  coders = model.entropy_models()
-  if model.architecture == "factorized":
-    return [coders[0].compress(y)[0]]
-  if model.architecture == "hyperprior":
-    latent_model, side_model = coders
-    z = model.hyper_analysis_transform(abs(y))
-    indexes = model.hyper_synthesis_transform(side_model.quantize(z))
-    return [latent_model.compress(y, indexes)[0], side_model.compress(z)[0]]
-  raise ValueError(f"no latent coder for architecture {model.architecture!r}")
-
-
 class ReducedCompressor(tf.Module):
   """`compress` of a model, with its analysis transform replaced by the reduced encoder.
 
@@ -341,5 +327,5 @@ class ReducedCompressor(tf.Module):
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     x = tf.cast(image, tf.float32)[None]
     x = edge_pad(x, *self.model._padded_shape(height, width))
-    strings = compress_latents(self.model, self.reduced(x))
-    return bitstream.pack_tf(self.model.fingerprint, height, width, strings)
+    strings, index_check = self.model._code_latents(self.reduced(x))
+    return bitstream.pack_tf(self.model.fingerprint, height, width, strings, index_check)

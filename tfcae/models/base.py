@@ -4,9 +4,15 @@ A sub-class provides the transforms and the entropy model (in the spirit of TFC'
 models/bls2017.py) through four methods:
 
   forward(x, training)                  -> dict(x_hat, bits [B], y, ...) for training/eval
-  _compress_latents(x)                  -> list of S scalar strings (x padded, [1, H, W, 3])
-  _decompress_latents(strings, shape)   -> x_hat [1, H, W, 3] (shape = padded image shape)
+  _compress_latents(x)                  -> (S scalar strings, index check or None)
+                                           (x padded, [1, H, W, 3])
+  _decompress_latents(strings, shape, index_check)
+                                        -> x_hat [1, H, W, 3] (shape = padded image shape)
   _make_entropy_models(compression)     -> builds the entropy model(s)
+
+The index check (file format version 2, tfcae.bitstream) is the CRC-32 of the coding-table
+indices of a model whose decoder recomputes them (a hyperprior); None when the tables are
+fixed (factorized), and the file is then version 1.
 
 and the class attributes `stride` (total down-sampling, the padding multiple) and
 `num_strings`. Everything else lives here once: the generic train/test step driven by the
@@ -127,9 +133,16 @@ class CompressionModel(ObjectiveModel):
     return self._make_entropy_models(compression=False)
 
   def _compress_latents(self, x):
+    """x padded [1, H, W, 3] -> (list of S scalar strings, index check or None)."""
     raise NotImplementedError
 
-  def _decompress_latents(self, strings, padded_shape):
+  def _code_latents(self, y):
+    """The range coding of latents y, the analysis transform's output: what
+    _compress_latents returns (tfcae.reduction codes a reduced encoder's y with it)."""
+    raise NotImplementedError
+
+  def _decompress_latents(self, strings, padded_shape, index_check):
+    """index_check: the file's (int64; bitstream.NO_INDEX_CHECK in a version-1 file)."""
     raise NotImplementedError
 
   def encoder_layers(self):
@@ -145,7 +158,7 @@ class CompressionModel(ObjectiveModel):
     raise NotImplementedError
 
   def _compress_symbols(self, symbols):
-    """int32 symbols [1, h, w, C] (= round(y − o)) -> list of S scalar strings."""
+    """int32 symbols [1, h, w, C] (= round(y − o)) -> (S scalar strings, index check)."""
     raise NotImplementedError
 
   def get_config(self):
@@ -199,14 +212,15 @@ class CompressionModel(ObjectiveModel):
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     x = tf.cast(image, tf.float32)[None]
     x = edge_pad(x, *self._padded_shape(height, width))
-    strings = self._compress_latents(x)
-    return bitstream.pack_tf(self.fingerprint, height, width, strings)
+    strings, index_check = self._compress_latents(x)
+    return bitstream.pack_tf(self.fingerprint, height, width, strings, index_check)
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="bitstream")])
   def decompress(self, data):
     """Scalar string (a tfcae file) -> uint8 [H, W, 3]; InvalidArgumentError if bad."""
-    height, width, strings = bitstream.parse_tf(data, self.fingerprint, self.num_strings)
-    x_hat = self._decompress_latents(strings, self._padded_shape(height, width))
+    height, width, strings, index_check = bitstream.parse_tf(data, self.fingerprint,
+                                                             self.num_strings)
+    x_hat = self._decompress_latents(strings, self._padded_shape(height, width), index_check)
     return tf.saturate_cast(tf.round(x_hat[0, :height, :width]), tf.uint8)
 
   @tf.function(input_signature=[tf.TensorSpec([1, None, None, None], tf.int32, name="symbols"),
@@ -215,7 +229,8 @@ class CompressionModel(ObjectiveModel):
   def compress_symbols(self, symbols, height, width):
     """Host-side coding: the quantised latents of a [height, width] image (as a TFLite
     encoder outputs them, tfcae.tflite) -> scalar string, the complete tfcae file."""
-    return bitstream.pack_tf(self.fingerprint, height, width, self._compress_symbols(symbols))
+    strings, index_check = self._compress_symbols(symbols)
+    return bitstream.pack_tf(self.fingerprint, height, width, strings, index_check)
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
   def estimate_bits(self, image):

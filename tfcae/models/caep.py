@@ -200,11 +200,13 @@ class CaepModel(CompressionModel):
     return {"x_hat": x_hat, "bits": bits, "y": y, "y_hat": y_hat}
 
   def _compress_latents(self, x):
-    y = self.analysis_transform(x, training=False)
-    (entropy_model,) = self.entropy_models()
-    return [entropy_model.compress(y)[0]]
+    return self._code_latents(self.analysis_transform(x, training=False))
 
-  def _decompress_latents(self, strings, padded_shape):
+  def _code_latents(self, y):
+    (entropy_model,) = self.entropy_models()
+    return [entropy_model.compress(y)[0]], None
+
+  def _decompress_latents(self, strings, padded_shape, index_check=None):
     y_shape = [padded_shape[0] // self.stride, padded_shape[1] // self.stride]
     (entropy_model,) = self.entropy_models()
     y_hat = entropy_model.decompress(tf.reshape(strings[0], [1]), y_shape)

@@ -81,9 +81,12 @@ class FactorizedModel(CompressionModel):
     return {"x_hat": x_hat, "bits": bits, "y": y, "y_hat": y_hat}
 
   def _compress_latents(self, x):
-    y = self.analysis_transform(x)
+    return self._code_latents(self.analysis_transform(x))
+
+  def _code_latents(self, y):
+    """Latents y -> ([string], None): the coding tables are fixed, no index check."""
     (entropy_model,) = self.entropy_models()
-    return [entropy_model.compress(y)[0]]
+    return [entropy_model.compress(y)[0]], None
 
   def latent_offset(self):
     (entropy_model,) = self.entropy_models()
@@ -95,9 +98,9 @@ class FactorizedModel(CompressionModel):
     # compress() quantises round(y − o) again: round((k + o) − o) = k exactly (the float
     # error of the round trip is ≪ ½), so these are the device's symbols, bit for bit.
     y = tf.cast(symbols, tf.float32) + self.latent_offset()
-    return [entropy_model.compress(y)[0]]
+    return [entropy_model.compress(y)[0]], None
 
-  def _decompress_latents(self, strings, padded_shape):
+  def _decompress_latents(self, strings, padded_shape, index_check=None):
     y_shape = [padded_shape[0] // self.stride, padded_shape[1] // self.stride]
     (entropy_model,) = self.entropy_models()
     y_hat = entropy_model.decompress(tf.reshape(strings[0], [1]), y_shape)

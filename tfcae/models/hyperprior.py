@@ -9,7 +9,7 @@ log-spaced table, used by `tfc.LocationScaleIndexedEntropyModel`. Total stride 6
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfcae import layers
+from tfcae import bitstream, layers
 from tfcae.models.base import CompressionModel
 
 # Ballé et al. (2018): 64 scales log-spaced between 0.11 and 256.
@@ -126,11 +126,23 @@ class HyperpriorModel(CompressionModel):
             "side_bits": side_bits}
 
   def _compress_latents(self, x):
+    return self._code_latents(self.analysis_transform(x))
+
+  def _code_latents(self, y):
+    """Latents y -> ([y string, z string], index check)."""
     latent_model, side_model = self.entropy_models()
-    y = self.analysis_transform(x)
     z = self.hyper_analysis_transform(abs(y))
     mean, indexes = self._mean_and_indexes(side_model.quantize(z))
-    return [latent_model.compress(y, indexes, loc=mean)[0], side_model.compress(z)[0]]
+    strings = [latent_model.compress(y, indexes, loc=mean)[0], side_model.compress(z)[0]]
+    return strings, self.index_check(indexes)
+
+  def index_check(self, indexes):
+    """CRC-32 of the scale-table index of every latent element, one byte each: the
+    integers the range coder uses (the entropy model's own clipping and truncation of
+    the hyper-synthesis output), which the decoder must recompute identically."""
+    latent_model = self.entropy_models()[0]
+    flat = latent_model._flatten_indexes(latent_model._normalize_indexes(indexes))
+    return bitstream.crc32_bytes_tf(tf.reshape(flat, [-1]))  # NUM_SCALES ≤ 256: one byte
 
   def _mean_and_indexes(self, z_hat):
     """(mean or None, scale indexes) of the latents' Gaussians, from the side info."""
@@ -148,14 +160,23 @@ class HyperpriorModel(CompressionModel):
     # decodes to the same ŷ, since the decoder derives the scales from ẑ alone.
     z = self.hyper_analysis_transform(abs(y_hat))
     indexes = self.hyper_synthesis_transform(side_model.quantize(z))
-    return [latent_model.compress(y_hat, indexes)[0], side_model.compress(z)[0]]
+    strings = [latent_model.compress(y_hat, indexes)[0], side_model.compress(z)[0]]
+    return strings, self.index_check(indexes)
 
-  def _decompress_latents(self, strings, padded_shape):
+  def _decompress_latents(self, strings, padded_shape,
+                          index_check=bitstream.NO_INDEX_CHECK):
     latent_model, side_model = self.entropy_models()
     z_shape = [padded_shape[0] // self.stride, padded_shape[1] // self.stride]
     z_hat = side_model.decompress(tf.reshape(strings[1], [1]), z_shape)
     mean, indexes = self._mean_and_indexes(z_hat)
-    y_hat = latent_model.decompress(tf.reshape(strings[0], [1]), indexes, loc=mean)
+    # Before range decoding: with one index decided differently from the encoder's, the
+    # decoder would desynchronise and write garbage (or not terminate). Version-1 files
+    # carry no check and decode as before.
+    recorded = tf.cast(index_check, tf.int64)
+    same = tf.logical_or(tf.equal(recorded, bitstream.NO_INDEX_CHECK),
+                         tf.equal(self.index_check(indexes), recorded))
+    with tf.control_dependencies([bitstream.require(same, bitstream.PLATFORM_MISMATCH)]):
+      y_hat = latent_model.decompress(tf.reshape(strings[0], [1]), indexes, loc=mean)
     return self.synthesis_transform(y_hat)
 
 
