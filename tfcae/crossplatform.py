@@ -77,15 +77,16 @@ def cross_check(model_dir, images, work_dir, write=1, read=0, as_version_1=False
   records = []
   for i, name in enumerate(names):
     path = files[write][i]
+    with open(path, "rb") as a, open(files[read][i], "rb") as b:
+      written = a.read()
+      record = {"image": name, "bytes_equal": written == b.read(), "max_abs_diff": None,
+                "cross_psnr": None, "message": ""}
     if as_version_1:
-      stream = bitstream.parse(open(path, "rb").read())
+      stream = bitstream.parse(written)
       path = os.path.join(work_dir, f"{name}.w{write}.v1.tfcae")
       with open(path, "wb") as f:
         f.write(bitstream.pack(stream.fingerprint, stream.height, stream.width,
                                stream.strings))
-    with open(files[write][i], "rb") as a, open(files[read][i], "rb") as b:
-      record = {"image": name, "bytes_equal": a.read() == b.read(), "max_abs_diff": None,
-                "cross_psnr": None, "message": ""}
     reference = os.path.join(work_dir, f"{name}.ref.npy")
     cross = os.path.join(work_dir, f"{name}.cross.npy")
     failure = decompress_under(model_dir, write, path, reference, timeout)
