@@ -4,7 +4,8 @@ What Gille, Guyard, Antonini & Barlaud ("Learning sparse auto-encoders for green
 coding") report in Table I, for any tfcae model: the sparsity S, the multiply-accumulates
 saved by removing the structured zeros and the memory saved by storing the weights
 sparse. `analyze(model)` returns a dict (JSON-ready); `format_report` renders it as a
-table; `load_model(model_dir)` restores a trained model from a bin/train directory.
+table; `load_model(model_dir)` (tfcae.export.load_trained) restores a trained model from a
+bin/train directory.
 
 Counting conventions (stated once, used everywhere):
 
@@ -29,61 +30,16 @@ Counting conventions (stated once, used everywhere):
 """
 import json
 import math
-import os
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfcae import TfcaeError
-from tfcae.config import TrainConfig
 from tfcae.constraints import sparsity_report
-from tfcae.export import is_exported, restore_keras
-from tfcae.models import build_model
+from tfcae.export import load_trained as load_model  # noqa: F401  (the tools' name)
 from tfcae import reduction
 
 FLOAT_BYTES = 4
-
-
-def load_model(model_dir, for_compression=True):
-  """Restores the trained model of a bin/train directory (ready to compress, unless
-  `for_compression=False`: building the range-coding tables takes a while).
-
-  Architecture from tfcae_export.json (or train_config.json), weights from the latest
-  checkpoint. The fingerprint is then set to the exported one, so files written with the
-  restored model decode with the exported SavedModel (the fingerprint hashes variable
-  names, which depend on object-creation history; the weights are those of the export).
-  """
-  if not os.path.isdir(model_dir):
-    raise TfcaeError(f"{model_dir}: no such model directory")
-  export_info = os.path.join(model_dir, "tfcae_export.json")
-  config_file = os.path.join(model_dir, "train_config.json")
-  info = None
-  if os.path.exists(export_info):
-    with open(export_info, encoding="utf-8") as f:
-      info = json.load(f)
-    architecture = info["architecture"]
-  elif os.path.exists(config_file):
-    architecture = TrainConfig.load(config_file).architecture()
-  else:
-    raise TfcaeError(f"{model_dir}: not a tfcae model directory (no tfcae_export.json or "
-                     "train_config.json)")
-  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  if latest is None:
-    if is_exported(model_dir):  # a zoo model: the SavedModel's variables are the weights
-      return restore_keras(model_dir, for_compression=for_compression)
-    raise TfcaeError(f"{model_dir}: no checkpoint in {model_dir}/checkpoints")
-  model = build_model(architecture)
-  # Only the model: optimizer slots and objective state (masks, multipliers) are not needed.
-  status = tf.train.Checkpoint(model=model).restore(latest)
-  status.expect_partial()
-  status.assert_existing_objects_matched()
-  if not for_compression:
-    return model
-  model.prepare_for_compression()
-  if info is not None and info.get("fingerprint"):
-    model.fingerprint.assign(bytes.fromhex(info["fingerprint"]))
-  return model
 
 
 def _sparse_bytes(values):

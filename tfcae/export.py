@@ -110,3 +110,47 @@ def restore_keras(model_dir, for_compression=True):
                      f"({e})") from None
   model.fingerprint.assign(saved.fingerprint)
   return model
+
+
+def load_trained(model_dir, for_compression=True):
+  """Restores the trained model of a bin/train directory (ready to compress, unless
+  `for_compression=False`: building the range-coding tables takes a while).
+
+  Architecture from tfcae_export.json (or train_config.json), weights from the latest
+  checkpoint. The fingerprint is then set to the exported one, so files written with the
+  restored model decode with the exported SavedModel (the fingerprint hashes variable
+  names, which depend on object-creation history; the weights are those of the export).
+  """
+  from tfcae import TfcaeError
+  from tfcae.config import TrainConfig
+  from tfcae.models import build_model
+  if not os.path.isdir(model_dir):
+    raise TfcaeError(f"{model_dir}: no such model directory")
+  export_info = os.path.join(model_dir, "tfcae_export.json")
+  config_file = os.path.join(model_dir, "train_config.json")
+  info = None
+  if os.path.exists(export_info):
+    with open(export_info, encoding="utf-8") as f:
+      info = json.load(f)
+    architecture = info["architecture"]
+  elif os.path.exists(config_file):
+    architecture = TrainConfig.load(config_file).architecture()
+  else:
+    raise TfcaeError(f"{model_dir}: not a tfcae model directory (no tfcae_export.json or "
+                     "train_config.json)")
+  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  if latest is None:
+    if is_exported(model_dir):  # a zoo model: the SavedModel's variables are the weights
+      return restore_keras(model_dir, for_compression=for_compression)
+    raise TfcaeError(f"{model_dir}: no checkpoint in {model_dir}/checkpoints")
+  model = build_model(architecture)
+  # Only the model: optimizer slots and objective state (masks, multipliers) are not needed.
+  status = tf.train.Checkpoint(model=model).restore(latest)
+  status.expect_partial()
+  status.assert_existing_objects_matched()
+  if not for_compression:
+    return model
+  model.prepare_for_compression()
+  if info is not None and info.get("fingerprint"):
+    model.fingerprint.assign(bytes.fromhex(info["fingerprint"]))
+  return model

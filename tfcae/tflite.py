@@ -44,23 +44,14 @@ def load_trained_model(model_dir):
   """Rebuilds the exported model of `model_dir` from its latest checkpoint, with coding
   tables, and carrying the exported fingerprint (files it writes decode with the
   SavedModel). Checks that the checkpoint holds the exported weights."""
-  from tfcae.export import is_exported, read_export_info
-  from tfcae.models import build_model
+  from tfcae.export import is_exported, load_trained
   if not is_exported(model_dir):
     raise TfcaeError(f"{model_dir}: no exported model (saved_model.pb)")
-  info = read_export_info(model_dir)
-  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  if latest is None:  # a zoo model: the SavedModel's variables are the weights
-    from tfcae.export import restore_keras
-    return restore_keras(model_dir)
-  model = build_model(info["architecture"])
-  tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-  model.prepare_for_compression()
-  _check_against_export(model, model_dir)
-  # The fingerprint hashes the training-time model state (Keras' own loss tracker
-  # included), which a rebuilt model does not reproduce; the check above is what
-  # guarantees the weights, so files carry the exported model's fingerprint.
-  model.fingerprint.assign(bytes.fromhex(info["fingerprint"]))
+  model = load_trained(model_dir)  # with the exported fingerprint: the check below is
+  # what guarantees the weights (the fingerprint hashes training-time state, Keras' own
+  # loss tracker included, which a rebuilt model does not reproduce)
+  if tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is not None:
+    _check_against_export(model, model_dir)  # a zoo model's weights are the SavedModel's
   return model
 
 
