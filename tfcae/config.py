@@ -8,7 +8,7 @@ import dataclasses
 import json
 
 ARCHITECTURE_FIELDS = ("model", "num_filters", "latent_channels", "hyper_filters",
-                       "caep_blocks", "gdn")
+                       "integer_hyper_synthesis", "caep_blocks", "gdn")
 
 
 def _field(default, help_text, choices=None):
@@ -27,6 +27,10 @@ class TrainConfig:
   num_filters: int = _field(128, "Filters of the hidden transform layers (N).")
   latent_channels: int = _field(0, "Latent channels (M); 0 means num_filters.")
   hyper_filters: int = _field(0, "Hyper-transform filters (hyperprior only); 0 = num_filters.")
+  integer_hyper_synthesis: bool = _field(False, "Hyperprior only: an integer network "
+                                         "(Ballé et al. 2019) computes the scale indices, so "
+                                         "files decode on any platform (issue 16). With "
+                                         "--init_from a float hyperprior, fine-tunes it.")
   gdn: str = _field("simplified", "Normalisation of the transforms: simplified GDN "
                     "(Johnston et al. 2019: x / (β + Σγ|x|), TFC's default) or the original "
                     "GDN (Ballé et al. 2016: x / sqrt(β + Σγx²)).", ("simplified", "original"))
@@ -144,6 +148,8 @@ class TrainConfig:
       config["gdn"] = self.gdn
     if self.model in ("hyperprior", "meanscale"):
       config["hyper_filters"] = self.hyper_filters or self.num_filters
+    if self.integer_hyper_synthesis:  # only when set: older fingerprints hold
+      config["integer_hyper_synthesis"] = True
     if self.model == "caep":
       config["caep_blocks"] = self.caep_blocks
     return config
@@ -165,6 +171,9 @@ class TrainConfig:
         raise ValueError(f"--{name} must be positive")
     if self.gdn != "simplified" and self.model not in ("factorized", "hyperprior", "meanscale"):
       raise ValueError(f"--gdn applies to GDN models; {self.model} has no GDN")
+    if self.integer_hyper_synthesis and self.model != "hyperprior":
+      raise ValueError("--integer_hyper_synthesis applies to --model=hyperprior (the scale "
+                       f"hyperprior), not {self.model}")
     if not 0 <= self.lr_warmup < 1:
       raise ValueError("--lr_warmup must be in [0, 1)")
     if self.time_budget_minutes < 0:

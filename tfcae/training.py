@@ -223,6 +223,9 @@ def warm_start(model, source):
   else:
     architecture = TrainConfig.load(path).architecture() if os.path.exists(path) else None
   if architecture is not None and architecture != model.get_config():
+    if architecture == _float_hyper_synthesis(model.get_config()):
+      _warm_start_integer(model, source, architecture)
+      return
     raise TfcaeError(f"--init_from={source} holds a different architecture ({architecture}); "
                      f"this run builds {model.get_config()}")
   if latest is None:
@@ -236,6 +239,29 @@ def warm_start(model, source):
   weights = tf.train.Checkpoint(model=tf.train.Checkpoint(**parts))
   weights.restore(latest).expect_partial().assert_existing_objects_matched()
   print(f"Initialised the weights from {latest}", flush=True)
+
+
+def _float_hyper_synthesis(architecture):
+  """The float hyperprior an integer-hyper-synthesis architecture fine-tunes from."""
+  if not architecture.get("integer_hyper_synthesis"):
+    return None
+  return {k: v for k, v in architecture.items() if k != "integer_hyper_synthesis"}
+
+
+def _warm_start_integer(model, source, architecture):
+  """A float hyperprior -> the same model with an integer hyper-synthesis: every weight
+  of the float model lands (its kernels and biases are the integer layers' float
+  weights); the integer layers' own state (steps, frozen integers) starts fresh and
+  `calibrate` sets it."""
+  float_model = build_model(architecture)
+  warm_start(float_model, source)
+  sources = float_model.weight_variables()
+  names = {(v.name, tuple(v.shape)) for v in sources}
+  targets = [v for v in model.weight_variables() if (v.name, tuple(v.shape)) in names]
+  if len(targets) != len(sources):
+    raise TfcaeError(f"--init_from={source}: {len(sources) - len(targets)} of its weights "
+                     "have no place in the integer hyper-synthesis model")
+  export.assign_matching(targets, sources, source)
 
 
 def split_files(train_images, val_images=""):
@@ -310,6 +336,8 @@ def train(config: TrainConfig, model_fn=None):
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch.numpy())} of "
           f"{config.epochs})", flush=True)
+  else:
+    model.calibrate(next(iter(train_ds)))
   initial_epoch = int(epoch.numpy())
   for hook in model.objective.hooks:
     hook.set_validation_data(val_ds)

@@ -165,6 +165,11 @@ class CompressionModel(ObjectiveModel):
     """The architecture (what the fingerprint and a rebuild need)."""
     raise NotImplementedError
 
+  def calibrate(self, x):
+    """Data-dependent initialisation on a first training batch x, before the first step
+    of a fresh run (not on resume): e.g. the activation steps of an integer
+    hyper-synthesis. Most models have none."""
+
   def _with_gdn(self, config):
     # The GDN form is listed only when it is not the default, so the configs (and the
     # fingerprints) of models trained before it was a setting are unchanged.

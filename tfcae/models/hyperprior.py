@@ -11,6 +11,7 @@ import tensorflow_compression as tfc
 
 from tfcae import bitstream, layers
 from tfcae.models.base import CompressionModel
+from tfcae.models.integer import IntegerHyperSynthesis
 
 # Ballé et al. (2018): 64 scales log-spaced between 0.11 and 256.
 NUM_SCALES, SCALE_MIN, SCALE_MAX = 64, .11, 256.
@@ -79,25 +80,37 @@ class HyperpriorModel(CompressionModel):
   outputs_per_latent = 1
 
   def __init__(self, num_filters=128, latent_channels=None, hyper_filters=None,
-               gdn="simplified", objective=None, **kwargs):
+               gdn="simplified", integer_hyper_synthesis=False, objective=None, **kwargs):
     super().__init__(objective=objective, **kwargs)
     self.num_filters = int(num_filters)
     self.latent_channels = int(latent_channels or num_filters)
     self.hyper_filters = int(hyper_filters or num_filters)
     self.gdn = gdn
+    self.integer_hyper_synthesis = bool(integer_hyper_synthesis)
     self.analysis_transform = analysis_transform(self.num_filters, self.latent_channels,
                                                  gdn=gdn)
     self.synthesis_transform = synthesis_transform(self.num_filters, gdn=gdn)
     self.hyper_analysis_transform = hyper_analysis_transform(self.hyper_filters)
-    self.hyper_synthesis_transform = hyper_synthesis_transform(
-        self.hyper_filters, self.latent_channels, self.outputs_per_latent)
+    if self.integer_hyper_synthesis:
+      if self.outputs_per_latent != 1:
+        raise ValueError(f"{self.architecture}: the integer hyper-synthesis predicts scale "
+                         "indices only; use --model=hyperprior")
+      # Ballé et al. (2019): indices every platform computes identically (issue 16).
+      self.hyper_synthesis_transform = IntegerHyperSynthesis(
+          self.hyper_filters, self.latent_channels, NUM_SCALES)
+      self.hyper_synthesis_transform.build((None, None, None, self.hyper_filters))
+    else:
+      self.hyper_synthesis_transform = hyper_synthesis_transform(
+          self.hyper_filters, self.latent_channels, self.outputs_per_latent)
     self.hyperprior = tfc.NoisyDeepFactorized(batch_shape=(self.hyper_filters,))
     self.build((None, None, None, 3))
 
   def get_config(self):
-    return self._with_gdn({"architecture": self.architecture, "num_filters": self.num_filters,
-                           "latent_channels": self.latent_channels,
-                           "hyper_filters": self.hyper_filters})
+    config = {"architecture": self.architecture, "num_filters": self.num_filters,
+              "latent_channels": self.latent_channels, "hyper_filters": self.hyper_filters}
+    if self.integer_hyper_synthesis:  # listed only when set: older fingerprints hold
+      config["integer_hyper_synthesis"] = True
+    return self._with_gdn(config)
 
   def encoder_layers(self):
     return list(self.analysis_transform.layers) + list(self.hyper_analysis_transform.layers)
@@ -115,9 +128,11 @@ class HyperpriorModel(CompressionModel):
     z = self.hyper_analysis_transform(abs(y))
     z_hat, side_bits = side_model(z, training=training)
     mixed = training and self.decoder_quantization == "mixed"
-    if mixed:  # Minnen & Singh (2020): rate on noise, the decoders on rounded values
+    if mixed or self.integer_hyper_synthesis:
+      # Minnen & Singh (2020): rate on noise, the decoders on rounded values; an integer
+      # hyper-synthesis sees the integer symbols it will see in coding.
       z_hat = side_model.quantize(z)
-    mean, indexes = self._mean_and_indexes(z_hat)
+    mean, indexes = self._mean_and_indexes(z_hat, side_model)
     y_hat, bits = latent_model(y, indexes, loc=mean, training=training)
     if mixed:
       y_hat = latent_model.quantize(y, loc=mean)
@@ -132,7 +147,7 @@ class HyperpriorModel(CompressionModel):
     """Latents y -> ([y string, z string], index check)."""
     latent_model, side_model = self.entropy_models()
     z = self.hyper_analysis_transform(abs(y))
-    mean, indexes = self._mean_and_indexes(side_model.quantize(z))
+    mean, indexes = self._mean_and_indexes(side_model.quantize(z), side_model, exact=True)
     strings = [latent_model.compress(y, indexes, loc=mean)[0], side_model.compress(z)[0]]
     return strings, self.index_check(indexes)
 
@@ -144,9 +159,30 @@ class HyperpriorModel(CompressionModel):
     flat = latent_model._flatten_indexes(latent_model._normalize_indexes(indexes))
     return bitstream.crc32_bytes_tf(tf.reshape(flat, [-1]))  # NUM_SCALES ≤ 256: one byte
 
-  def _mean_and_indexes(self, z_hat):
-    """(mean or None, scale indexes) of the latents' Gaussians, from the side info."""
-    return None, self.hyper_synthesis_transform(z_hat)
+  def _mean_and_indexes(self, z_hat, side_model, exact=False):
+    """(mean or None, scale indexes) of the latents' Gaussians, from the side info ẑ.
+
+    exact: for coding. An integer hyper-synthesis then runs on its frozen integers
+    (tfcae.models.integer); in training and estimation it runs straight-through."""
+    if not self.integer_hyper_synthesis:
+      return None, self.hyper_synthesis_transform(z_hat)
+    offset = side_model.quantization_offset
+    symbols = z_hat if offset is None else z_hat - offset
+    ihs = self.hyper_synthesis_transform
+    return None, ihs.exact(symbols) if exact else ihs(symbols)
+
+  def prepare_for_compression(self):
+    if self.integer_hyper_synthesis:
+      self.hyper_synthesis_transform.freeze()  # before the fingerprint hashes them
+    super().prepare_for_compression()
+
+  def calibrate(self, x):
+    if self.integer_hyper_synthesis:
+      side_model = self.entropy_models()[1]
+      z = self.hyper_analysis_transform(abs(self.analysis_transform(x)))
+      offset = side_model.quantization_offset
+      z_hat = side_model.quantize(z)
+      self.hyper_synthesis_transform.calibrate(z_hat if offset is None else z_hat - offset)
 
   def latent_offset(self):
     # The indexed (Gaussian) model codes round(y − loc) with loc = 0: integer offsets.
@@ -159,7 +195,7 @@ class HyperpriorModel(CompressionModel):
     # (the side information) can differ from the server path's, but the file is valid and
     # decodes to the same ŷ, since the decoder derives the scales from ẑ alone.
     z = self.hyper_analysis_transform(abs(y_hat))
-    indexes = self.hyper_synthesis_transform(side_model.quantize(z))
+    _, indexes = self._mean_and_indexes(side_model.quantize(z), side_model, exact=True)
     strings = [latent_model.compress(y_hat, indexes)[0], side_model.compress(z)[0]]
     return strings, self.index_check(indexes)
 
@@ -168,7 +204,7 @@ class HyperpriorModel(CompressionModel):
     latent_model, side_model = self.entropy_models()
     z_shape = [padded_shape[0] // self.stride, padded_shape[1] // self.stride]
     z_hat = side_model.decompress(tf.reshape(strings[1], [1]), z_shape)
-    mean, indexes = self._mean_and_indexes(z_hat)
+    mean, indexes = self._mean_and_indexes(z_hat, side_model, exact=True)
     # Before range decoding: with one index decided differently from the encoder's, the
     # decoder would desynchronise and write garbage (or not terminate). Version-1 files
     # carry no check and decode as before.
@@ -190,7 +226,7 @@ class MeanScaleHyperpriorModel(HyperpriorModel):
   architecture = "meanscale"
   outputs_per_latent = 2
 
-  def _mean_and_indexes(self, z_hat):
+  def _mean_and_indexes(self, z_hat, side_model, exact=False):
     params = self.hyper_synthesis_transform(z_hat)
     mean, indexes = tf.split(params, 2, axis=-1)
     return mean, indexes
