@@ -22,6 +22,9 @@ INSTALL_REQUIRES = [
     "Pillow>=10",
     "pillow-heif>=0.16",
     "matplotlib>=3.7",
+    # Bjontegaard delta rates (tfcae.bdrate): the package CompressAI uses.
+    "bjontegaard>=1.3,<2",
+    "scipy>=1.9",  # tfcae.bdrate's pchip interpolation (also bjontegaard's)
 ]
 
 setup(
@@ -35,6 +38,6 @@ setup(
     scripts=[os.path.join("bin", f) for f in sorted(os.listdir(os.path.join(HERE, "bin")))
              if not f.startswith(".")],
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "scipy>=1.9"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6"]},
     license="Apache-2.0",
 )

@@ -23,12 +23,12 @@ import tensorflow as tf  # noqa: E402  (before absl's app.run; see tfcae.cli.run
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfcae import TfcaeError, accounting  # noqa: E402
-from tfcae.config import TrainConfig  # noqa: E402
+from tfcae import TfcaeError  # noqa: E402
+from tfcae.export import load_trained  # noqa: E402
 from tfcae.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
 from tfcae.models import edge_pad  # noqa: E402
 from tfcae.objectives import decorrelation_penalty  # noqa: E402
-from tfcae.training import CONFIG_FILE  # noqa: E402
+from tfcae.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_list("model_dirs", None, "Trained model directories (bin/train).")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images: folder, glob or list.")
@@ -69,8 +69,8 @@ def main(argv):
           k: results["results"][k][i] for k in ("bpp", "psnr-rgb", "ms-ssim-rgb")}
   rows = []
   for model_dir in FLAGS.model_dirs:
-    model = accounting.load_model(model_dir, for_compression=False)
-    config = TrainConfig.load(os.path.join(model_dir, CONFIG_FILE))
+    model = load_trained(model_dir, for_compression=False)
+    config = RunDir(model_dir).read_config()
     row = {"model_dir": model_dir, "lmbda": config.lmbda,
            "decorrelation_weight": config.decorrelation_weight,
            **latent_statistics(model, paths), **rd.get(os.path.normpath(model_dir), {})}

@@ -19,8 +19,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfcae import accounting, classical, metrics  # noqa: E402
+from tfcae import classical, metrics  # noqa: E402
+from tfcae.bdrate import value_at_rate  # noqa: E402
 from tfcae.codec import Codec  # noqa: E402
+from tfcae.export import load_trained  # noqa: E402
 from tfcae.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
 
 flags.DEFINE_string("baseline", None, "Model dir of the model trained without pruning.")
@@ -44,7 +46,7 @@ def ssim(x, y):
 
 def evaluate_model(model_dir, paths):
   from tfcae.models import edge_pad
-  codec, model = Codec(model_dir), accounting.load_model(model_dir, for_compression=False)
+  codec, model = Codec(model_dir), load_trained(model_dir, for_compression=False)
   records = []
   for path in paths:
     image = load_rgb_image(path)
@@ -79,12 +81,8 @@ def jpeg_sweep(paths, qualities):
 
 
 def at_rate(points, key, bpp):
-  rates = np.log([p["bpp"] for p in points])
-  values = np.array([p[key] for p in points])
-  order = np.argsort(rates)
-  if not rates[order][0] <= np.log(bpp) <= rates[order][-1]:
-    return float("nan")
-  return float(np.interp(np.log(bpp), rates[order], values[order]))
+  """The JPEG sweep's `key` at `bpp`, linear in log-bpp (NaN outside the sweep)."""
+  return value_at_rate([p["bpp"] for p in points], [p[key] for p in points], bpp)
 
 
 def main(argv):

@@ -9,10 +9,8 @@ bls2017 does); "tfcae" = the exported `compress` signature (padding, range codin
 in-graph header and CRC-32), loaded from the SavedModel as bin/compress does. Likewise for
 decoding. Reports the median over images of the best of `repeats` calls, in seconds.
 """
-import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -21,8 +19,9 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tfcae.codec import Codec  # noqa: E402
+from tfcae.export import load_trained  # noqa: E402
 from tfcae.fileio import expand_images, load_rgb_image  # noqa: E402
-from tfcae.models import build_model  # noqa: E402
+from tfcae.timing import seconds_per_call  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "A trained and exported model directory.")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images.")
@@ -32,22 +31,14 @@ FLAGS = flags.FLAGS
 
 
 def best_time(fn, repeats):
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return min(times)
+  """The fastest of `repeats` calls (the functions are warmed up in main)."""
+  return seconds_per_call(fn, repeats, warmup=0, statistic="min")
 
 
 def main(argv):
   del argv
-  with open(os.path.join(FLAGS.model_dir, "tfcae_export.json")) as f:
-    architecture = json.load(f)["architecture"]
-  model = build_model(architecture)
-  tf.train.Checkpoint(model=model).restore(
-      tf.train.latest_checkpoint(os.path.join(FLAGS.model_dir, "checkpoints"))).expect_partial()
-  model.prepare_for_compression()
+  model = load_trained(FLAGS.model_dir)  # the checkpoint's weights, with coding tables
+  architecture = model.get_config()
   (coder, *_) = model.entropy_models()
 
   @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])

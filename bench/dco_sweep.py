@@ -18,8 +18,6 @@ the target, the training MSE of the last epoch, the rate, the final λ and, with
   docs/benchmark/dco_rd.png       rate vs validation MSE of the three methods, targets marked
   docs/benchmark/dco_lambda.png   the D-CO runs' λ trajectories (the paper's Fig. 3)
 """
-import csv
-import json
 import os
 import subprocess
 import sys
@@ -32,6 +30,7 @@ from absl import app, flags  # noqa: E402
 
 from tfcae import plotting  # noqa: E402
 from tfcae.fileio import atomic_write_json  # noqa: E402
+from tfcae.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_string("config", "configs/dco_cpu.cfg", "Shared flagfile of every run.")
 flags.DEFINE_list("targets", ["300", "330", "360", "420"], "D-CO MSE targets c_D.")
@@ -70,7 +69,7 @@ def planned_runs():
 
 def train(name, args):
   model_dir = os.path.join(FLAGS.runs_dir, name)
-  if os.path.exists(os.path.join(model_dir, "summary.json")):
+  if RunDir(model_dir).is_finished():
     return name, 0.
   start = time.time()
   with open(f"{model_dir}.log", "w", encoding="utf-8") as log:
@@ -81,8 +80,7 @@ def train(name, args):
 
 
 def last_epoch(model_dir):
-  with open(os.path.join(model_dir, "history.csv"), encoding="utf-8") as f:
-    return list(csv.DictReader(f))[-1]
+  return RunDir(model_dir).read_history()[-1]
 
 
 def test_point(model_dir, paths):
@@ -116,8 +114,7 @@ def main(argv):
   rows = []
   for name, method, target, _ in runs:
     model_dir = os.path.join(FLAGS.runs_dir, name)
-    with open(os.path.join(model_dir, "summary.json"), encoding="utf-8") as f:
-      summary = json.load(f)
+    summary = RunDir(model_dir).read_summary()
     state = next(iter(summary.get("objective_state", {}).values()), {})
     train_logs = last_epoch(model_dir)
     rows.append({
@@ -173,7 +170,7 @@ def main(argv):
 
 def plot_rd(rows, output_png):
   """Validation rate vs validation MSE per method; D-CO/hinge targets as vertical ticks."""
-  plt = plotting._pyplot()
+  plt = plotting.pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
   try:
     styles = {"dco": ("o", "D-CO, train signal"), "dcoval": ("D", "D-CO, validation signal"),
@@ -190,7 +187,7 @@ def plot_rd(rows, output_png):
     ax.set_title("D-CO vs hinge vs β (factorized N=64, BSDS500 128² crops)")
     ax.grid(True, alpha=0.4)
     ax.legend()
-    plotting._save(fig, output_png, 120)
+    plotting.save_figure(fig, output_png, 120)
   finally:
     plt.close(fig)
 

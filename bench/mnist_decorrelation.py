@@ -15,7 +15,6 @@ benchmark resumes. With --workers=K, K runs train at once, each in its own proce
 --plot (the n = 2 test-set embedding of both losses, seed 0), and prints the markdown table.
 """
 import concurrent.futures
-import json
 import multiprocessing
 import os
 import sys
@@ -28,6 +27,7 @@ import numpy as np  # noqa: E402
 
 from tfcae import mnist  # noqa: E402
 from tfcae.fileio import atomic_write_json  # noqa: E402
+from tfcae.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_string("mnist_dir", "../shared/data/mnist", "Folder of the MNIST IDX .gz files.")
 flags.DEFINE_bool("use_tfds", False, "Read a prepared TFDS 'mnist' instead.")
@@ -54,11 +54,10 @@ def _model_dir(runs_dir, n, alpha, seed):
 
 def _finished(runs_dir, epochs, n, alpha, seed):
   """The summary of a finished run with these settings, else None."""
-  path = os.path.join(_model_dir(runs_dir, n, alpha, seed), mnist.SUMMARY_FILE)
-  if not os.path.exists(path):
+  run = RunDir(_model_dir(runs_dir, n, alpha, seed))
+  if not run.is_finished():
     return None
-  with open(path, encoding="utf-8") as f:
-    summary = json.load(f)
+  summary = run.read_summary()
   return summary if summary["settings"]["epochs"] == epochs else None
 
 

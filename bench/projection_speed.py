@@ -24,6 +24,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tfcae import constraints  # noqa: E402
+from tfcae.timing import seconds_per_call  # noqa: E402
 
 flags.DEFINE_integer("repeats", 20, "Timed calls per (kernel, method); the median counts.")
 flags.DEFINE_float("relative_radius", 0.3, "Radius as a fraction of each kernel's norm.")
@@ -56,13 +57,8 @@ def methods(relative_radius):
 
 
 def time_call(fn, kernel, repeats):
-  fn(kernel).numpy()  # trace + warm-up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn(kernel).numpy()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+  """Median seconds of fn(kernel), after one call that traces and warms up."""
+  return seconds_per_call(lambda: fn(kernel).numpy(), repeats, warmup=1)
 
 
 def main(argv):

@@ -9,7 +9,7 @@ runs/factorized_cpu21k_l0.03,runs/factorized_cpu21k_l0.06 \
       --sparse='l11=runs/dd_l11_l0.01,l1=runs/dd_l1_l0.01' \
       --images='/work/shared/data/kodak/*.png' --output=docs/benchmark/sparse_table1
 
-For every sparse model (a bin/train directory; see tfcae.accounting.load_model):
+For every sparse model (a bin/train directory; see tfcae.export.load_trained):
   * S, MACC reduction, memory reduction: `tfcae.accounting.analyze` (encoder = analysis
     transform; memory "sparse" = float32 non-zeros + 1-bit map, "reduced" = the kept
     parameters of the channel-reduced encoder as dense float32);
@@ -21,9 +21,11 @@ For every sparse model (a bin/train directory; see tfcae.accounting.load_model):
   * the paper's relative loss 10·(log10 MSE_ref − log10 MSE), MSE averaged over the
     images, against the reference with the same λ (train_config.json `lmbda`);
   * encoder latency: median of --latency_runs calls of the analysis transform, dense vs
-    reduced (calls interleaved, so both see the same background load), on the first image (768×512 for Kodak), at 1 and 2 threads, each thread count
-    in its own process (TensorFlow's thread pools are fixed at start-up); TF (tf.function)
-    and TFLite (XNNPACK delegate).
+    reduced (calls interleaved, so both see the same background load:
+    `tfcae.timing.interleaved_seconds`), on the first image (768×512 for Kodak), at 1 and
+    2 threads, each thread count in its own process (TensorFlow's thread pools are fixed
+    at start-up); TF (tf.function) and TFLite (XNNPACK delegate; the device encoders of
+    `tfcae.tflite.convert`, as bin/export writes them: symbols round(y − o) out).
 
 `--prune_from=DIR --prune_to=DIR --prune=KIND:FRACTION` instead makes a sparse model
 WITHOUT retraining (for developing the benchmark before trained sparse models exist):
@@ -81,11 +83,11 @@ def _tf():
 
 
 def _lmbda(model_dir):
-  path = os.path.join(model_dir, "train_config.json")
-  if not os.path.exists(path):
+  from tfcae.rundir import RunDir
+  run = RunDir(model_dir)
+  if not os.path.exists(run.config_path):
     return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f).get("lmbda")
+  return run.read_config_dict().get("lmbda")
 
 
 # --------------------------------------------------------------------------- pruning
@@ -94,7 +96,9 @@ def prune_model(source, target, spec):
   """One-off projection of a trained model's encoder kernels (no retraining)."""
   tf = _tf()
   import numpy as np
-  from tfcae import accounting, constraints
+  from tfcae import constraints
+  from tfcae.export import load_trained
+  from tfcae.rundir import RunDir
   kind, fraction = spec.split(":")
   fraction = float(fraction)
   ball = {"filters": lambda: None,
@@ -102,7 +106,7 @@ def prune_model(source, target, spec):
           "l11": lambda: constraints.L11Ball(relative_radius=fraction, groups="output_filters"),
           "l1inf": lambda: constraints.L1InfBall(relative_radius=fraction,
                                                  groups="kernel_positions")}[kind]()
-  model = accounting.load_model(source, for_compression=False)
+  model = load_trained(source, for_compression=False)
   convs = [l for l in model.analysis_transform.layers if isinstance(l, tf.keras.layers.Conv2D)]
   for layer in convs:
     if ball is None:  # "filters": zero the weakest filters of every conv but the latent one
@@ -120,53 +124,27 @@ def prune_model(source, target, spec):
   if os.path.exists(target):
     shutil.rmtree(target)
   os.makedirs(target)
-  with open(os.path.join(source, "train_config.json"), encoding="utf-8") as f:
-    settings = json.load(f)
+  settings = RunDir(source).read_config_dict()  # as stored: copied verbatim
   settings.update(model_dir=target, pruned_from=source, prune=spec)
-  with open(os.path.join(target, "train_config.json"), "w", encoding="utf-8") as f:
-    json.dump(settings, f, indent=2)
-  tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
-                             os.path.join(target, "checkpoints"), 1).save()
+  out = RunDir(target)
+  out.write_config(settings)
+  tf.train.CheckpointManager(tf.train.Checkpoint(model=model), out.checkpoint_dir, 1).save()
   return target
 
 
 # --------------------------------------------------------------------------- latency
-
-def _median_times(functions, runs):
-  """Median seconds per call of each function, calls interleaved (dense, reduced, dense,
-  …) so that both see the same background load."""
-  import numpy as np
-  for fn in functions:
-    fn()
-    fn()  # warm-up (tracing, allocation)
-  times = [[] for _ in functions]
-  for _ in range(runs):
-    for fn, record in zip(functions, times):
-      start = time.perf_counter()
-      fn()
-      record.append(time.perf_counter() - start)
-  return [float(np.median(t)) for t in times]
-
-
-def _tflite_invoke(tf, keras_model, x, threads):
-  function = tf.function(lambda t: keras_model(t), input_signature=[tf.TensorSpec(x.shape)])
-  converter = tf.lite.TFLiteConverter.from_concrete_functions(
-      [function.get_concrete_function()], keras_model)
-  interpreter = tf.lite.Interpreter(model_content=converter.convert(), num_threads=threads)
-  interpreter.allocate_tensors()
-  interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x.numpy())
-  return interpreter.invoke
-
 
 def latency_worker(model_dir, threads, image_path, runs, tflite):
   """Runs in its own process: TF's thread pools are set before any op runs."""
   tf = _tf()
   tf.config.threading.set_intra_op_parallelism_threads(threads)
   tf.config.threading.set_inter_op_parallelism_threads(1)
-  from tfcae import accounting, reduction
+  from tfcae import reduction, timing
+  from tfcae import tflite as tfl
+  from tfcae.export import load_trained
   from tfcae.fileio import load_rgb_image
   from tfcae.models import edge_pad
-  model = accounting.load_model(model_dir, for_compression=False)
+  model = load_trained(model_dir, for_compression=False)
   image = load_rgb_image(image_path)
   x = tf.cast(image, tf.float32)[None]
   x = edge_pad(x, *model._padded_shape(image.shape[0], image.shape[1]))
@@ -176,13 +154,20 @@ def latency_worker(model_dir, threads, image_path, runs, tflite):
   reduced_fn = tf.function(lambda t: reduced(t), input_signature=spec)
   diff = float(tf.reduce_max(abs(dense_fn(x) - reduced_fn(x))))
   result = {"threads": threads, "shape": list(x.shape), "max_abs_latent_diff": diff}
-  result["tf_dense_s"], result["tf_reduced_s"] = _median_times(
-      [lambda: dense_fn(x).numpy(), lambda: reduced_fn(x).numpy()], runs)
+  # Calls interleaved (dense, reduced, dense, …) so that both see the same background
+  # load; two warm-up calls each (tracing, allocation).
+  result["tf_dense_s"], result["tf_reduced_s"] = timing.interleaved_seconds(
+      [lambda: dense_fn(x).numpy(), lambda: reduced_fn(x).numpy()], runs, warmup=2)
   if tflite:
-    # Converted last: the converter leaves converted layers unusable in later graphs.
-    result["tflite_dense_s"], result["tflite_reduced_s"] = _median_times(
-        [_tflite_invoke(tf, model.analysis_transform, x, threads),
-         _tflite_invoke(tf, reduced, x, threads)], runs)
+    # Converted last: the converter leaves converted layers unusable in later graphs. The
+    # device encoders bin/export writes (symbols out), dense and reduced.
+    padded = x[0].numpy()
+    encoders = [tfl.TFLiteEncoder(tfl.convert(model, "none", None, encoder), threads)
+                for encoder in (model.analysis_transform, reduced)]
+    for encoder in encoders:
+      encoder.set_input(padded)
+    result["tflite_dense_s"], result["tflite_reduced_s"] = timing.interleaved_seconds(
+        [encoder.invoke for encoder in encoders], runs, warmup=2)
   print("LATENCY " + json.dumps(result), flush=True)
 
 
@@ -206,9 +191,10 @@ def evaluate(model_dir, paths, reduce):
   """bpp, PSNR, MSE over the images; with `reduce`, coded by the reduced encoder."""
   tf = _tf()
   import numpy as np
-  from tfcae import accounting, metrics, reduction
+  from tfcae import metrics, reduction
+  from tfcae.export import load_trained
   from tfcae.fileio import load_rgb_image
-  model = accounting.load_model(model_dir)
+  model = load_trained(model_dir)
   compressor = reduction.ReducedCompressor(model) if reduce else None
   rows = []
   for path in paths:
@@ -235,13 +221,11 @@ def evaluate(model_dir, paths, reduce):
 
 def psnr_at(reference, bpp):
   """PSNR of the dense curve at `bpp` (PCHIP in log-bpp); None outside its range."""
-  import numpy as np
-  from scipy.interpolate import PchipInterpolator
-  points = sorted((r["bpp"], r["psnr"]) for r in reference)
-  rates = np.log([p[0] for p in points])
-  if not rates[0] <= np.log(bpp) <= rates[-1]:
-    return None
-  return float(PchipInterpolator(rates, [p[1] for p in points])(np.log(bpp)))
+  import math
+  from tfcae.bdrate import value_at_rate
+  value = value_at_rate([r["bpp"] for r in reference], [r["psnr"] for r in reference], bpp,
+                        "pchip")
+  return None if math.isnan(value) else value
 
 
 def _fmt(value, spec, missing="–"):
@@ -286,6 +270,7 @@ def main(argv):
     print(prune_model(FLAGS.prune_from, FLAGS.prune_to, FLAGS.prune))
     return
   from tfcae import accounting
+  from tfcae.export import load_trained
   from tfcae.fileio import expand_images
   paths = expand_images(FLAGS.images)
   if FLAGS.max_images:
@@ -310,7 +295,7 @@ def main(argv):
              "date": time.strftime("%Y-%m-%d", time.gmtime()), "command": " ".join(sys.argv)}
   for item in FLAGS.sparse:
     label, model_dir = item.split("=", 1)
-    total = accounting.analyze(accounting.load_model(model_dir, for_compression=False))
+    total = accounting.analyze(load_trained(model_dir, for_compression=False))
     total = total["encoder"]["total"]
     rd = evaluate(model_dir, paths, reduce=True)
     same_lmbda = [r for r in reference if r["lmbda"] == rd["lmbda"]]

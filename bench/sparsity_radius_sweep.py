@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
-from tfcae import accounting  # noqa: E402
+from tfcae.export import load_trained  # noqa: E402
 from tfcae.sparsity import make_constraint  # noqa: E402
 
 SWEEP = [("l1", "output_filters"), ("l11", "output_filters"), ("l1inf", "kernel_positions"),
@@ -22,7 +22,7 @@ RADII = [0.03, 0.05, 0.1, 0.15, 0.2, 0.3]
 
 
 def main(model_dir):
-  model = accounting.load_model(model_dir, for_compression=False)
+  model = load_trained(model_dir, for_compression=False)
   kernels = [layer.kernel for layer in model.encoder_layers() if hasattr(layer, "kernel")]
   for name, groups in SWEEP:
     norms = [float(make_constraint(name, groups, 1.0).norm(kernel)) for kernel in kernels]

@@ -23,10 +23,11 @@ import tensorflow as tf  # noqa: E402  (before absl's app.run; see tfcae.cli.run
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfcae import accounting, data  # noqa: E402
-from tfcae.config import TrainConfig  # noqa: E402
+from tfcae import data  # noqa: E402
+from tfcae.export import load_trained  # noqa: E402
 from tfcae.fileio import atomic_write_json  # noqa: E402
-from tfcae.training import CONFIG_FILE, split_files  # noqa: E402
+from tfcae.rundir import RunDir  # noqa: E402
+from tfcae.training import split_files  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Trained model directory (bin/train).")
 flags.DEFINE_string("train_images", "../shared/data/train", "bin/train's --train_images.")
@@ -51,8 +52,8 @@ def batch_mses(model, dataset, batches):
 
 def main(argv):
   del argv
-  config = TrainConfig.load(os.path.join(FLAGS.model_dir, CONFIG_FILE))
-  model = accounting.load_model(FLAGS.model_dir, for_compression=False)
+  config = RunDir(FLAGS.model_dir).read_config()
+  model = load_trained(FLAGS.model_dir, for_compression=False)
   train_files, val_files = split_files(FLAGS.train_images, FLAGS.val_images)
   size, batch = config.patch_size, config.batch_size
   sets = {

@@ -25,8 +25,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfcae import accounting, tflite  # noqa: E402
+from tfcae import accounting, tflite, timing  # noqa: E402
+from tfcae.export import load_trained  # noqa: E402
 from tfcae.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
+from tfcae.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_string("model_dirs", None, "Comma-separated model directories.")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images.")
@@ -46,13 +48,7 @@ FLAGS = flags.FLAGS
 def latency(data, padded, threads, repeats):
   encoder = tflite.TFLiteEncoder(data, num_threads=threads)
   encoder.set_input(padded)
-  encoder.invoke()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    encoder.invoke()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+  return timing.seconds_per_call(encoder.invoke, repeats, warmup=1)
 
 
 def quality(model_dir, data, paths):
@@ -76,7 +72,7 @@ def main(argv):
   representative = tflite.representative_crops(expand_images(FLAGS.representative_images))
   rows = []
   for i, model_dir in enumerate(FLAGS.model_dirs.split(",")):
-    model = accounting.load_model(model_dir, for_compression=False)
+    model = load_trained(model_dir, for_compression=False)
     model.prepare_for_compression()  # latent offsets
     total = accounting.analyze(model)["encoder"]["total"]
     encoder, reduced = tflite.device_encoder(model)
@@ -96,7 +92,7 @@ def main(argv):
              "tflite_bytes": len(data), "image": os.path.basename(paths[0]),
              "latency_1_thread_s": latency(data, padded, 1, FLAGS.repeats),
              "latency_2_threads_s": latency(data, padded, 2, FLAGS.repeats)}
-      if os.path.exists(os.path.join(model_dir, "saved_model.pb")):  # host coding needs it
+      if RunDir(model_dir).is_exported():  # host coding needs it
         row["quality_images"] = FLAGS.quality_images
         row["bpp"], row["psnr"] = quality(model_dir, data, paths[:FLAGS.quality_images])
       rows.append(row)

@@ -7,7 +7,6 @@ Runs tfcae.training.train (the code path of bin/train) for two epochs per settin
 reports the second epoch's steps/s (the first includes tracing). Prints a markdown table
 for docs/results.md.
 """
-import csv
 import os
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from absl import app, flags  # noqa: E402
 
 from tfcae import training  # noqa: E402
 from tfcae.config import TrainConfig  # noqa: E402
+from tfcae.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_integer("steps", 40, "Steps per epoch (two epochs per setting).")
 flags.DEFINE_string("images", "data/sample/train", "Training images.")
@@ -33,8 +33,7 @@ def measure(model, num_filters, patch, batch):
         model_dir=model_dir, model=model, num_filters=num_filters, train_images=FLAGS.images,
         patch_size=patch, batch_size=batch, epochs=2, steps_per_epoch=FLAGS.steps,
         validation_batches=1, verbose=0, image_summaries=False))
-    with open(os.path.join(model_dir, training.HISTORY_FILE)) as f:
-      return float(list(csv.DictReader(f))[-1]["steps_per_sec"])
+    return float(RunDir(model_dir).read_history()[-1]["steps_per_sec"])
 
 
 def main(argv):

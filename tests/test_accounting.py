@@ -92,16 +92,17 @@ def _save_model_dir(model, model_dir):
                              os.path.join(model_dir, "checkpoints"), 1).save()
 
 
-def test_load_model_restores_weights(tmp_path):
+def test_load_trained_restores_weights(tmp_path):
+  from tfcae.export import load_trained  # the one loader (accounting's alias is gone)
   model = sparse_factorized_model()
   _save_model_dir(model, tmp_path / "m")
-  loaded = accounting.load_model(str(tmp_path / "m"), for_compression=False)
+  loaded = load_trained(str(tmp_path / "m"), for_compression=False)
   for a, b in zip(model.analysis_transform.weights, loaded.analysis_transform.weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   with pytest.raises(TfcaeError, match="no such model directory"):
-    accounting.load_model(str(tmp_path / "missing"))
+    load_trained(str(tmp_path / "missing"))
   with pytest.raises(TfcaeError, match="not a tfcae model directory"):
-    accounting.load_model(str(tmp_path))
+    load_trained(str(tmp_path))
 
 
 @pytest.mark.slow

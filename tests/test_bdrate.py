@@ -1,5 +1,10 @@
-"""Bjontegaard metrics on curves whose answer is known in closed form."""
+"""Bjontegaard metrics on curves whose answer is known in closed form, and on the Kodak
+curves of docs/benchmark: the `bjontegaard` package that bd_rate/bd_psnr delegate to gives
+the figures our own NumPy/SciPy fits gave before."""
+import json
 import math
+import os
+import warnings
 
 import numpy as np
 import pytest
@@ -101,3 +106,97 @@ def test_quality_at_rate_interpolates_in_log_rate_and_extrapolates_on_request():
   assert quality_at_rate(results, "psnr", 2., extrapolate=True) == pytest.approx(34.)
   assert quality_at_rate(results, "psnr", 0.125, extrapolate=True) == pytest.approx(26.)
   assert quality_at_rate(results, "ms-ssim", 1.) == pytest.approx(-10 * math.log10(0.03))
+
+
+def test_value_at_rate_pchip_and_errors():
+  from scipy.interpolate import PchipInterpolator
+  rates, psnr = RATES[[2, 0, 4, 1, 3]], PSNR[[2, 0, 4, 1, 3]]  # any order
+  t = 0.7
+  expected = float(PchipInterpolator(np.log(RATES), PSNR)(np.log(t)))
+  assert bdrate.value_at_rate(rates, psnr, t, "pchip") == pytest.approx(expected, abs=1e-12)
+  assert bdrate.value_at_rate(rates, psnr, t) == pytest.approx(
+      float(np.interp(np.log(t), np.log(RATES), PSNR)), abs=1e-12)
+  assert math.isnan(bdrate.value_at_rate(rates, psnr, 3., "pchip"))
+  assert bdrate.value_at_rate(rates, psnr, 0.5, "pchip") == pytest.approx(31.8)
+  with pytest.raises(ValueError, match="unknown interpolation"):
+    bdrate.value_at_rate(rates, psnr, t, "cubic")
+
+
+# --- through the `bjontegaard` package -------------------------------------------------
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARK = os.path.join(REPO, "docs", "benchmark")
+
+# Kodak (24 images) against JPEG, computed by the NumPy/SciPy implementation this module
+# had before it delegated to the package (np.polyfit/np.polyint on ln-rate, scipy's
+# PchipInterpolator.integrate): (curve, metric, method, BD-rate %, BD-quality dB).
+TODAY = [
+    ("webp", "psnr", "cubic", -36.64187640380828, 2.2201782447011214),
+    ("webp", "psnr", "pchip", -36.46237261911852, 2.252174613045662),
+    ("webp", "ms-ssim", "cubic", -25.153250624473632, 1.4184564916790647),
+    ("webp", "ms-ssim", "pchip", -25.443855707959926, 1.4326231939170917),
+    ("tfcae-zoo-factorized", "psnr", "cubic", -7.18524170885424, 0.3780248560084053),
+    ("tfcae-zoo-factorized", "psnr", "pchip", -7.182245767086027, 0.3781912096427567),
+    ("tfcae-zoo-factorized", "ms-ssim", "cubic", -11.527077146475072, 0.7496352006648688),
+    ("tfcae-zoo-factorized", "ms-ssim", "pchip", -11.648330211849734, 0.759637875803171),
+]
+
+
+def _kodak(name):
+  from tfcae.results import read_results
+  return read_results(os.path.join(BENCHMARK, f"{name}.json"))
+
+
+@pytest.mark.parametrize("name,metric,method,rate,quality", TODAY)
+def test_package_agrees_with_todays_figures_on_kodak(name, metric, method, rate, quality):
+  import bjontegaard
+  anchor, test = bdrate.curve(_kodak("jpeg"), metric), bdrate.curve(_kodak(name), metric)
+  assert bdrate.bd_rate(*anchor, *test, method) == pytest.approx(rate, rel=1e-4)
+  assert bdrate.bd_psnr(*anchor, *test, method) == pytest.approx(quality, rel=1e-4)
+  # The package on its own (points sorted along the fitted axis, as bdrate passes them).
+  by_quality = [(r[np.argsort(q)], q[np.argsort(q)]) for r, q in (anchor, test)]
+  by_rate = [(r[np.argsort(r)], q[np.argsort(r)]) for r, q in (anchor, test)]
+  options = {"require_matching_points": False, "min_overlap": 0}
+  assert bjontegaard.bd_rate(*by_quality[0], *by_quality[1], method, **options) == \
+      pytest.approx(rate, rel=1e-4)
+  assert bjontegaard.bd_psnr(*by_rate[0], *by_rate[1], method, **options) == \
+      pytest.approx(quality, rel=1e-4)
+
+
+@pytest.mark.parametrize("table", ["bdrate_zoo.json", "bdrate.json"])
+def test_published_tables_are_reproduced(table):
+  # docs/benchmark's BD tables (bench/kodak_benchmark.py, bin/plot), from their curves;
+  # e.g. the zoo's -7.19 % (PSNR) and -11.53 % (MS-SSIM) against JPEG.
+  with open(os.path.join(BENCHMARK, table), encoding="utf-8") as f:
+    published = json.load(f)
+  assert published["method"] == "cubic"  # "rows"; bdrate.json also has "pchip" rows
+  curves = [_kodak(row["name"]) for row in published["rows"]]
+  for method, rows in (("cubic", published["rows"]), ("pchip", published.get("pchip"))):
+    if rows is None:
+      continue
+    again = bdrate.bd_table(curves, published["anchor"], method)["rows"]
+    for old, new in zip(rows, again):
+      for key in ("bd_rate_psnr", "bd_psnr", "bd_rate_ms_ssim", "bd_ms_ssim_db"):
+        if old[key] is None:
+          assert new[key] is None, (method, old["name"], key)
+        else:
+          assert new[key] == pytest.approx(old[key], rel=1e-4, abs=1e-9), (method, old["name"], key)
+    if table == "bdrate_zoo.json" and method == "cubic":  # the figures docs/ quote
+      zoo = {r["name"]: r for r in again}["tfcae-zoo-factorized"]
+      assert (round(zoo["bd_rate_psnr"], 2), round(zoo["bd_rate_ms_ssim"], 2)) == (-7.19, -11.53)
+
+
+@pytest.mark.parametrize("method", bdrate.METHODS)
+def test_curves_of_different_lengths_and_small_overlap_need_no_options(method):
+  # The package by default refuses curves with different numbers of points and warns
+  # below 75 % overlap; bdrate accepts both, silently, as it did before delegating.
+  a, b, d = 35.0, 4.0, 0.8
+  anchor = np.geomspace(0.1, 2.0, 5)
+  test = np.geomspace(0.05, 0.3, 7)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    value = bdrate.bd_rate(anchor, a + b * np.log(anchor), test, a + d + b * np.log(test),
+                           method)
+    quality = bdrate.bd_psnr(anchor, a + b * np.log(anchor), test, a + d + b * np.log(test),
+                             method)
+  assert value == pytest.approx((math.exp(-d / b) - 1) * 100, abs=1e-6)
+  assert quality == pytest.approx(d, abs=1e-6)

@@ -128,6 +128,11 @@ def test_constraint_equals_projection_of_the_group_view(cls, norm, groups, shape
   # Inside the ball: unchanged, bit for bit.
   inside = cls(radius=2 * norm(m).numpy(), groups=groups)
   assert inside(tf.constant(k)).numpy().tobytes() == k.tobytes()
+  # project(): the same projection at a radius given by the caller (double descent's
+  # fixed radii), whatever the constraint's own radius.
+  other = cls(radius=123., groups=groups)
+  np.testing.assert_array_equal(other.project(tf.constant(k), tf.constant(r, tf.float64)),
+                                out.numpy())
 
 
 def test_structured_sparsity_of_each_grouping():

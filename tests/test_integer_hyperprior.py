@@ -46,11 +46,12 @@ def _indices(model, image, exact):
   return model._mean_and_indexes(side.quantize(z), side, exact=exact)[1].numpy()
 
 
-def test_layer_sums_are_exact_where_float32_is_not():
+@pytest.mark.parametrize("rounding", ["nearest", "floor"])
+def test_layer_sums_are_exact_where_float32_is_not(rounding):
   # A 1×1 input through a 3×3 stride-1 layer: each output is the centre tap's dot product,
   # which Python integers give exactly. Inputs at the symbol bound and weights at ±127
   # make sums of ~4·10⁶ × 2^8 that float32 (24-bit mantissa) would round.
-  layer = IntegerConv2DTranspose(4, 3, 1, top=2 ** 40, name="t")
+  layer = IntegerConv2DTranspose(4, 3, 1, top=2 ** 40, rounding=rounding, name="t")
   layer.build((1, 1, 1, 16))
   rng = np.random.default_rng(0)
   h = rng.integers(-127, 128, size=(3, 3, 4, 16))
@@ -64,7 +65,8 @@ def test_layer_sums_are_exact_where_float32_is_not():
   got = layer.exact(tf.constant(v.reshape(1, 1, 1, 16), tf.float64)).numpy().ravel()
   for o in range(4):
     acc = sum(int(h[1, 1, o, i]) * int(v[i]) for i in range(16))
-    want = (acc * 2 ** PRE_SHIFT_BITS + int(b[o]) + int(c[o]) // 2) // int(c[o])
+    half = int(c[o]) // 2 if rounding == "nearest" else 0
+    want = (acc * 2 ** PRE_SHIFT_BITS + int(b[o]) + half) // int(c[o])
     assert got[o] == min(max(want, 0), 2 ** 40), o
 
 
@@ -83,9 +85,9 @@ def test_training_formula_matches_the_coders_integers(model):
   assert np.mean(emulated == exact) > 0.999
 
 
-def test_hostile_symbols_give_valid_indices(model):
+def test_hostile_symbols_and_offsets_give_valid_indices(model):
   symbols = tf.constant(np.full((1, 2, 3, 8), 1e12, np.float32))
-  out = model.hyper_synthesis_transform.exact(symbols).numpy()
+  out = model.hyper_synthesis_transform.exact(symbols, tf.fill([8], 1e9)).numpy()
   assert np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= NUM_SCALES - 1
 
 
@@ -122,10 +124,16 @@ def test_warm_start_from_a_float_hyperprior_keeps_its_weights(tmp_path_factory, 
   training.warm_start(source, float_dir)
   target = build_model(ARCH)
   training.warm_start(target, float_dir)
-  for v in source.weight_variables():
-    (twin,) = [t for t in target.weight_variables() if t.name == v.name and
-               t.shape == v.shape]
-    np.testing.assert_array_equal(twin.numpy(), v.numpy())
+  # Names repeat across layers (assign_matching pairs the k-th of each name and shape).
+  def by_key(variables):
+    groups = {}
+    for v in variables:
+      groups.setdefault((v.name, tuple(v.shape)), []).append(v.numpy())
+    return groups
+  targets = by_key(target.weight_variables())
+  for key, values in by_key(source.weight_variables()).items():
+    for want, got in zip(values, targets[key]):
+      np.testing.assert_array_equal(got, want)
   # Fine-tuning through bin/train's path: calibrated, trained, exported, decodable.
   from conftest import tiny_config
   run = tmp_path / "integer"
@@ -152,3 +160,25 @@ def test_files_of_varied_indices_decode_across_kernels(model, tmp_path):
   (record,) = crossplatform.cross_check(str(tmp_path / "model"), images, str(tmp_path / "w"),
                                         write=1, read=0, as_version_1=True)
   assert record["status"] == "ok", record  # no index check needed: the indices agree
+
+
+@pytest.mark.slow
+def test_int8_device_files_decode_on_the_server(model, tmp_path):
+  """The phone → server path: an int8 TFLite encoder's symbols, range-coded on the host
+  (with the host's kernels), decode under the other kernel setting to the same pixels."""
+  from tfcae import tflite
+  from tfcae.codec import TFLiteCodec
+  from tfcae.export import export_model
+  model_dir = str(tmp_path / "model")
+  export_model(model, model_dir)
+  crops = tflite.representative_crops([f"{SAMPLE_EVAL}/kodim23.png"], crop=128)
+  (tmp_path / "enc.tflite").write_bytes(tflite.convert(model, "int8", crops))
+  image = sample_image()[:128, :192]
+  path = tmp_path / "x.tfcae"
+  path.write_bytes(TFLiteCodec(str(tmp_path / "enc.tflite"), model_dir).compress(image))
+  decoded = {}
+  for onednn in (0, 1):
+    out = str(tmp_path / f"x{onednn}.npy")
+    assert crossplatform.decompress_under(model_dir, onednn, str(path), out) is None
+    decoded[onednn] = np.load(out).astype(np.int16)
+  assert np.abs(decoded[0] - decoded[1]).max() <= 1

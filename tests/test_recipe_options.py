@@ -46,7 +46,7 @@ def test_elapsed_time_drives_the_schedule():
 @pytest.mark.parametrize("overrides, message", [
     (dict(lr_warmup=1.), "lr_warmup"),
     (dict(time_budget_minutes=-1.), "time_budget"),
-    (dict(model="caep", gdn="original"), "has no GDN"),
+    (dict(model="caep", gdn="original"), "--gdn applies to .*, not caep"),
 ])
 def test_recipe_settings_validation(tmp_path, overrides, message):
   with pytest.raises(ValueError, match=message):

@@ -4,8 +4,8 @@ What Gille, Guyard, Antonini & Barlaud ("Learning sparse auto-encoders for green
 coding") report in Table I, for any tfcae model: the sparsity S, the multiply-accumulates
 saved by removing the structured zeros and the memory saved by storing the weights
 sparse. `analyze(model)` returns a dict (JSON-ready); `format_report` renders it as a
-table; `load_model(model_dir)` (tfcae.export.load_trained) restores a trained model from a
-bin/train directory.
+table. A trained model of a bin/train directory is restored by tfcae.export.load_trained
+(the one loader of run directories).
 
 Counting conventions (stated once, used everywhere):
 
@@ -36,7 +36,6 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from tfcae.constraints import sparsity_report
-from tfcae.export import load_trained as load_model  # noqa: F401  (the tools' name)
 from tfcae import reduction
 
 FLOAT_BYTES = 4

@@ -1,4 +1,5 @@
-"""Bjontegaard delta rate and delta PSNR between two rate-distortion curves.
+"""Bjontegaard delta rate and delta PSNR between two rate-distortion curves, and a curve's
+quality at a given rate.
 
 G. Bjontegaard, "Calculation of average PSNR differences between RD-curves",
 ITU-T SG16/Q6 VCEG, document VCEG-M33, Austin, April 2001.
@@ -14,18 +15,28 @@ Two interpolations are offered:
   "cubic"  the original VCEG-M33 method: least-squares cubic polynomial
            (exact through 4 points; fitted to more points).
   "pchip"  piecewise cubic Hermite interpolation (Fritsch-Carlson), as in the
-           JVET CTC spreadsheet for VTM (JVET-K0491 / the "bjontegaard" package
-           used by CompressAI): monotone, no overshoot between points, so it
-           stays sane on long curves where a single cubic can wiggle.
+           JVET CTC spreadsheet for VTM (JVET-K0491): monotone, no overshoot
+           between points, so it stays sane on long curves where a single cubic
+           can wiggle.
+
+The fitting and integration are the maintained `bjontegaard` package's (FAU-LMS, the
+one CompressAI uses; its "cubic" and "pchip" are the two above). This module keeps what
+the package leaves to its caller: the checks with one-line reasons (at least 4 finite
+points, positive rates, overlapping curves, distinct values for pchip), sorting the
+points (the package expects them in order along the fitted axis), curves with different
+numbers of points, and no warning for a small overlap (the tables print the figure; the
+overlap is the caller's to judge). The package fits log10(rate) where we used ln(rate):
+both interpolations are invariant to that scaling, so the figures are the same (to
+floating point; tests/test_bdrate.py checks the published Kodak ones).
 
 Quality can be any "higher is better" measure; MS-SSIM must be passed in dB
 (tfcae.metrics.ms_ssim_db), where it is close to linear in log-rate.
 """
-import math
-
 import numpy as np
 
 METHODS = ("cubic", "pchip")
+# How value_at_rate interpolates between a curve's measured points.
+INTERPOLATIONS = ("linear", "pchip")
 MIN_POINTS = 4
 
 
@@ -41,22 +52,20 @@ def _prepare(rates, dist, name):
     raise ValueError(f"{name}: rates and quality values must be finite")
   if np.any(rates <= 0):
     raise ValueError(f"{name}: rates must be positive (log-rate is fitted)")
-  return np.log(rates), dist
+  return rates, dist
 
 
-def _integral(x, y, lo, hi, method, name):
-  """Integral over [lo, hi] of the curve y(x) through the points (x, y)."""
-  order = np.argsort(x)
-  x, y = x[order], y[order]
-  if method == "cubic":
-    poly = np.polyint(np.polyfit(x, y, 3))
-    return np.polyval(poly, hi) - np.polyval(poly, lo)
-  if method == "pchip":
-    if np.any(np.diff(x) <= 0):
-      raise ValueError(f"{name}: pchip needs distinct values on the fitted axis")
-    from scipy.interpolate import PchipInterpolator
-    return float(PchipInterpolator(x, y).integrate(lo, hi))
-  raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+def _check_method(method):
+  if method not in METHODS:
+    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _sorted_along(axis, rates, dist, method, name):
+  """The points in increasing order of `axis` (the package's interpolators need it)."""
+  order = np.argsort(axis, kind="stable")
+  if method == "pchip" and np.any(np.diff(axis[order]) <= 0):
+    raise ValueError(f"{name}: pchip needs distinct values on the fitted axis")
+  return rates[order], dist[order]
 
 
 def _overlap(a, b, what):
@@ -68,29 +77,41 @@ def _overlap(a, b, what):
   return lo, hi
 
 
+def _package():
+  # Imported on first use: the package imports matplotlib.pyplot, which the curve and
+  # equal-rate helpers below (and the tools that only read results) do not need.
+  import bjontegaard
+  return bjontegaard
+
+
+# Both curves may have any number (>= MIN_POINTS) of points; no overlap warning (above).
+_OPTIONS = {"require_matching_points": False, "min_overlap": 0}
+
+
 def bd_rate(rates_anchor, dist_anchor, rates_test, dist_test, method="cubic"):
   """Bjontegaard delta rate of `test` against `anchor`, in percent.
 
   rates: bits per pixel (or any rate unit, the same for both curves);
   dist: quality, higher is better (PSNR in dB, MS-SSIM in dB).
   """
-  log_ra, da = _prepare(rates_anchor, dist_anchor, "anchor")
-  log_rt, dt = _prepare(rates_test, dist_test, "test")
-  lo, hi = _overlap(da, dt, "quality")
-  int_a = _integral(da, log_ra, lo, hi, method, "anchor")
-  int_t = _integral(dt, log_rt, lo, hi, method, "test")
-  mean_diff = (int_t - int_a) / (hi - lo)
-  return float((math.exp(mean_diff) - 1) * 100)
+  ra, da = _prepare(rates_anchor, dist_anchor, "anchor")
+  rt, dt = _prepare(rates_test, dist_test, "test")
+  _overlap(da, dt, "quality")
+  _check_method(method)
+  ra, da = _sorted_along(da, ra, da, method, "anchor")
+  rt, dt = _sorted_along(dt, rt, dt, method, "test")
+  return float(_package().bd_rate(ra, da, rt, dt, method, **_OPTIONS))
 
 
 def bd_psnr(rates_anchor, dist_anchor, rates_test, dist_test, method="cubic"):
   """Bjontegaard delta quality (BD-PSNR) of `test` against `anchor`, in quality units (dB)."""
-  log_ra, da = _prepare(rates_anchor, dist_anchor, "anchor")
-  log_rt, dt = _prepare(rates_test, dist_test, "test")
-  lo, hi = _overlap(log_ra, log_rt, "log-rate")
-  int_a = _integral(log_ra, da, lo, hi, method, "anchor")
-  int_t = _integral(log_rt, dt, lo, hi, method, "test")
-  return float((int_t - int_a) / (hi - lo))
+  ra, da = _prepare(rates_anchor, dist_anchor, "anchor")
+  rt, dt = _prepare(rates_test, dist_test, "test")
+  _overlap(np.log(ra), np.log(rt), "log-rate")
+  _check_method(method)
+  ra, da = _sorted_along(ra, ra, da, method, "anchor")
+  rt, dt = _sorted_along(rt, rt, dt, method, "test")
+  return float(_package().bd_psnr(ra, da, rt, dt, method, **_OPTIONS))
 
 
 def curve(results, metric):
@@ -107,19 +128,37 @@ def curve(results, metric):
   return rates, quality
 
 
-def quality_at_rate(results, metric, bpp, extrapolate=False):
-  """A curve's quality (PSNR, or MS-SSIM in dB) at `bpp`, linear in log-rate between its
-  measured points (the equal-rate comparison of one operating point with a codec). Outside
-  the measured range: NaN, or with `extrapolate` the line through the two nearest points."""
-  rates, quality = curve(results, metric)
+def value_at_rate(rates, values, bpp, method="linear", extrapolate=False):
+  """A curve's value at `bpp`, interpolated in log-rate between its measured points
+  (rates, values: one per point, in any order): the equal-rate comparison of an
+  operating point with a codec or a reference curve.
+
+  method "linear": straight lines between the points (np.interp); "pchip": the monotone
+  piecewise cubic through them (scipy), for a curve of few points whose bends a line
+  would cut. Outside the measured range: NaN, or with `extrapolate` the line through the
+  two nearest points (for either method)."""
+  if method not in INTERPOLATIONS:
+    raise ValueError(f"unknown interpolation {method!r}; choose one of "
+                     f"{', '.join(INTERPOLATIONS)}")
+  rates = np.asarray(rates, dtype=np.float64).ravel()
+  values = np.asarray(values, dtype=np.float64).ravel()
   order = np.argsort(rates)
-  x, y, t = np.log(rates[order]), quality[order], np.log(bpp)
-  if x[0] <= t <= x[-1]:
-    return float(np.interp(t, x, y))
+  x, y, t = np.log(rates[order]), values[order], np.log(bpp)
+  if x.size and x[0] <= t <= x[-1]:
+    if method == "linear":
+      return float(np.interp(t, x, y))
+    from scipy.interpolate import PchipInterpolator
+    return float(PchipInterpolator(x, y)(t))
   if not extrapolate or len(x) < 2:
     return float("nan")
   i = 0 if t < x[0] else len(x) - 2
   return float(y[i] + (y[i + 1] - y[i]) * (t - x[i]) / (x[i + 1] - x[i]))
+
+
+def quality_at_rate(results, metric, bpp, extrapolate=False, method="linear"):
+  """A results dict's quality (PSNR, or MS-SSIM in dB) at `bpp`: value_at_rate of its
+  curve(results, metric)."""
+  return value_at_rate(*curve(results, metric), bpp, method, extrapolate)
 
 
 def bd_table(results_list, anchor, method="cubic"):

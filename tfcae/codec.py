@@ -8,30 +8,28 @@ TensorFlow op runs, and atomic writes.
 """
 import os
 import re
-import time
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_compression  # noqa: F401  (registers the range coding ops)
 
 from tfcae import TfcaeError, bitstream, metrics
-from tfcae.export import is_exported, read_export_info
 from tfcae.fileio import atomic_write_bytes, load_rgb_image, save_png
+from tfcae.hostcoding import HostCoder
+from tfcae.rundir import RunDir
+from tfcae.timing import timed
 
 
 class Codec:
   """An exported tfcae model, ready to compress and decompress."""
 
   def __init__(self, model_dir):
-    if not os.path.isdir(model_dir):
-      raise TfcaeError(f"{model_dir}: no such model directory")
-    if not is_exported(model_dir):
-      raise TfcaeError(f"{model_dir}: no exported model (saved_model.pb); train one with "
-                       "bin/train, which exports at the end")
+    run = RunDir(model_dir).require().require_export(
+        "train one with bin/train, which exports at the end")
     self.model_dir = model_dir
-    self.module = tf.saved_model.load(model_dir)
+    self.module = tf.saved_model.load(run.path)
     self.fingerprint = self.module.fingerprint.numpy()
-    self.info = read_export_info(model_dir)
+    self.info = run.read_export_info()
     self.num_strings = int(self.info["num_strings"])
 
   def compress(self, image):
@@ -69,9 +67,7 @@ class Codec:
 def compress_file(codec, input_path, output_path):
   """Compresses an image file to a tfcae file. Returns a dict of statistics."""
   image = load_rgb_image(input_path)
-  start = time.perf_counter()
-  data = codec.compress(image)
-  seconds = time.perf_counter() - start
+  data, seconds = timed(codec.compress, image)
   atomic_write_bytes(output_path, data)
   height, width = image.shape[:2]
   return {"bytes": len(data), "bpp": metrics.bpp(len(data), height, width), "height": height,
@@ -85,36 +81,25 @@ class TFLiteCodec:
   """
 
   def __init__(self, tflite_path, model_dir, num_threads=1):
-    from tfcae.tflite import HostCoder
-    if not os.path.isdir(model_dir):
-      raise TfcaeError(f"{model_dir}: no such model directory")
+    RunDir(model_dir).require()
     self.coder = HostCoder(tflite_path, model_dir, num_threads)
 
   def compress(self, image):
     return self.coder.compress(image)
 
 
-def zoo_model_of(data, name="the file"):
-  """The zoo model that wrote a tfcae file (bytes), by the fingerprint in its header."""
-  from tfcae import zoo
-  fingerprint = bitstream.parse(data).fingerprint  # the whole file is checked
-  folder = zoo.find(fingerprint)
-  if folder is None:
-    raise TfcaeError(f"{name} was written by model {fingerprint.hex()}, which is not in "
-                     "the zoo; give --model_dir")
-  return folder
-
-
 def decompress_file(codec, input_path, output_path):
-  """Decompresses a tfcae file to PNG with a Codec (None: the zoo model whose fingerprint
-  the file carries). Nothing is written unless decoding succeeds."""
+  """Decompresses a tfcae file to PNG with a Codec, or with the Codec that
+  `codec(data, input_path)` returns for the file's bytes, e.g. tfcae.zoo.codec_of (the zoo
+  model whose fingerprint the file carries: the lookup is the zoo's, which builds Codecs,
+  so that this module need not import the zoo back). Nothing is written unless decoding
+  succeeds."""
   if not os.path.isfile(input_path):
     raise TfcaeError(f"{input_path}: no such file")
   with open(input_path, "rb") as f:
     data = f.read()
-  codec = codec or Codec(zoo_model_of(data, input_path))
-  start = time.perf_counter()
-  image = codec.decompress(data)
-  seconds = time.perf_counter() - start
+  if callable(codec):
+    codec = codec(data, input_path)
+  image, seconds = timed(codec.decompress, data)
   save_png(output_path, image)
   return {"height": image.shape[0], "width": image.shape[1], "seconds": seconds}

@@ -7,12 +7,27 @@ a setting is added here once and is then a flag, a flagfile line and an entry of
 import dataclasses
 import json
 
-ARCHITECTURE_FIELDS = ("model", "num_filters", "latent_channels", "hyper_filters",
-                       "integer_hyper_synthesis", "caep_blocks", "gdn")
+from tfcae.registry import LazyNames
+
+# How an architecture setting enters the architecture config (TrainConfig.architecture(),
+# which is the model's get_config() and so what its fingerprint hashes), for the
+# architectures that take it (their `settings`, tfcae/models/registry.py):
+VALUE = "value"        # as it is
+FILTERS = "filters"    # 0 means num_filters
+SWITCH = "switch"      # only when not the default, so that the configs (and fingerprints)
+#                        of models trained before the setting existed are unchanged; set
+#                        away from its default for an architecture that does not take it,
+#                        it is refused (it would silently do nothing)
 
 
-def _field(default, help_text, choices=None):
-  return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices})
+def _field(default, help_text, choices=None, architecture=None):
+  return dataclasses.field(default=default, metadata={
+      "help": help_text, "choices": choices, "architecture": architecture})
+
+
+def _architectures():
+  from tfcae.models import ARCHITECTURES  # imports TensorFlow: only when the names are read
+  return ARCHITECTURES
 
 
 @dataclasses.dataclass
@@ -20,26 +35,33 @@ class TrainConfig:
   model_dir: str = _field("", "Output directory: checkpoints, logs, exported SavedModel, "
                           "summary.json. Re-running the same command resumes from it.")
   # Architecture.
+  # The names of the registered architectures (tfcae.models.ARCHITECTURES), read when the
+  # flags are defined or validated, so importing this module does not import TensorFlow.
   model: str = _field("factorized", "Architecture: factorized prior (Ballé et al. 2017), "
                       "scale hyperprior (Ballé et al. 2018), mean-scale hyperprior (Minnen et "
                       "al. 2018, without the context model) or CAE-P.",
-                      ("factorized", "hyperprior", "meanscale", "caep"))
-  num_filters: int = _field(128, "Filters of the hidden transform layers (N).")
-  latent_channels: int = _field(0, "Latent channels (M); 0 means num_filters.")
-  hyper_filters: int = _field(0, "Hyper-transform filters (hyperprior only); 0 = num_filters.")
+                      LazyNames(_architectures))
+  num_filters: int = _field(128, "Filters of the hidden transform layers (N).",
+                            architecture=VALUE)
+  latent_channels: int = _field(0, "Latent channels (M); 0 means num_filters.",
+                                architecture=FILTERS)
+  hyper_filters: int = _field(0, "Hyper-transform filters (hyperprior only); 0 = num_filters.",
+                              architecture=FILTERS)
   integer_hyper_synthesis: bool = _field(False, "Hyperprior only: an integer network "
                                          "(Ballé et al. 2019) computes the scale indices, so "
                                          "files decode on any platform (issue 16). With "
-                                         "--init_from a float hyperprior, fine-tunes it.")
+                                         "--init_from a float hyperprior, fine-tunes it.",
+                                         architecture=SWITCH)
   gdn: str = _field("simplified", "Normalisation of the transforms: simplified GDN "
                     "(Johnston et al. 2019: x / (β + Σγ|x|), TFC's default) or the original "
-                    "GDN (Ballé et al. 2016: x / sqrt(β + Σγx²)).", ("simplified", "original"))
+                    "GDN (Ballé et al. 2016: x / sqrt(β + Σγx²)).", ("simplified", "original"),
+                    architecture=SWITCH)
   decoder_quantization: str = _field("noise", "What the synthesis sees in training: the "
                                      "noisy latents (Ballé et al.) or straight-through "
                                      "rounded ones while the rate keeps the noise (Minnen & "
                                      "Singh 2020, 'mixed').", ("noise", "mixed"))
   caep_blocks: int = _field(15, "Bottleneck residual blocks on each side (caep only; widths "
-                            "are num_filters/4, /2 and num_filters).")
+                            "are num_filters/4, /2 and num_filters).", architecture=VALUE)
   # Objective.
   lmbda: float = _field(0.01, "λ in R + λ·D (D is MSE on the 0..255 scale, or 1 − MS-SSIM).")
   distortion: str = _field("mse", "Distortion metric (caep-mix: CAE-ADMM's MS-SSIM + SSIM + "
@@ -142,24 +164,25 @@ class TrainConfig:
   jit_compile: bool = _field(False, "Compile the training step with XLA.")
 
   def architecture(self):
-    config = {"architecture": self.model, "num_filters": self.num_filters,
-              "latent_channels": self.latent_channels or self.num_filters}
-    if self.gdn != "simplified":  # only when not the default: older fingerprints hold
-      config["gdn"] = self.gdn
-    if self.model in ("hyperprior", "meanscale"):
-      config["hyper_filters"] = self.hyper_filters or self.num_filters
-    if self.integer_hyper_synthesis:  # only when set: older fingerprints hold
-      config["integer_hyper_synthesis"] = True
-    if self.model == "caep":
-      config["caep_blocks"] = self.caep_blocks
+    """The architecture config these settings build (tfcae.models.build_model's argument,
+    equal to the model's get_config()): the `settings` its class declares, each entered
+    as its field says (VALUE, FILTERS, SWITCH). Imports TensorFlow (the classes)."""
+    config = {"architecture": self.model}
+    for name in _architectures().get(self.model).settings:
+      field = self.__dataclass_fields__[name]
+      how, value = field.metadata["architecture"], getattr(self, name)
+      if how == FILTERS:
+        value = value or self.num_filters
+      elif how == SWITCH and value == field.default:
+        continue
+      config[name] = value
     return config
 
   def validate(self):
     """Raises ValueError for settings that cannot work (checked before any work)."""
     for f in dataclasses.fields(self):
-      choices = f.metadata.get("choices")
-      if choices and getattr(self, f.name) not in choices:
-        raise ValueError(f"--{f.name}={getattr(self, f.name)!r}: expected one of {choices}")
+      if f.name != "model":  # its names come from the registry: below, after the cheap ones
+        self._check_choice(f)
     if not self.model_dir:
       raise ValueError("--model_dir is required")
     if not (self.train_images or self.dataset):
@@ -169,11 +192,6 @@ class TrainConfig:
     for name in positive:
       if getattr(self, name) <= 0:
         raise ValueError(f"--{name} must be positive")
-    if self.gdn != "simplified" and self.model not in ("factorized", "hyperprior", "meanscale"):
-      raise ValueError(f"--gdn applies to GDN models; {self.model} has no GDN")
-    if self.integer_hyper_synthesis and self.model != "hyperprior":
-      raise ValueError("--integer_hyper_synthesis applies to --model=hyperprior (the scale "
-                       f"hyperprior), not {self.model}")
     if not 0 <= self.lr_warmup < 1:
       raise ValueError("--lr_warmup must be in [0, 1)")
     if self.time_budget_minutes < 0:
@@ -202,10 +220,25 @@ class TrainConfig:
                        "the second descent")
     if self.sparsity_radius < 0:
       raise ValueError("--sparsity_radius must be >= 0")
-    from tfcae.models import MODELS  # imports TensorFlow; only after the cheap checks
-    stride = MODELS[self.model].stride
+    # The architecture checks import TensorFlow (the registry's classes): only after the
+    # cheap checks.
+    self._check_choice(self.__dataclass_fields__["model"])
+    cls = _architectures().get(self.model)
+    for f in dataclasses.fields(self):
+      if (f.metadata.get("architecture") == SWITCH and f.name not in cls.settings and
+          getattr(self, f.name) != f.default):
+        takers = [name for name, c in _architectures().items() if f.name in c.settings]
+        raise ValueError(f"--{f.name} applies to --model={'|'.join(takers)}, not "
+                         f"{self.model}")
+    stride = cls.stride
     if self.patch_size % stride:
       raise ValueError(f"--patch_size must be a multiple of the {self.model} stride ({stride})")
+
+  def _check_choice(self, field):
+    choices = field.metadata.get("choices")
+    if choices and getattr(self, field.name) not in choices:
+      raise ValueError(f"--{field.name}={getattr(self, field.name)!r}: expected one of "
+                       f"{tuple(choices)}")
 
   @classmethod
   def load(cls, path):
@@ -220,3 +253,8 @@ class TrainConfig:
 
   def to_json(self):
     return json.dumps(self.to_dict(), indent=2)
+
+
+# The fields that define the architecture: changing one on an existing model_dir is refused.
+ARCHITECTURE_FIELDS = ("model",) + tuple(
+    f.name for f in dataclasses.fields(TrainConfig) if f.metadata["architecture"])

@@ -128,8 +128,16 @@ class _BallConstraint(tf.keras.constraints.Constraint):
     """The absolute radius this constraint would project `kernel` onto (float64 tensor)."""
     return self._radius(to_groups(kernel, self.groups))
 
+  def project(self, kernel, radius):
+    """`kernel` projected onto this ball (norm and grouping) of absolute `radius`, a
+    float64 scalar that may be a tensor read in the graph: double descent keeps radii
+    fixed at the values it measured once (tfcae.sparsity), instead of the constraint's
+    own `radius`/`relative_radius`."""
+    matrix = to_groups(kernel, self.groups)
+    return from_groups(self._project(matrix, radius), self.groups, tf.shape(kernel))
+
   def __call__(self, w):
-    matrix = to_groups(w, self.groups)
+    matrix = to_groups(w, self.groups)  # once: the radius and the projection share it
     projected = self._project(matrix, self._radius(matrix))
     return from_groups(projected, self.groups, tf.shape(w))
 

@@ -4,15 +4,15 @@ For every image: compress with the exported model, decompress the bytes, and mea
   bpp            8 · (file bytes) / pixels — the real rate, header included
   estimated_bpp  the entropy model's estimate for the same rounded latents
   psnr-rgb, ms-ssim-rgb on the 8-bit RGB reconstruction (tfcae.metrics)
-  encoding_time, decoding_time  seconds per call, after one warm-up call
+  encoding_time, decoding_time  seconds per call (tfcae.timing), after one warm-up call
 """
 import os
-import time
 
 from tfcae import bitstream, metrics
 from tfcae.codec import Codec
 from tfcae.fileio import load_rgb_image
 from tfcae.results import make_results
+from tfcae.timing import timed
 
 
 def evaluate_codec(codec, image_paths, progress=True):
@@ -29,12 +29,8 @@ def evaluate_codec(codec, image_paths, progress=True):
     if not warmed:  # the first call of each restored function pays graph optimisation
       codec.decompress(codec.compress(image))
       warmed = True
-    start = time.perf_counter()
-    data = codec.compress(image)
-    encoding_time = time.perf_counter() - start
-    start = time.perf_counter()
-    decoded = codec.decompress(data)
-    decoding_time = time.perf_counter() - start
+    data, encoding_time = timed(codec.compress, image)
+    decoded, decoding_time = timed(codec.decompress, data)
     height, width = image.shape[:2]
     num_pixels = height * width
     records.append({

@@ -10,14 +10,11 @@ and the same functions as attributes (`loaded.compress(...)`), plus `loaded.fing
 Loading needs only `import tensorflow, tensorflow_compression` (TFC registers the range
 coding ops), not tfcae.
 """
-import json
 import os
 
 import tensorflow as tf
 
-from tfcae.fileio import atomic_write_json
-
-EXPORT_INFO = "tfcae_export.json"
+from tfcae.rundir import RunDir
 
 
 def export_model(model, model_dir, extra_info=None):
@@ -39,12 +36,12 @@ def export_model(model, model_dir, extra_info=None):
   module.fingerprint = model.fingerprint
   module.model_variables = model.state_variables() + [
       v for coder in model.entropy_models() for v in coder.variables]
-  tf.saved_model.save(module, model_dir, signatures=signatures)
+  tf.saved_model.save(module, os.fspath(model_dir), signatures=signatures)
   info = {"architecture": model.get_config(), "fingerprint": model.fingerprint.numpy().hex(),
           "stride": model.stride, "num_strings": model.num_strings,
           "signatures": sorted(signatures)}
   info.update(extra_info or {})
-  atomic_write_json(os.path.join(model_dir, EXPORT_INFO), info)
+  RunDir(model_dir).write_export_info(info)
   return info
 
 
@@ -57,15 +54,6 @@ def _named(function, output_name):
     return {output_name: function(*args)}
 
   return serving
-
-
-def is_exported(model_dir):
-  return os.path.isfile(os.path.join(model_dir, "saved_model.pb"))
-
-
-def read_export_info(model_dir):
-  with open(os.path.join(model_dir, EXPORT_INFO), encoding="utf-8") as f:
-    return json.load(f)
 
 
 def assign_matching(targets, sources, what):
@@ -93,10 +81,9 @@ def restore_keras(model_dir, for_compression=True):
   the SavedModel's own, byte for byte."""
   from tfcae import TfcaeError
   from tfcae.models import build_model
-  if not is_exported(model_dir):
-    raise TfcaeError(f"{model_dir}: no exported model (saved_model.pb)")
-  info = read_export_info(model_dir)
-  saved = tf.saved_model.load(model_dir)
+  run = RunDir(model_dir).require_export()
+  info = run.read_export_info()
+  saved = tf.saved_model.load(run.path)
   model = build_model(info["architecture"])
   try:
     assign_matching(model.weight_variables(), saved.model_variables, model_dir)
@@ -122,27 +109,15 @@ def load_trained(model_dir, for_compression=True):
   names, which depend on object-creation history; the weights are those of the export).
   """
   from tfcae import TfcaeError
-  from tfcae.config import TrainConfig
   from tfcae.models import build_model
-  if not os.path.isdir(model_dir):
-    raise TfcaeError(f"{model_dir}: no such model directory")
-  export_info = os.path.join(model_dir, "tfcae_export.json")
-  config_file = os.path.join(model_dir, "train_config.json")
-  info = None
-  if os.path.exists(export_info):
-    with open(export_info, encoding="utf-8") as f:
-      info = json.load(f)
-    architecture = info["architecture"]
-  elif os.path.exists(config_file):
-    architecture = TrainConfig.load(config_file).architecture()
-  else:
-    raise TfcaeError(f"{model_dir}: not a tfcae model directory (no tfcae_export.json or "
-                     "train_config.json)")
-  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  run = RunDir(model_dir).require()
+  architecture = run.architecture()  # tfcae_export.json, else train_config.json
+  info = run.read_export_info() if os.path.exists(run.export_info_path) else None
+  latest = run.latest_checkpoint()
   if latest is None:
-    if is_exported(model_dir):  # a zoo model: the SavedModel's variables are the weights
-      return restore_keras(model_dir, for_compression=for_compression)
-    raise TfcaeError(f"{model_dir}: no checkpoint in {model_dir}/checkpoints")
+    if run.is_exported():  # a zoo model: the SavedModel's variables are the weights
+      return restore_keras(run, for_compression=for_compression)
+    raise TfcaeError(f"{run}: no checkpoint in {run.checkpoint_dir}")
   model = build_model(architecture)
   # Only the model: optimizer slots and objective state (masks, multipliers) are not needed.
   status = tf.train.Checkpoint(model=model).restore(latest)

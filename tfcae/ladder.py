@@ -15,12 +15,12 @@ PSNR / MS-SSIM from real files, encoder and decoder MACs per pixel, fingerprint,
 """
 import dataclasses
 import datetime
-import json
 import os
 import shutil
 
 from tfcae import TfcaeError, jobs, zoo
 from tfcae.fileio import atomic_write_json
+from tfcae.rundir import CONFIG_FILE, EXPORT_INFO_FILE, VARIABLES_DIR, RunDir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_DATA = "BSDS500 train+val+test (500 photographs, ../shared/data/train; the last 10 % " \
@@ -86,7 +86,7 @@ def train_command(ladder, quality, out):
 
 
 def _done(model_dir):
-  return os.path.exists(os.path.join(model_dir, "summary.json"))
+  return RunDir(model_dir).is_finished()
 
 
 def train(ladder, out, parallel=2, qualities=None, log=print):
@@ -125,27 +125,27 @@ def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
   """Copies an exported model into the zoo with its card; returns the card."""
   from tfcae import accounting, evaluation
   from tfcae.codec import Codec
-  from tfcae.export import EXPORT_INFO, is_exported, read_export_info
-  if not is_exported(model_dir):
+  from tfcae.export import load_trained
+  run = RunDir(model_dir)
+  if not run.is_exported():
     raise TfcaeError(f"{model_dir}: no exported model to publish")
-  info = read_export_info(model_dir)
+  info = run.read_export_info()
   if info["architecture"]["architecture"] != architecture:
     raise TfcaeError(f"{model_dir} is a {info['architecture']['architecture']} model, not "
                      f"{architecture}")
-  with open(os.path.join(model_dir, "summary.json"), encoding="utf-8") as f:
-    summary = json.load(f)
+  summary = run.read_summary()
   target = os.path.join(zoo_root or zoo.root(), architecture, str(int(quality)))
   staging = target + ".tmp"
   shutil.rmtree(staging, ignore_errors=True)
   os.makedirs(staging)
   # The SavedModel only (its variables are the weights); no checkpoints, logs or slots.
-  shutil.copy2(os.path.join(model_dir, "saved_model.pb"), staging)
-  shutil.copytree(os.path.join(model_dir, "variables"), os.path.join(staging, "variables"))
-  for name in (EXPORT_INFO, "train_config.json"):
-    shutil.copy2(os.path.join(model_dir, name), staging)
+  shutil.copy2(run.saved_model_path, staging)
+  shutil.copytree(run.variables_dir, os.path.join(staging, VARIABLES_DIR))
+  for name in (EXPORT_INFO_FILE, CONFIG_FILE):
+    shutil.copy2(run.join(name), staging)
   records = evaluation.evaluate_codec(Codec(staging), images, progress=progress)
   mean = lambda k: float(sum(r[k] for r in records) / len(records))
-  report = accounting.analyze(accounting.load_model(staging, for_compression=False))
+  report = accounting.analyze(load_trained(staging, for_compression=False))
   settings = summary["settings"]
   card = {
       "name": f"{architecture}/{int(quality)}", "architecture": architecture,

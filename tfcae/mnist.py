@@ -9,7 +9,6 @@ training set) / 10k test images; encoder 784-128-64-n, decoder n-64-128-784
 it for every (n, loss, seed) of Table 1.
 """
 import dataclasses
-import json
 import os
 import time
 
@@ -17,12 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfcae import TfcaeError, data
-from tfcae.fileio import atomic_write_json
 from tfcae.models.mnist import BinaryCrossEntropy, MnistAutoencoder
 from tfcae.objectives import DECORRELATION_FORMS, Decorrelation, Objective, \
   decorrelation_penalty
+from tfcae.rundir import SUMMARY_FILE, RunDir
 
-SUMMARY_FILE = "summary.json"
 WEIGHTS = "weights"  # TF checkpoint prefix inside model_dir
 
 
@@ -128,8 +126,7 @@ def train_mnist(config, splits=None):
   config.validate()
   if splits is None:
     splits = load_splits(config)
-  if config.model_dir:
-    os.makedirs(config.model_dir, exist_ok=True)
+  run = RunDir(config.model_dir).create() if config.model_dir else None
   tf.keras.utils.set_random_seed(config.seed)
   train_x = splits["train"][0]
   val_x = splits["validation"][0]
@@ -145,9 +142,8 @@ def train_mnist(config, splits=None):
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate),
                 steps_per_execution=config.steps_per_execution)
   callbacks = []
-  if config.model_dir:
-    callbacks.append(tf.keras.callbacks.CSVLogger(os.path.join(config.model_dir,
-                                                               "history.csv")))
+  if run is not None:
+    callbacks.append(tf.keras.callbacks.CSVLogger(run.history_path))
   start = time.time()
   history = model.fit(train_ds, epochs=config.epochs, validation_data=val_ds,
                       validation_freq=config.validation_freq, callbacks=callbacks,
@@ -167,29 +163,27 @@ def train_mnist(config, splits=None):
       "settings": config.to_dict(),
       "tensorflow": tf.__version__,
   }
-  if config.model_dir:
-    model.save_weights(os.path.join(config.model_dir, WEIGHTS))
-    atomic_write_json(os.path.join(config.model_dir, SUMMARY_FILE), summary)
+  if run is not None:
+    model.save_weights(run.join(WEIGHTS))
+    run.write_summary(summary)
   return model, summary
 
 
 def load_trained(model_dir):
   """Rebuilds a trained autoencoder from its model_dir (summary.json + weights)."""
-  path = os.path.join(model_dir, SUMMARY_FILE)
-  if not os.path.exists(path):
+  run = RunDir(model_dir)
+  if not run.is_finished():
     raise TfcaeError(f"{model_dir} holds no trained MNIST autoencoder ({SUMMARY_FILE} missing)")
-  with open(path, encoding="utf-8") as f:
-    summary = json.load(f)
-  model = MnistAutoencoder(**summary["model"])
-  model.load_weights(os.path.join(model_dir, WEIGHTS)).expect_partial()
+  model = MnistAutoencoder(**run.read_summary()["model"])
+  model.load_weights(run.join(WEIGHTS)).expect_partial()
   return model
 
 
 def plot_embeddings(panels, labels, output_png, dpi=120):
   """Scatter plots of 2-D bottleneck codes, one panel per (title, codes [N, 2]), coloured
   by digit label (the paper's Figure of the n = 2 embedding)."""
-  from tfcae.plotting import _pyplot, _save
-  plt = _pyplot()
+  from tfcae.plotting import pyplot, save_figure
+  plt = pyplot()
   fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
   for ax, (title, codes) in zip(axes[0], panels):
     if codes.shape[1] != 2:
@@ -200,5 +194,5 @@ def plot_embeddings(panels, labels, output_png, dpi=120):
     ax.set_xlabel("y₁")
     ax.set_ylabel("y₂")
   fig.colorbar(points, ax=axes[0].tolist(), ticks=range(10), label="digit")
-  _save(fig, output_png, dpi)
+  save_figure(fig, output_png, dpi)
   plt.close(fig)

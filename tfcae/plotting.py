@@ -15,14 +15,16 @@ METRICS = {
 }
 
 
-def _pyplot():
+def pyplot():
+  """matplotlib.pyplot on the Agg backend (headless), for every tfcae figure."""
   import matplotlib
   matplotlib.use("Agg")  # headless; must precede the pyplot import
   import matplotlib.pyplot as plt
   return plt
 
 
-def _save(fig, output_png, dpi):
+def save_figure(fig, output_png, dpi=120):
+  """Writes `fig` as a PNG atomically (a reader never sees half a file)."""
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
   atomic_write_bytes(output_png, buf.getvalue())
@@ -39,7 +41,7 @@ def plot_rd(results_list, metric="psnr", output_png="rd.png", title=None, dpi=12
   if not results_list:
     raise ValueError("nothing to plot: no results given")
   key, ylabel = METRICS[metric]
-  plt = _pyplot()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(7, 5))
   try:
     for res in results_list:
@@ -58,7 +60,7 @@ def plot_rd(results_list, metric="psnr", output_png="rd.png", title=None, dpi=12
     ax.set_title(title or f"Rate-distortion ({'PSNR' if metric == 'psnr' else 'MS-SSIM'})")
     ax.grid(True, which="both", alpha=0.4)
     ax.legend(loc="lower right")
-    _save(fig, output_png, dpi)
+    save_figure(fig, output_png, dpi)
   finally:
     plt.close(fig)
   return output_png
@@ -73,22 +75,20 @@ def read_lambda_trajectory(model_dir):
   when validation did not log it. Step 0 is the initial λ (--multiplier_init).
   """
   import csv
-  import json
   import os
-  history = os.path.join(model_dir, "history.csv")
+  from tfcae.rundir import HISTORY_FILE, RunDir
+  run = RunDir(model_dir)
+  history = run.history_path
   try:
     with open(history, encoding="utf-8") as f:
       rows = list(csv.DictReader(f))
   except OSError as e:
-    raise ValueError(f"{model_dir}: cannot read history.csv ({e.strerror or e})") from None
+    raise ValueError(f"{model_dir}: cannot read {HISTORY_FILE} ({e.strerror or e})") from None
   column = next((c for c in ("val_lambda", "lambda") if rows and rows[0].get(c)), None)
   if column is None:
     raise ValueError(f"{history}: no λ column (was it trained with --objective=dco?)")
-  settings = {}
-  config_path = os.path.join(model_dir, "train_config.json")
-  if os.path.exists(config_path):
-    with open(config_path, encoding="utf-8") as f:
-      settings = json.load(f)
+  # As stored, not TrainConfig.load: a missing field must not take today's default.
+  settings = run.read_config_dict() if os.path.exists(run.config_path) else {}
   per_epoch = int(settings.get("steps_per_epoch", 1))
   steps, values = [], []
   if "multiplier_init" in settings and settings.get("objective") == "dco":
@@ -130,7 +130,7 @@ def plot_series(series, xlabel, ylabel, output_png, title="", logx=False, logy=F
   """Lines: series = [(label, xs, ys)]; hline draws a dashed reference (None: none)."""
   if not series:
     raise ValueError("nothing to plot: no series given")
-  plt = _pyplot()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
   try:
     for label, xs, ys in series:
@@ -149,7 +149,7 @@ def plot_series(series, xlabel, ylabel, output_png, title="", logx=False, logy=F
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.4)
     ax.legend(loc=legend, fontsize="small")
-    _save(fig, output_png, dpi)
+    save_figure(fig, output_png, dpi)
   finally:
     plt.close(fig)
   return output_png

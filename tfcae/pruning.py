@@ -12,18 +12,16 @@ Magnitude pruning zeroes single weights, unstructured: it rarely empties a whole
 so the encoder cannot be reduced physically (tfcae.reduction finds no dead channel) and
 XNNPACK, which skips no zeros of strided convolutions, runs it at dense speed.
 """
-import os
-
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from tfcae import accounting, data, export
-from tfcae.config import TrainConfig
+from tfcae import data, export
 from tfcae.fileio import atomic_write_json
 from tfcae.layers import GDN
 from tfcae.models import build_model
 from tfcae.objectives import rate_distortion
+from tfcae.rundir import RunDir
 
 PruneLowMagnitude = tfmot.sparsity.keras.prune_low_magnitude
 
@@ -84,8 +82,8 @@ def _copy(source, target):
 
 def restore(model_dir):
   """The trained model of `model_dir` (latest checkpoint) and its TrainConfig."""
-  model = accounting.load_model(model_dir, for_compression=False)
-  return model, TrainConfig.load(os.path.join(model_dir, "train_config.json"))
+  model = export.load_trained(model_dir, for_compression=False)
+  return model, RunDir(model_dir).read_config()
 
 
 def magnitude_prune(model_dir, out_dir, sparsity, steps, train_images, patch_size=128,
@@ -126,9 +124,9 @@ def magnitude_prune(model_dir, out_dir, sparsity, steps, train_images, patch_siz
     if hasattr(model, name):
       _copy(getattr(model, name), getattr(pruned, name))
   pruned.prepare_for_compression()
-  os.makedirs(out_dir, exist_ok=True)
-  manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=pruned),
-                                       os.path.join(out_dir, "checkpoints"), max_to_keep=1)
+  out = RunDir(out_dir).create()
+  manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=pruned), out.checkpoint_dir,
+                                       max_to_keep=1)
   manager.save(checkpoint_number=1)
   summary = {"source": model_dir, "method": "tfmot prune_low_magnitude (PolynomialDecay)",
              "target_sparsity": float(sparsity), "fine_tune_steps": int(steps),
@@ -136,8 +134,8 @@ def magnitude_prune(model_dir, out_dir, sparsity, steps, train_images, patch_siz
              "learning_rate": learning_rate,
              "final_loss": float(history["loss"][-1]) if history else None}
   export.export_model(pruned, out_dir, {"pruning": summary})
-  atomic_write_json(os.path.join(out_dir, "train_config.json"), dict(config.to_dict(), model_dir=out_dir))
-  atomic_write_json(os.path.join(out_dir, "pruning.json"), summary)
+  out.write_config(dict(config.to_dict(), model_dir=out_dir))
+  atomic_write_json(out.join("pruning.json"), summary)
   return summary
 
 

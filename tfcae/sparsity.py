@@ -162,9 +162,7 @@ class DoubleDescent(TrainingHook):
     for i, kernel in enumerate(kernels):
       def projection(kernel=kernel, i=i):
         constraint = make_constraint(self.constraint_name, self.groups, 1.)
-        matrix = constraints_lib.to_groups(kernel, self.groups)
-        projected = constraint._project(matrix, self.radii[i])
-        return constraints_lib.from_groups(projected, self.groups, tf.shape(kernel))
+        return constraint.project(kernel, self.radii[i])
       out.append(projection)
     return out
 

@@ -12,7 +12,8 @@ Range coding cannot run inside TFLite, so the work is split:
           `compress`, which quantises round((k + o) − o) = k again, and writes the same
           tfcae file format (tfcae.bitstream). For a float encoder whose symbols equal the
           SavedModel's, the file is byte-identical to `bin/compress`'s; bin/decompress
-          on a server decodes it either way.
+          on a server decodes it either way. The host side is tfcae.hostcoding (below
+          this module and tfcae.codec, so that neither imports the other).
 
 Quantisation (`quantize`): "none" (float32), "float16" (float16 weights, float compute) or
 "int8" (full-integer post-training quantisation calibrated on crops of representative
@@ -34,40 +35,16 @@ import tensorflow_compression  # noqa: F401  (registers the range coding ops)
 
 from tfcae import TfcaeError
 from tfcae.fileio import expand_images, load_rgb_image
+# The host side lives below both this module and tfcae.codec (which uses it for
+# `bin/compress --tflite`); its names stay importable from here, where they were.
+from tfcae.hostcoding import (HostCoder, TFLiteEncoder,  # noqa: F401  (re-exported)
+                              load_trained_model, pad_to_stride)
 
 QUANTIZE = ("none", "float16", "int8")
 _IMAGE = tf.TensorSpec([1, None, None, 3], tf.float32, name="image")
 
 
 # --- the trained Keras model ---------------------------------------------------------
-def load_trained_model(model_dir):
-  """Rebuilds the exported model of `model_dir` from its latest checkpoint, with coding
-  tables, and carrying the exported fingerprint (files it writes decode with the
-  SavedModel). Checks that the checkpoint holds the exported weights."""
-  from tfcae.export import is_exported, load_trained
-  if not is_exported(model_dir):
-    raise TfcaeError(f"{model_dir}: no exported model (saved_model.pb)")
-  model = load_trained(model_dir)  # with the exported fingerprint: the check below is
-  # what guarantees the weights (the fingerprint hashes training-time state, Keras' own
-  # loss tracker included, which a rebuilt model does not reproduce)
-  if tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is not None:
-    _check_against_export(model, model_dir)  # a zoo model's weights are the SavedModel's
-  return model
-
-
-def _check_against_export(model, model_dir):
-  """Every weight the encoder and the entropy coder use must equal the SavedModel's."""
-  exported = {}
-  for v in tf.saved_model.load(model_dir).model_variables:
-    exported.setdefault(v.name, []).append(v)
-  for v in model.trainable_variables:
-    candidates = exported.get(v.name, [])
-    if not any(c.shape == v.shape and np.array_equal(c.numpy(), v.numpy())
-               for c in candidates):
-      raise TfcaeError(f"{model_dir}: the latest checkpoint is not the exported model "
-                       f"({v.name} differs); re-run bin/train to re-export")
-
-
 def encoder_function(model, encoder=None):
   """tf.function: float32 [1, H, W, 3] pixels -> int32 symbols round(y − o)."""
   encoder = encoder if encoder is not None else model.analysis_transform
@@ -165,83 +142,6 @@ def op_names(tflite_bytes):
 
 
 # --- running it ----------------------------------------------------------------------
-class TFLiteEncoder:
-  """A device encoder in a plain tf.lite.Interpreter (XNNPACK, `num_threads`)."""
-
-  def __init__(self, tflite, num_threads=1):
-    if isinstance(tflite, (bytes, bytearray)):
-      self.interpreter = tf.lite.Interpreter(model_content=bytes(tflite),
-                                             num_threads=num_threads)
-    else:
-      if not os.path.isfile(tflite):
-        raise TfcaeError(f"{tflite}: no such TFLite model")
-      self.interpreter = tf.lite.Interpreter(model_path=tflite, num_threads=num_threads)
-    self._input = self.interpreter.get_input_details()[0]
-    self._output = self.interpreter.get_output_details()[0]
-    self._shape = None
-
-  def prepare(self, height, width):
-    """Resizes the input to a padded [1, height, width, 3] (re-plans the graph once)."""
-    if self._shape != (height, width):
-      self.interpreter.resize_tensor_input(self._input["index"], [1, height, width, 3])
-      self.interpreter.allocate_tensors()
-      self._shape = (height, width)
-
-  def set_input(self, padded):
-    """padded: uint8 [H, W, 3], H and W multiples of the stride."""
-    self.prepare(*padded.shape[:2])
-    x = padded[None]
-    if self._input["dtype"] == np.float32:
-      x = x.astype(np.float32)
-    elif self._input["quantization"][1] != 0 or self._input["dtype"] != np.uint8:
-      raise TfcaeError(f"unexpected quantised input {self._input['dtype'].__name__} "
-                       f"{self._input['quantization']}: not a tfcae int8 encoder")
-    # else: tfcae's int8 encoders take the pixels themselves (uint8, zero point 0; their
-    # scale, 1/255, is the encoder's Rescaling: tfcae.qat).
-    self.interpreter.set_tensor(self._input["index"], x)
-
-  def invoke(self):
-    self.interpreter.invoke()
-
-  def output(self):
-    return self.interpreter.get_tensor(self._output["index"])
-
-  def symbols(self, padded):
-    self.set_input(padded)
-    self.invoke()
-    return self.output()
-
-
-def pad_to_stride(image, stride):
-  """Edge padding at the bottom/right to multiples of `stride` (as base.edge_pad)."""
-  h, w = image.shape[:2]
-  ph, pw = (-h) % stride, (-w) % stride
-  return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
-
-
-class HostCoder:
-  """Runs a TFLite encoder (a .tflite path or its bytes) and range-codes its symbols with
-  the model's entropy model."""
-
-  def __init__(self, tflite_path, model_dir, num_threads=1):
-    self.encoder = TFLiteEncoder(tflite_path, num_threads)
-    self.model = load_trained_model(model_dir)
-    channels = self.encoder._output["shape_signature"][-1]
-    if channels not in (-1, self.model.latent_channels):
-      raise TfcaeError(f"{tflite_path} outputs {channels} latent channels, the model in "
-                       f"{model_dir} codes {self.model.latent_channels}")
-
-  def compress(self, image):
-    """uint8 [H, W, 3] -> bytes of a tfcae file."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-      raise TfcaeError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
-    symbols = self.encoder.symbols(pad_to_stride(image, self.model.stride))
-    return self.model.compress_symbols(tf.constant(symbols, tf.int32),
-                                       tf.constant(image.shape[0], tf.int32),
-                                       tf.constant(image.shape[1], tf.int32)).numpy()
-
-
 def host_coding_quality(tflite, model_dir, paths):
   """Per-image (bpp, PSNR) of `paths` coded through a TFLite encoder (path or bytes) and
   host-side coding, decoded by the model's SavedModel: what a phone-to-server user gets."""
@@ -301,11 +201,10 @@ def fine_tune_int8(integer, model_dir, model, qat_images, steps, learning_rate=1
   """Fine-tunes an int8 encoder quantization-aware (tfcae.qat.fine_tune) with the run's
   objective: its --lmbda (unless `lmbda`) and --distortion. Returns what was done."""
   from tfcae import qat
-  from tfcae.config import TrainConfig
-  from tfcae.training import CONFIG_FILE
+  from tfcae.rundir import RunDir
   if not qat_images:
     raise TfcaeError("--qat_steps needs --qat_images=GLOB (training crops)")
-  config = TrainConfig.load(os.path.join(model_dir, CONFIG_FILE))
+  config = RunDir(model_dir).read_config()
   lmbda = lmbda or config.lmbda
   final = qat.fine_tune(integer, model, image_paths(qat_images, "--qat_images"), steps, lmbda,
                         config.distortion, learning_rate, verbose=verbose)

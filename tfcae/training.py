@@ -15,13 +15,11 @@ import tensorflow as tf
 
 from tfcae import TfcaeError, data, export
 from tfcae.config import ARCHITECTURE_FIELDS, TrainConfig
-from tfcae.fileio import atomic_write_json
 from tfcae.models import build_model
 from tfcae.objectives import Distortion, Objective, ObjectiveEpochCallback, Rate
-
-CONFIG_FILE = "train_config.json"
-SUMMARY_FILE = "summary.json"
-HISTORY_FILE = "history.csv"
+from tfcae.rundir import RunDir
+# The file names of the previous layout's API (tests and scripts import them from here).
+from tfcae.rundir import CONFIG_FILE, HISTORY_FILE, SUMMARY_FILE  # noqa: F401
 
 
 def build_objective(config):
@@ -194,11 +192,11 @@ class ReconstructionImages(tf.keras.callbacks.Callback):
 
 
 def _check_resume_compatible(model_dir, config):
-  path = os.path.join(model_dir, CONFIG_FILE)
-  if not os.path.exists(path):
+  run = RunDir(model_dir)
+  if not os.path.exists(run.config_path):
     return
   # A field added after that run was written had its default then (TrainConfig.load).
-  previous = TrainConfig.load(path)
+  previous = run.read_config()
   changed = [k for k in ARCHITECTURE_FIELDS if getattr(previous, k) != getattr(config, k)]
   if changed:
     raise TfcaeError(f"{model_dir} holds a model trained with a different architecture "
@@ -211,17 +209,17 @@ def warm_start(model, source):
   sparsify a trained dense model: from a bin/train directory's latest checkpoint, or from
   an exported SavedModel such as a zoo model (`zoo:factorized/3`)."""
   from tfcae import zoo
-  from tfcae.export import assign_matching, is_exported, read_export_info
-  source_dir = zoo.resolve(source)
-  latest = tf.train.latest_checkpoint(os.path.join(source_dir, "checkpoints"))
-  if latest is None and not is_exported(source_dir):
-    raise TfcaeError(f"--init_from={source}: no checkpoint in {source_dir}/checkpoints and "
+  from tfcae.export import assign_matching
+  run = RunDir(zoo.resolve(source))
+  source_dir = run.path
+  latest = run.latest_checkpoint()
+  if latest is None and not run.is_exported():
+    raise TfcaeError(f"--init_from={source}: no checkpoint in {run.checkpoint_dir} and "
                      "no exported model")
-  path = os.path.join(source_dir, CONFIG_FILE)
   if latest is None:
-    architecture = read_export_info(source_dir)["architecture"]
+    architecture = run.read_export_info()["architecture"]
   else:
-    architecture = TrainConfig.load(path).architecture() if os.path.exists(path) else None
+    architecture = run.read_config().architecture() if os.path.exists(run.config_path) else None
   if architecture is not None and architecture != model.get_config():
     if architecture == _float_hyper_synthesis(model.get_config()):
       _warm_start_integer(model, source, architecture)
@@ -264,6 +262,25 @@ def _warm_start_integer(model, source, architecture):
   export.assign_matching(targets, sources, source)
 
 
+def convert_to_integer_hyper_synthesis(source, calibration_batch):
+  """A trained float hyperprior (a run directory or an exported/zoo model) with its
+  hyper-synthesis made the integer network, without training: every float weight kept,
+  the activation steps calibrated on `calibration_batch` (images [B, H, W, 3], 0..255),
+  the integers frozen. The cheap route to cross-platform files for an existing model;
+  fine-tuning (`--integer_hyper_synthesis --init_from`) is the other (docs/results.md
+  compares them). Returns the model, ready to compress and export."""
+  from tfcae import zoo
+  architecture = RunDir(zoo.resolve(source)).architecture()
+  if architecture.get("architecture") != "hyperprior" or architecture.get(
+      "integer_hyper_synthesis"):
+    raise TfcaeError(f"{source}: not a float scale hyperprior ({architecture})")
+  model = build_model({**architecture, "integer_hyper_synthesis": True})
+  warm_start(model, source)
+  model.calibrate(tf.convert_to_tensor(calibration_batch, tf.float32))
+  model.prepare_for_compression()
+  return model
+
+
 def split_files(train_images, val_images=""):
   """(training files, validation files): --val_images, or else the last tenth of
   --train_images by name (at least one image) is held out."""
@@ -301,9 +318,9 @@ def train(config: TrainConfig, model_fn=None):
   model defined outside tfcae, e.g. bench/recipe.py's TFC example arm)."""
   config.validate()
   model_dir = config.model_dir
-  os.makedirs(model_dir, exist_ok=True)
+  run = RunDir(model_dir).create()
   _check_resume_compatible(model_dir, config)
-  atomic_write_json(os.path.join(model_dir, CONFIG_FILE), config.to_dict())
+  run.write_config(config)
   if config.check_numerics:
     tf.debugging.enable_check_numerics()
   tf.keras.utils.set_random_seed(config.seed)
@@ -330,8 +347,7 @@ def train(config: TrainConfig, model_fn=None):
     epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch,
                                    elapsed_seconds=elapsed)
-  manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
-                                       max_to_keep=3)
+  manager = tf.train.CheckpointManager(checkpoint, run.checkpoint_dir, max_to_keep=3)
   if manager.latest_checkpoint:
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch.numpy())} of "
@@ -342,13 +358,13 @@ def train(config: TrainConfig, model_fn=None):
   for hook in model.objective.hooks:
     hook.set_validation_data(val_ds)
 
-  log_dir = os.path.join(model_dir, "logs")
+  log_dir = run.log_dir
   callbacks = [
       tf.keras.callbacks.TerminateOnNaN(),
       ObjectiveEpochCallback(),
       Throughput(),
       EpochCheckpoint(manager, epoch),
-      tf.keras.callbacks.CSVLogger(os.path.join(model_dir, HISTORY_FILE), append=True),
+      tf.keras.callbacks.CSVLogger(run.history_path, append=True),
       tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", write_graph=False,
                                      profile_batch=0),
   ]
@@ -393,7 +409,7 @@ def train(config: TrainConfig, model_fn=None):
       for warning in state.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr, flush=True)
   export.export_model(model, model_dir, {"summary": SUMMARY_FILE})
-  atomic_write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
+  run.write_summary(summary)
   return summary
 
 
@@ -401,12 +417,10 @@ def _final_training_logs(model_dir, history):
   """Last epoch's training logs, from this run or, after a no-op resume, history.csv."""
   if history:
     return {k: float(v[-1]) for k, v in history.items() if not k.startswith("val_")}
-  path = os.path.join(model_dir, HISTORY_FILE)
-  if not os.path.exists(path):
+  run = RunDir(model_dir)
+  if not os.path.exists(run.history_path):
     return {}
-  import csv
-  with open(path, encoding="utf-8") as f:
-    rows = list(csv.DictReader(f))
+  rows = run.read_history()
   if not rows:
     return {}
   return {k: float(v) for k, v in rows[-1].items()

@@ -14,6 +14,7 @@ SavedModel is loaded; its variables are also the warm-start weights (`restore_ke
   tfcae.zoo.load("factorized", quality=3)   a Codec (compress/decompress bytes)
   tfcae.zoo.load(..., keras=True)           the Keras model, restored from the SavedModel
   tfcae.zoo.find(fingerprint)               the zoo model that wrote a file
+  tfcae.zoo.codec_of(data)                  its Codec, from the file's bytes (bin/decompress)
 
 The zoo folder is the repository's `zoo/` (an editable install, as `make install` does),
 or $TFCAE_ZOO.
@@ -21,10 +22,10 @@ or $TFCAE_ZOO.
 import json
 import os
 
-from tfcae import TfcaeError
+from tfcae import TfcaeError, bitstream
+from tfcae.rundir import ZOO_PREFIX as PREFIX
 
 CARD = "card.json"
-PREFIX = "zoo:"
 
 
 def root():
@@ -113,6 +114,27 @@ def find(fingerprint):
     if c.get("fingerprint") == fingerprint:
       return c["path"]
   return None
+
+
+def model_of(data, name="the file"):
+  """The folder of the zoo model that wrote a tfcae file (its bytes), by the fingerprint in
+  its header (the whole file is checked first); a one-line TfcaeError if the zoo has none.
+  """
+  fingerprint = bitstream.parse(data).fingerprint
+  folder = find(fingerprint)
+  if folder is None:
+    raise TfcaeError(f"{name} was written by model {fingerprint.hex()}, which is not in "
+                     "the zoo; give --model_dir")
+  return folder
+
+
+def codec_of(data, name="the file"):
+  """A tfcae.codec.Codec of the zoo model that wrote a tfcae file (its bytes): what
+  `codec.decompress_file` decodes with when no model is given. (Here, not in tfcae.codec:
+  the zoo builds Codecs, so codec looking up the zoo would make the two import each
+  other.)"""
+  from tfcae.codec import Codec
+  return Codec(model_of(data, name))
 
 
 def load(architecture, quality, keras=False):

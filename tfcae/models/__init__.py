@@ -1,21 +1,24 @@
-"""Model zoo: one Keras model class per architecture (CompressAI-style registry)."""
+"""Model zoo: one Keras model class per architecture, each registered by its decorator in
+`ARCHITECTURES` (tfcae/models/registry.py; CompressionModel.architecture is the name).
+
+Importing this package imports every architecture module, which is what fills the
+registry; the import order below is the registry's order (the `--model` flag lists it).
+"""
 from tfcae.models.base import CompressionModel, edge_pad
-from tfcae.models.caep import CaepModel
 from tfcae.models.factorized import FactorizedModel
 from tfcae.models.hyperprior import HyperpriorModel, MeanScaleHyperpriorModel
+from tfcae.models.caep import CaepModel  # noqa: I100 (after the above: registry order)
+from tfcae.models.registry import ARCHITECTURES
 
-__all__ = ["CaepModel", "CompressionModel", "FactorizedModel", "HyperpriorModel",
-           "MeanScaleHyperpriorModel", "MODELS",
-           "build_model", "edge_pad"]
+__all__ = ["ARCHITECTURES", "CaepModel", "CompressionModel", "FactorizedModel",
+           "HyperpriorModel", "MeanScaleHyperpriorModel", "MODELS", "build_model", "edge_pad"]
 
-MODELS = {cls.architecture: cls for cls in (FactorizedModel, HyperpriorModel,
-                                             MeanScaleHyperpriorModel, CaepModel)}
+# The name older code uses: the registry is a mapping (name -> class) like the dict was.
+MODELS = ARCHITECTURES
 
 
 def build_model(config, objective=None):
   """Builds a model from its architecture config (CompressionModel.get_config())."""
   config = dict(config)
-  name = config.pop("architecture")
-  if name not in MODELS:
-    raise ValueError(f"unknown architecture {name!r}; available: {', '.join(sorted(MODELS))}")
-  return MODELS[name](objective=objective, **config)
+  cls = ARCHITECTURES.get(config.pop("architecture"))
+  return cls(objective=objective, **config)

@@ -29,6 +29,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from tfcae.models.base import CompressionModel
+from tfcae.models.registry import ARCHITECTURES
 from tfcae.quantizers import stochastic_round
 
 # Smallest padded image side: the 3×3 reflection pad of the 1/8-resolution latent needs
@@ -151,6 +152,7 @@ def synthesis_transform(num_filters, blocks):
   return tf.keras.Sequential(layers, name="synthesis")
 
 
+@ARCHITECTURES.register(settings=("num_filters", "latent_channels", "caep_blocks"))
 class CaepModel(CompressionModel):
   """CAE-P (Zhao & Liao) with a jointly fitted factorized prior for real files."""
 

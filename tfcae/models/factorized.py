@@ -14,6 +14,7 @@ import tensorflow_compression as tfc
 
 from tfcae import layers
 from tfcae.models.base import CompressionModel
+from tfcae.models.registry import ARCHITECTURES
 
 
 def analysis_transform(num_filters, latent_channels, kernel_constraint=None, gdn="simplified"):
@@ -41,6 +42,7 @@ def synthesis_transform(num_filters, gdn="simplified"):
   ], name="synthesis")
 
 
+@ARCHITECTURES.register(settings=("num_filters", "latent_channels", "gdn"))
 class FactorizedModel(CompressionModel):
   """Ballé et al. (2017) with a factorized prior."""
 

@@ -12,6 +12,7 @@ import tensorflow_compression as tfc
 from tfcae import bitstream, layers
 from tfcae.models.base import CompressionModel
 from tfcae.models.integer import IntegerHyperSynthesis
+from tfcae.models.registry import ARCHITECTURES
 
 # Ballé et al. (2018): 64 scales log-spaced between 0.11 and 256.
 NUM_SCALES, SCALE_MIN, SCALE_MAX = 64, .11, 256.
@@ -68,6 +69,8 @@ def hyper_synthesis_transform(hyper_filters, latent_channels, outputs_per_latent
   ], name="hyper_synthesis")
 
 
+@ARCHITECTURES.register(settings=("num_filters", "latent_channels", "gdn", "hyper_filters",
+                                  "integer_hyper_synthesis"))
 class HyperpriorModel(CompressionModel):
   """Ballé et al. (2018) scale hyperprior."""
 
@@ -167,9 +170,9 @@ class HyperpriorModel(CompressionModel):
     if not self.integer_hyper_synthesis:
       return None, self.hyper_synthesis_transform(z_hat)
     offset = side_model.quantization_offset
-    symbols = z_hat if offset is None else z_hat - offset
+    offset = tf.zeros([self.hyper_filters]) if offset is None else offset
     ihs = self.hyper_synthesis_transform
-    return None, ihs.exact(symbols) if exact else ihs(symbols)
+    return None, (ihs.exact if exact else ihs)(z_hat - offset, offset)
 
   def prepare_for_compression(self):
     if self.integer_hyper_synthesis:
@@ -181,8 +184,8 @@ class HyperpriorModel(CompressionModel):
       side_model = self.entropy_models()[1]
       z = self.hyper_analysis_transform(abs(self.analysis_transform(x)))
       offset = side_model.quantization_offset
-      z_hat = side_model.quantize(z)
-      self.hyper_synthesis_transform.calibrate(z_hat if offset is None else z_hat - offset)
+      offset = tf.zeros([self.hyper_filters]) if offset is None else offset
+      self.hyper_synthesis_transform.calibrate(side_model.quantize(z) - offset, offset)
 
   def latent_offset(self):
     # The indexed (Gaussian) model codes round(y − loc) with loc = 0: integer offsets.
@@ -216,6 +219,7 @@ class HyperpriorModel(CompressionModel):
     return self.synthesis_transform(y_hat)
 
 
+@ARCHITECTURES.register(settings=("num_filters", "latent_channels", "gdn", "hyper_filters"))
 class MeanScaleHyperpriorModel(HyperpriorModel):
   """Minnen, Ballé & Toderici (2018), "Joint autoregressive and hierarchical priors for
   learned image compression", without the context model: the hyper-synthesis predicts a

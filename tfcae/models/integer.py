@@ -15,7 +15,8 @@ Each layer is the paper's eq. (1)-(2):
 with an integer kernel H (L = 8 bits), an integer bias b, a positive integer divisor c per
 output channel, ⊘ the rounding division and g the clipping to [0, 2^K − 1] (QReLU, K = 8)
 for the hidden layers and to the scale table's [0, NUM_SCALES − 1] for the output, which
-is the index itself ("a bounded lookup for the scales"). Our parameterisation (in the
+is the index itself ("a bounded lookup for the scales"; its ⊘ rounds down, as TFC's
+coder truncates a float index). Our parameterisation (in the
 spirit of the paper's sec. 3) keeps the float kernel W and bias β of a `Conv2DTranspose`
 (the same variables, names and shapes as the float hyper-synthesis, so a trained float
 hyperprior fine-tunes into this one) and a fixed activation step Δ_l per layer (the value
@@ -42,6 +43,12 @@ __all__ = ["IntegerHyperSynthesis", "SYMBOL_BOUND"]
 WEIGHT_BITS = 8        # L: H ∈ [−127, 127]
 ACTIVATION_BITS = 8    # K: hidden activations ∈ [0, 255]
 PRE_SHIFT_BITS = 8     # P
+# The input is ẑ itself in steps of 2^−Q: its integer symbols k and the side prior's
+# quantization offset o (ẑ = k + o, |o| ≤ ½), as v₀ = k·2^Q + round(o·2^Q). Feeding k
+# alone would drop the constant W ⊛ o the float hyper-synthesis sees (+3 % rate measured
+# on Kodak for a converted model, docs/results.md); o comes from the saved model, so
+# every platform computes the same v₀.
+INPUT_FRACTION_BITS = 4  # Q
 # The side information's symbols are clipped to ±SYMBOL_BOUND before the first layer (by
 # encoder and decoder alike): real images give |symbol| < 100, and the bound keeps every
 # sum exact even for a hostile file's symbols.
@@ -66,12 +73,16 @@ class IntegerConv2DTranspose(tf.keras.layers.Layer):
   """One integer layer: a `Conv2DTranspose` (same `kernel` [k, k, out, in] and `bias`)
   whose output is the integer v_l of the module docstring."""
 
-  def __init__(self, filters, kernel_size, strides, top, name=None, **kwargs):
+  def __init__(self, filters, kernel_size, strides, top, rounding="nearest", name=None,
+               **kwargs):
     super().__init__(name=name, **kwargs)
     self.filters = int(filters)
     self.kernel_size = int(kernel_size)
     self.strides = int(strides)
     self.top = float(top)  # the clipping bound of the output (2^K − 1, or the last index)
+    if rounding not in ("nearest", "floor"):
+      raise ValueError(f"rounding must be 'nearest' or 'floor', got {rounding!r}")
+    self.rounding = rounding
 
   def build(self, input_shape):
     channels = int(input_shape[-1])
@@ -91,7 +102,8 @@ class IntegerConv2DTranspose(tf.keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "filters": self.filters,
-            "kernel_size": self.kernel_size, "strides": self.strides, "top": self.top}
+            "kernel_size": self.kernel_size, "strides": self.strides, "top": self.top,
+            "rounding": self.rounding}
 
   def _output_shape(self, v):
     shape = tf.shape(v)
@@ -115,11 +127,17 @@ class IntegerConv2DTranspose(tf.keras.layers.Layer):
     b = _round_ste(shift * self.bias / tf.stop_gradient(unit))
     return h, b, c
 
+  def _half(self, c):
+    # ⊘ rounds to nearest (⌊(u + ⌊c/2⌋) / c⌋), or, for the index output, down: TFC's
+    # coder truncates a float model's index, and the integer index matches it (a
+    # converted model then codes at the float model's rate, docs/results.md).
+    return c // 2 if self.rounding == "nearest" else c * 0
+
   def call(self, v, input_step):
     """Training / estimation: the integer formula in float32, straight-through."""
     h, b, c = self.integers(input_step)
     acc = 2. ** PRE_SHIFT_BITS * self._conv(v, h) + b
-    return _clip_ste(_floor_ste((acc + tf.floor(c / 2.)) / c), 0., self.top)
+    return _clip_ste(_floor_ste((acc + self._half(c)) / c), 0., self.top)
 
   def freeze(self, input_step):
     h, b, c = self.integers(input_step)
@@ -132,7 +150,7 @@ class IntegerConv2DTranspose(tf.keras.layers.Layer):
     integers only; bit-identical on every platform (module docstring)."""
     acc = self._conv(v, tf.cast(self.integer_kernel, tf.float64))  # exact: < 2^53
     acc = tf.cast(acc, tf.int64) * 2 ** PRE_SHIFT_BITS + self.integer_bias
-    w = tf.math.floordiv(acc + self.divisor // 2, self.divisor)   # rounding division
+    w = tf.math.floordiv(acc + self._half(self.divisor), self.divisor)  # ⊘
     return tf.cast(tf.clip_by_value(w, 0, int(self.top)), tf.float64)
 
   def calibrate(self, v, input_step, quantile=1.):
@@ -158,11 +176,12 @@ class IntegerHyperSynthesis(tf.keras.layers.Layer):
     self.stack = [
         IntegerConv2DTranspose(hyper_filters, 5, 2, hidden, name="deconv_0"),
         IntegerConv2DTranspose(hyper_filters, 5, 2, hidden, name="deconv_1"),
-        IntegerConv2DTranspose(latent_channels, 3, 1, num_scales - 1., name="deconv_2"),
+        IntegerConv2DTranspose(latent_channels, 3, 1, num_scales - 1., rounding="floor",
+                               name="deconv_2"),
     ]
     # The exactness bound of the module docstring, for the largest fan-in.
     weight = 2 ** (WEIGHT_BITS - 1) - 1
-    inputs = [SYMBOL_BOUND, hidden, hidden]
+    inputs = [(SYMBOL_BOUND + 1) * 2 ** INPUT_FRACTION_BITS, hidden, hidden]
     channels = [hyper_filters, hyper_filters, hyper_filters]
     worst = max(int(v) * weight * layer.kernel_size ** 2 * c * 2 ** PRE_SHIFT_BITS
                 for v, layer, c in zip(inputs, self.stack, channels))
@@ -179,19 +198,29 @@ class IntegerHyperSynthesis(tf.keras.layers.Layer):
     super().build(input_shape)
 
   def _steps(self):
-    return [tf.constant(1.)] + [layer.output_step for layer in self.stack[:-1]]
+    return [tf.constant(2. ** -INPUT_FRACTION_BITS)] + [
+        layer.output_step for layer in self.stack[:-1]]
 
-  def call(self, symbols):
-    """symbols (float32, near-integer; straight-through rounded here) -> float32
-    indices, integer-valued, in [0, num_scales − 1]."""
-    v = tf.clip_by_value(_round_ste(symbols), -SYMBOL_BOUND, SYMBOL_BOUND)
+  @staticmethod
+  def _input(symbols, offset, dtype, round_fn):
+    """v₀ = clip(k)·2^Q + round(o·2^Q) (INPUT_FRACTION_BITS), in `dtype`."""
+    scale = 2. ** INPUT_FRACTION_BITS
+    k = tf.clip_by_value(round_fn(tf.cast(symbols, dtype)), -SYMBOL_BOUND, SYMBOL_BOUND)
+    o = tf.round(tf.clip_by_value(tf.cast(offset, dtype), -1., 1.) * scale)
+    return k * scale + o
+
+  def call(self, symbols, offset):
+    """symbols k = round(ẑ − o) (float32, near-integer; straight-through rounded here)
+    and the offsets o [channels] -> float32 indices, integer-valued, in
+    [0, num_scales − 1]."""
+    v = self._input(symbols, offset, tf.float32, _round_ste)
     for layer, step in zip(self.stack, self._steps()):
       v = layer(v, step)
     return v
 
-  def exact(self, symbols):
+  def exact(self, symbols, offset):
     """Coding: the indices from the frozen integers (see `freeze`), float32."""
-    v = tf.clip_by_value(tf.round(tf.cast(symbols, tf.float64)), -SYMBOL_BOUND, SYMBOL_BOUND)
+    v = self._input(symbols, offset, tf.float64, tf.round)
     for layer in self.stack:
       v = layer.exact(v)
     return tf.cast(v, tf.float32)
@@ -201,9 +230,9 @@ class IntegerHyperSynthesis(tf.keras.layers.Layer):
     for layer, step in zip(self.stack, self._steps()):
       layer.freeze(step)
 
-  def calibrate(self, symbols):
+  def calibrate(self, symbols, offset):
     """Sets the hidden layers' steps Δ_l, layer by layer, on a batch of symbols."""
-    v = tf.clip_by_value(tf.round(symbols), -SYMBOL_BOUND, SYMBOL_BOUND)
+    v = self._input(symbols, offset, tf.float32, tf.round)
     for layer, step in zip(self.stack[:-1], self._steps()):
       layer.calibrate(v, step)
       v = layer(v, step)
