@@ -182,3 +182,27 @@ def test_int8_device_files_decode_on_the_server(model, tmp_path):
     assert crossplatform.decompress_under(model_dir, onednn, str(path), out) is None
     decoded[onednn] = np.load(out).astype(np.int16)
   assert np.abs(decoded[0] - decoded[1]).max() <= 1
+
+
+@pytest.mark.slow
+def test_bin_convert_integer(tmp_path_factory, tmp_path):
+  from conftest import SAMPLE_TRAIN, run_tool
+  from tfcae.codec import Codec
+  float_dir = shared_model_dir(tmp_path_factory, "tiny_hyperprior_float",
+                               dict(model="hyperprior", steps_per_epoch=100,
+                                    learning_rate=3e-3))
+  out = tmp_path / "integer"
+  r = run_tool("convert_integer", f"--model_dir={float_dir}", f"--output_dir={out}",
+               f"--calibration_images={SAMPLE_TRAIN}", "--patch_size=64", "--batch_size=2")
+  assert r.returncode == 0, r.stderr
+  codec, float_codec = Codec(str(out)), Codec(float_dir)
+  image = sample_image()[:64, :96]
+  # Same transforms: the same pixels as the float model's own file.
+  np.testing.assert_array_equal(codec.decompress(codec.compress(image)),
+                                float_codec.decompress(float_codec.compress(image)))
+  r = run_tool("convert_integer", f"--model_dir={float_dir}", f"--output_dir={out}",
+               f"--calibration_images={SAMPLE_TRAIN}")
+  assert r.returncode == 1 and "already holds" in r.stderr
+  r = run_tool("convert_integer", f"--model_dir={out}", f"--output_dir={tmp_path / 'x'}",
+               f"--calibration_images={SAMPLE_TRAIN}")
+  assert r.returncode == 1 and "not a float scale hyperprior" in r.stderr
