@@ -43,7 +43,7 @@ def latent_statistics(model, paths):
   for path in paths:
     image = load_rgb_image(path)
     x = tf.cast(image, tf.float32)[None]
-    x = edge_pad(x, *model._padded_shape(image.shape[0], image.shape[1]))
+    x = edge_pad(x, *model.padded_shape(image.shape[0], image.shape[1]))
     y = model.analysis_transform(x)
     codes = y.numpy().reshape(-1, y.shape[-1]).astype(np.float64)
     corr = np.corrcoef(codes, rowvar=False)

@@ -53,7 +53,7 @@ def evaluate_model(model_dir, paths):
     data = codec.compress(image)
     decoded = codec.decompress(data)
     height, width = image.shape[:2]
-    x = edge_pad(tf.cast(image, tf.float32)[None], *model._padded_shape(height, width))
+    x = edge_pad(tf.cast(image, tf.float32)[None], *model.padded_shape(height, width))
     code = tf.round(model.analysis_transform(x, training=False)).numpy()
     records.append({
         "image": os.path.basename(path), "bpp": metrics.bpp(len(data), height, width),

@@ -147,7 +147,7 @@ def latency_worker(model_dir, threads, image_path, runs, tflite):
   model = load_trained(model_dir, for_compression=False)
   image = load_rgb_image(image_path)
   x = tf.cast(image, tf.float32)[None]
-  x = edge_pad(x, *model._padded_shape(image.shape[0], image.shape[1]))
+  x = edge_pad(x, *model.padded_shape(image.shape[0], image.shape[1]))
   reduced, _ = reduction.reduce_encoder(model)
   spec = [tf.TensorSpec(x.shape, tf.float32)]
   dense_fn = tf.function(lambda t: model.analysis_transform(t), input_signature=spec)

@@ -76,7 +76,7 @@ def test_caep_compress_decompress_matches_forward(rng):
     data = model.compress(tf.constant(image))
     decoded = model.decompress(data).numpy()
     assert decoded.shape == (h, w, 3)
-    ph, pw = (int(v) for v in model._padded_shape(h, w))
+    ph, pw = (int(v) for v in model.padded_shape(h, w))
     x = edge_pad(tf.cast(image, tf.float32)[None], ph, pw)
     x_hat = model.forward(x, training=False)["x_hat"][0, :h, :w]
     expected = tf.saturate_cast(tf.round(x_hat), tf.uint8).numpy()
@@ -149,7 +149,7 @@ def test_caep_files_are_bit_exact_through_the_cli(caep_dir, tmp_path):
   tf.train.Checkpoint(model=model).restore(
       tf.train.latest_checkpoint(os.path.join(caep_dir, "checkpoints"))).expect_partial()
   h, w = original.shape[:2]
-  x = edge_pad(tf.cast(original, tf.float32)[None], *model._padded_shape(h, w))
+  x = edge_pad(tf.cast(original, tf.float32)[None], *model.padded_shape(h, w))
   expected = tf.saturate_cast(tf.round(model.forward(x, False)["x_hat"][0, :h, :w]),
                               tf.uint8).numpy()
   assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 1

@@ -43,7 +43,7 @@ def image():
 def _scale_indices(model, image):
   """The encoder's integer scale indices, computed here in NumPy from the hyper-synthesis
   output: clipped to the table and truncated, as TFC's range coder takes them."""
-  x = edge_pad(tf.cast(image, tf.float32)[None], *model._padded_shape(*image.shape[:2]))
+  x = edge_pad(tf.cast(image, tf.float32)[None], *model.padded_shape(*image.shape[:2]))
   z = model.hyper_analysis_transform(abs(model.analysis_transform(x)))
   _, indexes = model._mean_and_indexes(model.entropy_models()[1].quantize(z),
                                         model.entropy_models()[1])
@@ -93,7 +93,7 @@ def test_version_1_files_still_decode(hyperprior, image):
 
 def test_host_side_coding_of_device_symbols_records_the_check(image):
   model = _model("hyperprior")
-  x = edge_pad(tf.cast(image, tf.float32)[None], *model._padded_shape(*image.shape[:2]))
+  x = edge_pad(tf.cast(image, tf.float32)[None], *model.padded_shape(*image.shape[:2]))
   symbols = tf.cast(tf.round(model.analysis_transform(x)), tf.int32)
   data = model.compress_symbols(symbols, *image.shape[:2]).numpy()
   assert data[4] == 2

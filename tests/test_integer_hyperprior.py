@@ -40,7 +40,7 @@ def model():
 
 
 def _indices(model, image, exact):
-  x = edge_pad(tf.cast(image, tf.float32)[None], *model._padded_shape(*image.shape[:2]))
+  x = edge_pad(tf.cast(image, tf.float32)[None], *model.padded_shape(*image.shape[:2]))
   side = model.entropy_models()[1]
   z = model.hyper_analysis_transform(abs(model.analysis_transform(x)))
   return model._mean_and_indexes(side.quantize(z), side, exact=exact)[1].numpy()

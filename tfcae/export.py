@@ -19,7 +19,7 @@ from tfcae.rundir import RunDir
 
 def export_model(model, model_dir, extra_info=None):
   """Writes the SavedModel (prepare_for_compression() must have run) and its info JSON."""
-  if not model._compression_ready:
+  if not model.compression_ready:
     raise ValueError("call model.prepare_for_compression() before exporting")
   signatures = {
       "compress": _named(model.compress, "bitstream"),

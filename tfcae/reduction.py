@@ -317,7 +317,7 @@ class ReducedCompressor(tf.Module):
 
   def __init__(self, model, reduced=None):
     super().__init__(name="reduced_compressor")
-    if not model._compression_ready:
+    if not model.compression_ready:
       raise ValueError("call model.prepare_for_compression() first")
     self.model = model
     self.reduced = reduced if reduced is not None else reduce_encoder(model)[0]
@@ -326,6 +326,6 @@ class ReducedCompressor(tf.Module):
   def compress(self, image):
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     x = tf.cast(image, tf.float32)[None]
-    x = edge_pad(x, *self.model._padded_shape(height, width))
+    x = edge_pad(x, *self.model.padded_shape(height, width))
     strings, index_check = self.model._code_latents(self.reduced(x))
     return bitstream.pack_tf(self.model.fingerprint, height, width, strings, index_check)

@@ -207,7 +207,13 @@ class CompressionModel(ObjectiveModel):
       h.update(np.ascontiguousarray(v.numpy()).tobytes())
     return h.digest()[:bitstream.FINGERPRINT_BYTES]
 
-  def _padded_shape(self, height, width):
+  @property
+  def compression_ready(self):
+    """Whether prepare_for_compression() has run (coding tables built, fingerprint set)."""
+    return self._compression_ready
+
+  def padded_shape(self, height, width):
+    """The size a [height, width] image is edge-padded to before coding (`edge_pad`)."""
     s = self.stride
     return (height + s - 1) // s * s, (width + s - 1) // s * s
 
@@ -216,7 +222,7 @@ class CompressionModel(ObjectiveModel):
     """uint8 [H, W, 3] image -> scalar string: the complete tfcae file."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     x = tf.cast(image, tf.float32)[None]
-    x = edge_pad(x, *self._padded_shape(height, width))
+    x = edge_pad(x, *self.padded_shape(height, width))
     strings, index_check = self._compress_latents(x)
     return bitstream.pack_tf(self.fingerprint, height, width, strings, index_check)
 
@@ -225,7 +231,7 @@ class CompressionModel(ObjectiveModel):
     """Scalar string (a tfcae file) -> uint8 [H, W, 3]; InvalidArgumentError if bad."""
     height, width, strings, index_check = bitstream.parse_tf(data, self.fingerprint,
                                                              self.num_strings)
-    x_hat = self._decompress_latents(strings, self._padded_shape(height, width), index_check)
+    x_hat = self._decompress_latents(strings, self.padded_shape(height, width), index_check)
     return tf.saturate_cast(tf.round(x_hat[0, :height, :width]), tf.uint8)
 
   @tf.function(input_signature=[tf.TensorSpec([1, None, None, None], tf.int32, name="symbols"),
@@ -241,5 +247,5 @@ class CompressionModel(ObjectiveModel):
   def estimate_bits(self, image):
     """The entropy model's estimate of the payload size in bits (rounded latents)."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    x = edge_pad(tf.cast(image, tf.float32)[None], *self._padded_shape(height, width))
+    x = edge_pad(tf.cast(image, tf.float32)[None], *self.padded_shape(height, width))
     return tf.reduce_sum(self.forward(x, training=False)["bits"])

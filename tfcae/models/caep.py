@@ -181,9 +181,9 @@ class CaepModel(CompressionModel):
   def encoder_layers(self):
     return list(self.analysis_transform.layers)
 
-  def _padded_shape(self, height, width):
+  def padded_shape(self, height, width):
     # Reflection padding needs a latent of at least 2×2 (see MIN_PADDED_SIDE).
-    height, width = super()._padded_shape(height, width)
+    height, width = super().padded_shape(height, width)
     return tf.maximum(height, MIN_PADDED_SIDE), tf.maximum(width, MIN_PADDED_SIDE)
 
   def _make_entropy_models(self, compression):
