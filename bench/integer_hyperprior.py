@@ -118,20 +118,13 @@ def convert():
   """The `ptq` arm: each float arm's hyper-synthesis made integer, no training."""
   from tfcae import data, training
   from tfcae.export import export_model
-  files, _ = training.split_files(_flagfile_value("train_images"))
-  batch = next(iter(data.train_dataset(files, int(_flagfile_value("patch_size")),
-                                       int(_flagfile_value("batch_size")), seed=0)))
+  # The training data and crops the float arms used, from their own run configs.
+  config = RunDir(_run_dirs("float")[0]).read_config()
+  files, _ = training.split_files(config.train_images, config.val_images)
+  batch = next(iter(data.train_dataset(files, config.patch_size, config.batch_size, seed=0)))
   for float_dir, ptq_dir in zip(_run_dirs("float"), _run_dirs("ptq")):
     export_model(training.convert_to_integer_hyper_synthesis(float_dir, batch), ptq_dir)
     print(f"converted {float_dir} -> {ptq_dir}", flush=True)
-
-
-def _flagfile_value(name):
-  with open(os.path.join(ROOT, FLAGS.flagfile_base), encoding="utf-8") as f:
-    for line in f:
-      if line.startswith(f"--{name}="):
-        return line.strip().split("=", 1)[1]
-  raise SystemExit(f"{FLAGS.flagfile_base} sets no --{name}")
 
 
 def evaluate():

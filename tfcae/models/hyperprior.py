@@ -169,10 +169,14 @@ class HyperpriorModel(CompressionModel):
     (tfcae.models.integer); in training and estimation it runs straight-through."""
     if not self.integer_hyper_synthesis:
       return None, self.hyper_synthesis_transform(z_hat)
-    offset = side_model.quantization_offset
-    offset = tf.zeros([self.hyper_filters]) if offset is None else offset
+    offset = self._side_offset(side_model)
     ihs = self.hyper_synthesis_transform
     return None, (ihs.exact if exact else ihs)(z_hat - offset, offset)
+
+  def _side_offset(self, side_model):
+    """The side prior's quantization offsets o (ẑ = k + o); TFC gives None for zeros."""
+    offset = side_model.quantization_offset
+    return tf.zeros([self.hyper_filters]) if offset is None else offset
 
   def prepare_for_compression(self):
     if self.integer_hyper_synthesis:
@@ -183,8 +187,7 @@ class HyperpriorModel(CompressionModel):
     if self.integer_hyper_synthesis:
       side_model = self.entropy_models()[1]
       z = self.hyper_analysis_transform(abs(self.analysis_transform(x)))
-      offset = side_model.quantization_offset
-      offset = tf.zeros([self.hyper_filters]) if offset is None else offset
+      offset = self._side_offset(side_model)
       self.hyper_synthesis_transform.calibrate(side_model.quantize(z) - offset, offset)
 
   def latent_offset(self):

@@ -115,7 +115,8 @@ class IntegerConv2DTranspose(tf.keras.layers.Layer):
                                   padding="SAME")
 
   def integers(self, input_step):
-    """(H, b, c) as float32 tensors from the float weights (module docstring)."""
+    """(H, b, c) as float32 tensors from the float weights, and Δ_{l−1} s_o, the float
+    value of one unit of H ⊛ v (module docstring)."""
     limit = 2. ** (WEIGHT_BITS - 1) - 1.
     scale = tf.reduce_max(abs(self.kernel), axis=[0, 1, 3]) / limit
     scale = tf.stop_gradient(tf.maximum(scale, 1e-12))       # s_o, [out]
@@ -125,7 +126,7 @@ class IntegerConv2DTranspose(tf.keras.layers.Layer):
     # c ≥ 1: a divisor below one would mean a step finer than the sum's own resolution.
     c = tf.maximum(tf.round(tf.stop_gradient(shift * self.output_step / unit)), 1.)
     b = _round_ste(shift * self.bias / tf.stop_gradient(unit))
-    return h, b, c
+    return h, b, c, unit
 
   def _half(self, c):
     # ⊘ rounds to nearest (⌊(u + ⌊c/2⌋) / c⌋), or, for the index output, down: TFC's
@@ -135,12 +136,12 @@ class IntegerConv2DTranspose(tf.keras.layers.Layer):
 
   def call(self, v, input_step):
     """Training / estimation: the integer formula in float32, straight-through."""
-    h, b, c = self.integers(input_step)
+    h, b, c, _ = self.integers(input_step)
     acc = 2. ** PRE_SHIFT_BITS * self._conv(v, h) + b
     return _clip_ste(_floor_ste((acc + self._half(c)) / c), 0., self.top)
 
   def freeze(self, input_step):
-    h, b, c = self.integers(input_step)
+    h, b, c, _ = self.integers(input_step)
     self.integer_kernel.assign(h)
     self.integer_bias.assign(tf.cast(b, tf.int64))
     self.divisor.assign(tf.cast(c, tf.int64))
@@ -153,15 +154,13 @@ class IntegerConv2DTranspose(tf.keras.layers.Layer):
     w = tf.math.floordiv(acc + self._half(self.divisor), self.divisor)  # ⊘
     return tf.cast(tf.clip_by_value(w, 0, int(self.top)), tf.float64)
 
-  def calibrate(self, v, input_step, quantile=1.):
+  def calibrate(self, v, input_step):
     """Sets Δ_l so that the float layer's largest output on this batch maps to the top
     of the integer range (for the index output Δ = 1 stays: its units are indices)."""
-    h, b, _ = self.integers(input_step)
-    unit = input_step * tf.reduce_max(abs(self.kernel), axis=[0, 1, 3]) / (
-        2. ** (WEIGHT_BITS - 1) - 1.)
+    h, b, _, unit = self.integers(input_step)
     real = tf.nn.relu((2. ** PRE_SHIFT_BITS * self._conv(v, h) + b) * unit /
                       2. ** PRE_SHIFT_BITS)
-    peak = tf.reduce_max(real) * quantile
+    peak = tf.reduce_max(real)
     self.output_step.assign(tf.where(peak > 0., peak / self.top, 1.))
 
 
