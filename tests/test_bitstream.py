@@ -42,16 +42,48 @@ def test_pack_tf_is_byte_identical_to_pack(strings, height, width, index_check):
       [tf.constant(s) for s in strings],
       None if index_check is None else tf.constant(index_check, tf.int64))
   assert got.numpy() == expected
-  parsed = bitstream.parse(expected, FP)
+  if max(height, width) > bitstream.MAX_SIDE:  # writable, but no reader takes it (issue 18)
+    with pytest.raises(TfcaeError, match="too large"):
+      bitstream.parse(expected, FP, max_pixels=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="too large"):
+      bitstream.parse_tf(tf.constant(expected), tf.constant(FP), len(strings), max_pixels=0)
+    return
+  parsed = bitstream.parse(expected, FP, max_pixels=0)
   assert (parsed.height, parsed.width, list(parsed.strings)) == (height, width, strings)
   assert parsed.index_check == index_check and parsed.version == (1 if index_check is None
                                                                   else 2)
   h, w, parts, check = bitstream.parse_tf(tf.constant(expected), tf.constant(FP),
-                                          len(strings))
-  assert [int(h), int(w)] == np.array([height, width], np.uint32).view(np.int32).tolist()
+                                          len(strings), max_pixels=0)
+  assert [int(h), int(w)] == [height, width]
   assert [p.numpy() for p in parts] == strings
   assert int(check) == (bitstream.NO_INDEX_CHECK if index_check is None else index_check)
 
+
+@pytest.mark.parametrize("height, width, max_pixels, ok", [
+    (17, 33, 17 * 33, True), (17, 33, 17 * 33 - 1, False), (17, 33, 0, True),
+    (2**31 - 1, 1, 0, True), (2**31, 1, 0, False), (1, 2**32 - 1, 0, False),
+    (9459, 9459, bitstream.DEFAULT_MAX_PIXELS, True),   # 89,472,681 pixels: under Pillow's
+    (9460, 9460, bitstream.DEFAULT_MAX_PIXELS, False),  # 89,491,600: over
+])
+def test_size_limit_in_python_and_in_graph_at_its_edges(height, width, max_pixels, ok):
+  data = bitstream.pack(FP, height, width, [b"hello", b"world!"])
+  if ok:
+    assert bitstream.parse(data, FP, max_pixels=max_pixels).height == height
+    h, w, _, _ = bitstream.parse_tf(tf.constant(data), tf.constant(FP), 2, max_pixels)
+    assert (int(h), int(w)) == (height, width)
+    return
+  with pytest.raises(TfcaeError, match="over the limit|too large"):
+    bitstream.parse(data, FP, max_pixels=max_pixels)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels|too large"):
+    bitstream.parse_tf(tf.constant(data), tf.constant(FP), 2, max_pixels)
+
+
+def test_default_size_limit_applies_without_an_argument():
+  huge = bitstream.pack(FP, 65535, 65535, [b"hello", b"world!"])
+  with pytest.raises(TfcaeError, match="--max_pixels=4294836225"):
+    bitstream.parse(huge, FP)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels"):
+    bitstream.parse_tf(tf.constant(huge), tf.constant(FP), 2)
 
 def test_layout_is_as_documented():
   data = bitstream.pack(FP, 512, 768, [b"abc", b"de"])
@@ -108,9 +140,12 @@ def test_parse_rejects_other_model():
 @pytest.mark.parametrize("data", [GOOD[:-1], _flip(GOOD, 17), _flip(GOOD, len(GOOD) - 2),
                                   b"\0" * 60, b"TCAE", GOOD2[:-1], _flip(GOOD2, 31),
                                   GOOD[:4] + b"\x03" + GOOD[5:],
-                                  GOOD2[:4] + b"\x01" + GOOD2[5:]])
+                                  GOOD2[:4] + b"\x01" + GOOD2[5:],
+                                  b"", b"TC", GOOD[:10], b"TCAE" + bytes(range(200, 256))])
 def test_parse_tf_rejects_bad_files(data):
-  with pytest.raises(tf.errors.InvalidArgumentError):
+  """With one of its own messages (issue 18: short or non-UTF-8 input used to fail in
+  another op, whose message quoted the bytes)."""
+  with pytest.raises(tf.errors.InvalidArgumentError, match="tfcae"):
     bitstream.parse_tf(tf.constant(data), tf.constant(FP), 2)
 
 

@@ -16,10 +16,11 @@ from tfcae import dco, training
 
 
 class FakeContext:
-  """Just what the D-CO term and hook read from a StepContext."""
+  """Just what the D-CO/R-CO terms and hook read from a StepContext."""
 
-  def __init__(self, distortion):
+  def __init__(self, distortion, bpp=None):
     self.value = distortion
+    self.bpp = bpp
 
   def distortion(self, metric):
     return self.value
@@ -174,8 +175,8 @@ def test_build_objective_maps_the_flags():
                                                target_distortion=50., hinge_lambda=7.))
   assert type(hinge.terms[1]) is dco.Hinge and hinge.terms[1].weight == 7.
   objective = training.build_objective(tiny_config(
-      "/tmp/unused", objective="dco", target_distortion=50., multiplier_lr=0.1,
-      multiplier_init=20., multiplier_max=30.))
+      "/tmp/unused", objective="dco", target_distortion=50., multiplier_rule="paper",
+      multiplier_lr=0.1, multiplier_init=20., multiplier_max=30.))
   term, hook = objective.terms[1], objective.hooks[0]
   assert type(term) is dco.ConstrainedDistortion and type(hook) is dco.DualAscent
   assert term.multiplier is hook.multiplier and term.target == hook.target == 50.
@@ -189,6 +190,7 @@ def test_train_logs_lambda_and_warns_at_the_clip(tmp_path, capsys):
   from tfcae import plotting
   model_dir = tmp_path / "run"
   summary = training.train(tiny_config(model_dir, objective="dco", target_distortion=1e-3,
+                                       multiplier_rule="paper", multiplier_signal="train",
                                        multiplier_init=100., multiplier_max=100., epochs=2,
                                        steps_per_epoch=4))
   state = summary["objective_state"]["dco"]
@@ -196,7 +198,9 @@ def test_train_logs_lambda_and_warns_at_the_clip(tmp_path, capsys):
   assert not state["target_met"] and state["multiplier_steps"] == 8
   # The validation distortion is the real quantizer's (model.evaluate after the tables).
   assert state["validation_distortion"] == pytest.approx(summary["validation"]["mse"])
-  assert "λ is still at its clip" in capsys.readouterr().err
+  warnings = [l for l in capsys.readouterr().err.splitlines() if l.startswith("warning:")]
+  assert len(warnings) == 1  # one line: what was missed, the clip, what to change
+  assert "λ is at its clip 100" in warnings[0] and "--target_distortion" in warnings[0]
   with open(model_dir / "summary.json", encoding="utf-8") as f:
     assert json.load(f)["objective_state"]["dco"]["lambda_at_clip"] is True
   assert {"lambda", "constraint", "mse", "bpp"} <= set(summary["train"])
@@ -215,8 +219,9 @@ def test_train_logs_lambda_and_warns_at_the_clip(tmp_path, capsys):
 def test_resume_continues_the_multiplier_and_bin_plot_draws_it(tmp_path):
   """The multiplier is in the model's checkpoint: a resumed run continues its trajectory."""
   model_dir = tmp_path / "run"
-  settings = dict(objective="dco", target_distortion=1e4, multiplier_init=10.,
-                  multiplier_lr=0.05, steps_per_epoch=5)
+  settings = dict(objective="dco", target_distortion=1e4, multiplier_rule="paper",
+                  multiplier_signal="train", multiplier_init=10., multiplier_lr=0.05,
+                  steps_per_epoch=5)
   first = training.train(tiny_config(model_dir, epochs=1, **settings))
   resumed = training.train(tiny_config(model_dir, epochs=2, **settings))
   assert first["objective_state"]["dco"]["multiplier_steps"] == 5
@@ -361,9 +366,158 @@ def test_signal_flag_is_checked_and_mapped():
 @pytest.mark.slow
 def test_training_with_the_validation_signal_logs_the_held_out_distortion(tmp_path):
   summary = training.train(tiny_config(
-      tmp_path / "run", objective="dco", target_distortion=1e5, multiplier_init=10.,
-      multiplier_lr=0.05, epochs=1, steps_per_epoch=4, multiplier_signal="validation"))
+      tmp_path / "run", objective="dco", target_distortion=1e5, multiplier_rule="paper",
+      multiplier_init=10., multiplier_lr=0.05, epochs=1, steps_per_epoch=4,
+      multiplier_signal="validation"))
   state = summary["objective_state"]["dco"]
   assert state["multiplier_steps"] == 4
   # Held-out MSE (≤ 255² = 65,025) is below c_D = 1e5: every step pushed λ down.
   assert state["lambda"] < 10. and 0 < summary["train"]["heldout_mse"] < 1e5
+
+
+# --- The default ("auto") multiplier rule and R-CO (issue 17) ---------------------------
+
+
+def test_auto_rule_derives_lambda0_and_the_step_from_target_and_run_length():
+  s = dco.auto_multiplier_settings(445., 1500, lmbda=0.01)
+  assert s["initial_value"] == pytest.approx(4.45)       # β·c_D
+  assert s["learning_rate"] == pytest.approx(40. / 1500)  # η = 40/T
+  assert dco.auto_multiplier_settings(445., 3000)["learning_rate"] == pytest.approx(40 / 3000)
+  rate = dco.auto_multiplier_settings(0.5, 2000, lmbda=0.01, metric=dco.RATE)
+  assert rate["initial_value"] == pytest.approx(0.5)      # R-CO: c_R
+  # T = 2000 gives the step that configs/dco_cpu.cfg found by hand (2e-2, 0.9, 0.9).
+  hand = dco.auto_multiplier_settings(330., 2000, lmbda=0.0018)
+  assert (hand["learning_rate"], hand["momentum"], hand["dampening"]) == (2e-2, .9, .9)
+  assert hand["initial_value"] == pytest.approx(0.594)   # the config's 0.6
+  for bad in [dict(total_steps=0), dict(total_steps=1.5), dict(lmbda=0.),
+              dict(lmbda=float("nan")), dict(target=-1.), dict(max_value=1.)]:
+    with pytest.raises(ValueError):
+      dco.auto_multiplier_settings(**dict(dict(target=445., total_steps=100), **bad))
+  multiplier = dco.LagrangeMultiplier(**dco.auto_multiplier_settings(445., 100))
+  assert multiplier.get_config()["engage_below"] == 0.5
+
+
+def reference_auto(constraints, lr, init, clip=1., engage=0.5, m=0.9):
+  mu, buf, engaged, out = np.float32(np.log(init)), None, False, []
+  for g in constraints:
+    g = np.float32(np.clip(g, -clip, clip))
+    buf = g if buf is None else np.float32(m * buf + (1 - m) * g)
+    engaged = engaged or buf <= engage
+    if engaged:
+      mu = np.float32(min(mu + np.float32(lr) * buf, np.float32(np.log(1e3))))
+    out.append(mu)
+  return np.asarray(out)
+
+
+def test_auto_multiplier_holds_until_engaged_and_clips_the_constraint():
+  """From scratch D ≫ c_D: λ holds λ0 until the filtered constraint reaches 0.5, and a huge
+  violation moves μ no more than a violation of 1 (anti-windup)."""
+  m = dco.LagrangeMultiplier(learning_rate=0.1, momentum=0.5, dampening=0.5,
+                             initial_value=2., constraint_clip=1., engage_below=0.5)
+  constraints = [9., 5., 3., 1.5, 0.6, 0.2, 0.1, -0.3, 8., 4., -2.]
+  mus = []
+  for g in constraints:
+    m.update(tf.constant(g))
+    mus.append(float(m.mu.numpy()))
+  np.testing.assert_allclose(mus, reference_auto(constraints, 0.1, 2., m=0.5), rtol=1e-6)
+  held = np.isclose(mus, np.log(2.), rtol=0, atol=1e-7)
+  assert held[:5].all() and not held[5:].any()  # held while the buffer was > 0.5
+  assert bool(m.engaged.numpy())
+  # Engaged stays engaged when the violation returns (8, 4 above): μ rose, bounded.
+  assert np.all(np.isfinite(mus)) and np.diff(mus)[8] <= 0.1 + 1e-6
+  # NaN changes nothing, also the engagement.
+  fresh = dco.LagrangeMultiplier(learning_rate=0.1, engage_below=0.5, initial_value=2.)
+  fresh.update(tf.constant(np.nan))
+  assert not bool(fresh.engaged.numpy()) and int(fresh.steps.numpy()) == 0
+
+
+def test_rco_term_and_hook_constrain_the_rate():
+  from tfcae.objectives import Distortion
+  terms, hooks = dco.rco_objective_parts(0.5, lmbda=0.02, signal="train",
+                                         initial_value=2., learning_rate=0.1)
+  distortion, term = terms
+  assert type(distortion) is Distortion and distortion.weight == 0.02
+  assert type(term) is dco.ConstrainedRate and term.log_names()[:2] == ["rco", "bpp"]
+  value, logs = term(FakeContext(100., bpp=tf.constant(0.75)))
+  assert float(value) == pytest.approx(2. * (0.75 / 0.5 - 1.))
+  assert float(logs["bpp"]) == pytest.approx(0.75)
+  hooks[0].after_apply(None, FakeContext(100., bpp=tf.constant(0.75)))  # R above c_R
+  assert float(term.multiplier.lmbda.numpy()) > 2.
+  state = term.summary({"bpp": 0.6, "mse": 50.})
+  assert state["metric"] == "bpp" and not state["target_met"]
+  assert state["validation_distortion"] == pytest.approx(0.6)
+  assert "--target_bpp" in state["warnings"][0] and len(state["warnings"]) == 1
+  assert term.summary({"bpp": 0.505})["target_met"]  # within the 2 % tolerance
+  with pytest.raises(ValueError, match="rate target"):
+    dco.rco_objective_parts(0.)
+  with pytest.raises(ValueError, match="ConstrainedRate"):
+    dco.ConstrainedDistortion(term.multiplier, 1., metric=dco.RATE)
+
+
+def test_build_objective_rco_and_auto_rule_from_flags():
+  objective = training.build_objective(tiny_config(
+      "/tmp/unused", objective="rco", target_bpp=0.8, lmbda=0.02, epochs=4,
+      steps_per_epoch=50))
+  term, hook = objective.terms[1], objective.hooks[0]
+  assert type(term) is dco.ConstrainedRate and hook.metric == "bpp"
+  assert float(term.multiplier.lmbda.numpy()) == pytest.approx(0.8)   # c_R
+  assert term.multiplier.learning_rate == pytest.approx(40. / 200)
+  assert hook.signal == "validation"  # auto, one device
+  objective = training.build_objective(tiny_config(
+      "/tmp/unused", objective="dco", target_distortion=300., lmbda=0.01))
+  assert float(objective.terms[1].multiplier.lmbda.numpy()) == pytest.approx(3.)
+  config = tiny_config("/tmp/unused", objective="dco", target_distortion=1.,
+                       strategy="mirrored")
+  assert dco.signal_of(config) == "train"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"objective": "rco"}, "--target_bpp > 0"),
+    ({"objective": "dco", "target_distortion": 100., "multiplier_lr": 0.1},
+     "--multiplier_lr apply to --multiplier_rule=paper"),
+    ({"objective": "rco", "target_bpp": 0.5, "time_budget_minutes": 5.},
+     "time budget"),
+    ({"objective": "rco", "target_bpp": 0.5, "multiplier_signal": "validation",
+      "strategy": "mirrored"}, "one device"),
+])
+def test_constrained_settings_are_validated(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    tiny_config("/tmp/unused", **overrides).validate()
+
+
+def test_runs_saved_before_the_rule_load_with_the_paper_rule(tmp_path):
+  from tfcae.config import TrainConfig
+  saved = tiny_config(str(tmp_path), objective="dco", target_distortion=100.).to_dict()
+  del saved["multiplier_rule"]
+  (tmp_path / "train_config.json").write_text(json.dumps(saved))
+  assert TrainConfig.load(str(tmp_path / "train_config.json")).multiplier_rule == "paper"
+
+
+@pytest.mark.slow
+def test_rco_trains_and_records_target_met(tmp_path):
+  summary = training.train(tiny_config(tmp_path / "run", objective="rco", target_bpp=0.3,
+                                       epochs=2, steps_per_epoch=5))
+  state = summary["objective_state"]["rco"]
+  assert state["metric"] == "bpp" and isinstance(state["target_met"], bool)
+  assert state["validation_distortion"] == pytest.approx(summary["validation"]["bpp"])
+  assert np.isfinite(state["lambda"]) and state["multiplier_steps"] == 10
+  assert "heldout_bpp" in summary["train"]
+
+
+def test_the_hand_tuned_flagfiles_keep_the_papers_update(monkeypatch):
+  """configs/dco_cpu_mse*.cfg measured their results with the paper's rule: they select it
+  explicitly, so their multiplier is what it was (no clip, no hold)."""
+  from absl import flags
+  from tfcae import cli
+  from tfcae.config import TrainConfig
+  monkeypatch.chdir(REPO)
+  values = flags.FlagValues()
+  cli.define_flags_from_dataclass(TrainConfig, flag_values=values)
+  values(["prog", "--flagfile=configs/dco_cpu_mse300.cfg", "--model_dir=x"])
+  config = cli.dataclass_from_flags(TrainConfig, flag_values=values)
+  assert config.multiplier_rule == "paper"
+  assert dco.multiplier_settings(config) == {
+      "learning_rate": 2e-2, "momentum": 0.9, "dampening": 0.9, "max_value": 1e3,
+      "initial_value": 0.6}
+  multiplier = dco.LagrangeMultiplier(**dco.multiplier_settings(config))
+  assert "engage_below" not in multiplier.get_config()

@@ -64,7 +64,7 @@ def test_list_path_and_errors(tiny_zoo):
   for bad in [("factorized", 9), ("nope", 2), ("factorized", "x")]:
     with pytest.raises(TfcaeError, match=r"available: factorized 2$"):
       zoo.path(*bad)
-  with pytest.raises(TfcaeError, match="expected zoo:<architecture>/<quality>"):
+  with pytest.raises(TfcaeError, match="expected zoo:<family>/<quality>"):
     zoo.resolve("zoo:factorized")
   assert zoo.qualities("factorized") == [2]
   with pytest.raises(TfcaeError, match=r"^no zoo model nope; available: factorized 2$"):
@@ -149,10 +149,27 @@ def test_onednn_check_on_the_tiny_zoo_model(tiny_zoo, tmp_path):
   check_decodes_across_onednn(zoo.path("factorized", 2), tmp_path)
 
 
+def test_family_is_the_folder_for_cards_written_before_families(tiny_zoo, tmp_path,
+                                                                 monkeypatch):
+  import shutil
+  root, _ = tiny_zoo
+  legacy = tmp_path / "zoo" / "old-family" / "2"
+  shutil.copytree(root / "factorized" / "2", legacy)
+  card = json.loads((legacy / "card.json").read_text())
+  del card["family"]
+  (legacy / "card.json").write_text(json.dumps(card))
+  monkeypatch.setenv("TFCAE_ZOO", str(tmp_path / "zoo"))
+  assert [c["family"] for c in zoo.list()] == ["old-family"]
+  assert zoo.qualities("old-family") == [2]
+  assert zoo.path("old-family", 2) == str(legacy)
+  with pytest.raises(TfcaeError, match="available: old-family 2"):
+    zoo.path("factorized", 2)
+
+
 def test_ladder_fine_tunes_in_a_chain_outwards_from_the_anchor():
-  spec = ladder.LADDERS["factorized"]
-  assert len(spec.lambdas) >= 6 and spec.cpu_minutes() <= 240  # ≤ 2 h on 2 cores
-  chain = ladder.Ladder(architecture="factorized", flagfile="x.cfg",
+  for spec in ladder.LADDERS.values():
+    assert len(spec.lambdas) >= 6 and spec.cpu_minutes() <= 240  # ≤ 2 h on 2 cores
+  chain = ladder.Ladder(name="factorized", architecture="factorized", flagfile="x.cfg",
                         lambdas={q: 0.001 * 2 ** q for q in range(1, 8)}, anchors=(4,),
                         anchor_minutes=1, finetune_minutes=1)
   assert [chain.source(q) for q in range(1, 8)] == [2, 3, 4, None, 4, 5, 6]
@@ -174,20 +191,23 @@ def test_ladder_trains_resumes_and_publishes(tmp_path):
       "--patch_size=64", "--batch_size=2", "--steps_per_epoch=10", "--epochs=1000",
       "--validation_batches=1", "--learning_rate=5e-3", "--image_summaries=false",
       "--verbose=0"]) + "\n")
-  spec = ladder.Ladder(architecture="factorized", flagfile=str(flagfile),
+  spec = ladder.Ladder(name="tiny-msssim", architecture="factorized", flagfile=str(flagfile),
                        lambdas={1: 0.003, 2: 0.03}, anchors=(2,), anchor_minutes=0.15,
                        finetune_minutes=0.1, finetune_flags=("--learning_rate=1e-3",))
   assert spec.source(1) == 2 and spec.source(2) is None
   out = str(tmp_path / "runs")
   codes = ladder.train(spec, out, parallel=2, log=lambda *_: None)
   assert codes == {2: 0, 1: 0}
-  with open(os.path.join(out, "factorized", "1", "train_config.json")) as f:
-    assert json.load(f)["init_from"] == os.path.join(out, "factorized", "2")
+  with open(os.path.join(out, "tiny-msssim", "1", "train_config.json")) as f:
+    assert json.load(f)["init_from"] == os.path.join(out, "tiny-msssim", "2")
   assert ladder.train(spec, out, parallel=2, log=lambda *_: None) == {}  # all done
   cards = ladder.publish_ladder(spec, out, EVAL_IMAGES[:1], zoo_root=str(tmp_path / "zoo"),
                                 log=lambda *_: None)
-  assert [c["name"] for c in cards] == ["factorized/1", "factorized/2"]
-  assert cards[0]["training"]["init_from"].endswith(os.path.join("factorized", "2"))
+  # The family names the folder and the card; the architecture stays the model's.
+  assert [c["name"] for c in cards] == ["tiny-msssim/1", "tiny-msssim/2"]
+  assert [c["architecture"] for c in cards] == ["factorized"] * 2
+  assert os.path.isdir(tmp_path / "zoo" / "tiny-msssim" / "1")
+  assert cards[0]["training"]["init_from"].endswith(os.path.join("tiny-msssim", "2"))
   assert "--init_from=" in cards[0]["training"]["command"]
   table = ladder.card_table(cards)
   assert table.count("\n") == 3 and cards[1]["fingerprint"] in table

@@ -21,7 +21,11 @@ SHIPPED = zoo.list() if not os.environ.get("TFCAE_ZOO") else []
 def test_the_zoo_ships_a_ladder():
   if os.environ.get("TFCAE_ZOO"):
     pytest.skip("TFCAE_ZOO points elsewhere")
-  assert len([c for c in SHIPPED if c["architecture"] == "factorized"]) >= 6
+  assert len([c for c in SHIPPED if c["family"] == "factorized"]) >= 6
+  for family in {c["family"] for c in SHIPPED}:  # every family is a ladder: ≥ 6 λ
+    cards = [c for c in SHIPPED if c["family"] == family]
+    assert len(cards) >= 6 and len({c["lmbda"] for c in cards}) == len(cards)
+    assert len({c["distortion"] for c in cards}) == 1
 
 
 def check_decodes_across_onednn(model_dir, tmp_path):
@@ -42,11 +46,11 @@ def test_shipped_model_round_trips_and_matches_its_card(card, tmp_path):
   with open(os.path.join(folder, "tfcae_export.json")) as f:
     assert json.load(f)["fingerprint"] == card["fingerprint"]
   out = tmp_path / "x.tfcae"
-  r = run_tool("compress", f"--model={card['architecture']}", f"--quality={card['quality']}",
+  r = run_tool("compress", f"--model={card['family']}", f"--quality={card['quality']}",
                f"--input={IMAGE}", f"--output={out}")
   assert r.returncode == 0, r.stderr
   assert out.read_bytes() == codec.compress(sample_image())  # CLI = signature, bit for bit
-  by_name = zoo.load(card["architecture"], card["quality"])
+  by_name = zoo.load(card["family"], card["quality"])
   assert by_name.compress(sample_image()) == out.read_bytes()
   assert os.path.samefile(zoo.find(bytes.fromhex(card["fingerprint"])), folder)
   r = run_tool("decompress", f"--input={out}", f"--output={tmp_path / 'x.png'}")

@@ -45,6 +45,12 @@ VERSIONS = (1, 2)  # what this tfcae reads; it writes 2 exactly when there is an
 FINGERPRINT_BYTES = 8
 MAX_STRINGS = 255
 NO_INDEX_CHECK = -1  # parse_tf's index check of a version-1 file
+# The largest image a decoder accepts by default, in pixels: Pillow's decompression-bomb
+# threshold (PIL.Image.MAX_IMAGE_PIXELS, 89,478,485 = 0.25 GiB of RGBA), so that the tools
+# refuse on both sides what Pillow would warn about. `max_pixels` (bin/compress,
+# bin/decompress --max_pixels, the `decompress_limited` signature) moves it; 0 lifts it.
+DEFAULT_MAX_PIXELS = 89_478_485
+MAX_SIDE = 2**31 - 1  # image sides are int32 in the graph, whatever the limit
 PLATFORM_MISMATCH = (
     "this file was written on a platform whose arithmetic differs from this one's: the "
     "hyperprior's scale indices recomputed here differ from the encoder's, so range "
@@ -89,8 +95,20 @@ def pack(fingerprint, height, width, strings, index_check=None):
   return head + struct.pack(">I", crc) + payload
 
 
-def parse(data, expected_fingerprint=None):
-  """Parses and validates a file's bytes; raises TfcaeError with a one-line reason."""
+def check_image_size(height, width, max_pixels=DEFAULT_MAX_PIXELS, what="image"):
+  """Raises TfcaeError if a height x width image is over `max_pixels` (0: no limit) or
+  has a side of 2^31 or more."""
+  if height > MAX_SIDE or width > MAX_SIDE:
+    raise TfcaeError(f"{what} size {width}x{height} is too large (sides must be below 2^31)")
+  if max_pixels and height * width > max_pixels:
+    raise TfcaeError(f"{what} size {width}x{height} ({height * width} pixels) is over the limit "
+                     f"of {max_pixels} pixels; pass --max_pixels={height * width} (or 0, no "
+                     "limit) if it is meant to be this large")
+
+
+def parse(data, expected_fingerprint=None, max_pixels=DEFAULT_MAX_PIXELS):
+  """Parses and validates a file's bytes; raises TfcaeError with a one-line reason.
+  `max_pixels` bounds the image size in the header (0: no limit)."""
   data = bytes(data)
   if not data:
     raise TfcaeError("empty file: not a tfcae bitstream")
@@ -118,6 +136,7 @@ def parse(data, expected_fingerprint=None):
     raise TfcaeError("corrupted tfcae bitstream (CRC-32 mismatch)")
   if height == 0 or width == 0:
     raise TfcaeError("corrupted tfcae bitstream (zero image size)")
+  check_image_size(height, width, max_pixels, "the header's image")
   if expected_fingerprint is not None and fingerprint != bytes(expected_fingerprint):
     raise TfcaeError(f"bitstream was written by another model (fingerprint {fingerprint.hex()}, "
                      f"this model is {bytes(expected_fingerprint).hex()})")
@@ -296,41 +315,70 @@ def require(condition, message):
   return tf.debugging.Assert(tf.reduce_all(condition), [message])
 
 
-def parse_tf(data, fingerprint, num_strings):
-  """In-graph `parse` with validation; raises InvalidArgumentError on a bad file.
+def require_in_order(conditions):
+  """Asserts (condition, message) pairs one after the other, so that a file with several
+  faults always reports the first one. Returns the last assert (a list, for
+  tf.control_dependencies)."""
+  import tensorflow as tf
+  last = []
+  for condition, message in conditions:
+    with tf.control_dependencies(last):
+      last = [require(condition, message)]
+  return last
 
+
+def parse_tf(data, fingerprint, num_strings, max_pixels=DEFAULT_MAX_PIXELS):
+  """In-graph `parse` with validation; raises InvalidArgumentError on a bad file, with
+  one of this module's messages (never another op's: every field is read from the file
+  padded with zeros, so no read runs past its end, and nothing is used before the checks
+  it depends on have passed).
+
+  max_pixels: int scalar (tensor or Python), 0 for no limit.
   Returns (height, width, strings, index_check): int32 height/width, a list of scalar
   strings and the int64 index check (NO_INDEX_CHECK for a version-1 file).
   """
   import tensorflow as tf
   n = tf.cast(tf.strings.length(data), tf.int64)
-  with tf.control_dependencies([require(n >= header_size(num_strings),
-                                        "truncated tfcae bitstream")]):
-    fixed = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 4, 2), tf.uint8), tf.int64)
+  padded = tf.strings.join([data, b"\0" * header_size(MAX_STRINGS, max(VERSIONS))])
+  fixed = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 4, 2), tf.uint8), tf.int64)
   version = fixed[0]
   checked = tf.equal(version, 2)
   hsize = header_size(num_strings) + tf.where(checked, tf.constant(4, tf.int64), 0)
-  lengths = [_be_u32(data, _FIXED.size + 4 * i) for i in range(num_strings)]
-  checks = [
-      require(tf.equal(tf.strings.substr(data, 0, 4), MAGIC),
-              "not a tfcae bitstream (bad magic number)"),
-      require(tf.reduce_any(tf.equal(version, VERSIONS)) & tf.equal(fixed[1], num_strings),
-              "unsupported tfcae version or string count"),
-      require(tf.equal(tf.strings.substr(data, 6, FINGERPRINT_BYTES), fingerprint),
-              "bitstream was written by another model"),
-      require(tf.equal(n - hsize, tf.add_n(lengths)),
-              "truncated or corrupted tfcae bitstream (length)"),
-  ]
+  lengths = [_be_u32(padded, _FIXED.size + 4 * i) for i in range(num_strings)]
+  checks = require_in_order([
+      (n >= 1, "empty file: not a tfcae bitstream"),
+      ((n >= 4) & tf.equal(tf.strings.substr(padded, 0, 4), MAGIC),
+       "not a tfcae bitstream (bad magic number)"),
+      (n >= _FIXED.size, "truncated tfcae bitstream (incomplete header)"),
+      (tf.reduce_any(tf.equal(version, VERSIONS)) & tf.equal(fixed[1], num_strings),
+       "unsupported tfcae version or string count"),
+      (n >= hsize, "truncated tfcae bitstream (incomplete header)"),
+      (tf.equal(n - hsize, tf.add_n(lengths)),
+       "truncated or corrupted tfcae bitstream (length)"),
+  ])
   with tf.control_dependencies(checks):
     head = tf.strings.substr(data, tf.constant(0, tf.int64), hsize - 4)
     payload = tf.strings.substr(data, hsize, n - hsize)
     crc = crc32_tf(tf.strings.join([head, payload]))
-  checks = [require(tf.equal(crc, _be_u32(data, hsize - 4)),
-                    "corrupted tfcae bitstream (CRC-32 mismatch)")]
+  height, width = _be_u32(padded, 14), _be_u32(padded, 18)
+  max_pixels = tf.cast(max_pixels, tf.int64)
+  # In the order of `parse`; a fingerprint is compared last, once the file is known
+  # to be intact, so a damaged file is not reported as another model's.
   with tf.control_dependencies(checks):
-    height = tf.cast(_be_u32(data, 14), tf.int32)
-    width = tf.cast(_be_u32(data, 18), tf.int32)
-    index_check = tf.where(checked, _be_u32(data, hsize - 8), NO_INDEX_CHECK)
+    checks = require_in_order([
+        (tf.equal(crc, _be_u32(padded, hsize - 4)),
+         "corrupted tfcae bitstream (CRC-32 mismatch)"),
+        ((height > 0) & (width > 0), "corrupted tfcae bitstream (zero image size)"),
+        ((height <= MAX_SIDE) & (width <= MAX_SIDE),
+         "image size in the header is too large (sides must be below 2^31)"),
+        ((max_pixels <= 0) | (height * width <= max_pixels),
+         "image size in the header is over the decoder's limit (max_pixels)"),
+        (tf.equal(tf.strings.substr(padded, 6, FINGERPRINT_BYTES), fingerprint),
+         "bitstream was written by another model"),
+    ])
+  with tf.control_dependencies(checks):
+    height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+    index_check = tf.where(checked, _be_u32(padded, hsize - 8), NO_INDEX_CHECK)
     strings, offset = [], tf.constant(0, tf.int64)
     for length in lengths:
       strings.append(tf.strings.substr(payload, offset, length))

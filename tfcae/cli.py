@@ -45,8 +45,9 @@ def dataclass_from_flags(cls, flag_values=flags.FLAGS):
 def define_model_flags(what="an exported model (bin/train output)"):
   """--model_dir, or a zoo model by --model and --quality (tfcae.zoo)."""
   flags.DEFINE_string("model_dir", None, f"Directory of {what}.")
-  flags.DEFINE_string("model", None, "A zoo model's architecture (tfcae.zoo.list(); "
-                      "README 'Model zoo'), with --quality, instead of --model_dir.")
+  flags.DEFINE_string("model", None, "A zoo model's family (tfcae.zoo.list(): factorized, "
+                      "factorized-msssim; README 'Model zoo'), with --quality, instead of "
+                      "--model_dir.")
   flags.DEFINE_integer("quality", None, "The zoo model's quality (1 = lowest rate).")
 
 
@@ -66,6 +67,14 @@ def model_dir_from_flags(required=True):
   if required:
     raise TfcaeError("give --model_dir, or a zoo model with --model and --quality")
   return None
+
+
+def define_max_pixels_flag(what):
+  from tfcae.fileio import DEFAULT_MAX_PIXELS
+  flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS,
+                       f"Refuse {what} of more pixels than this (default: Pillow's "
+                       "decompression-bomb limit, PIL.Image.MAX_IMAGE_PIXELS); 0: no limit.",
+                       lower_bound=0)
 
 
 def fail(message, code=1):
@@ -95,6 +104,12 @@ def run(main):
       if flags.FLAGS.debug:
         raise
       fail(str(e).splitlines()[0] if str(e) else e.__class__.__name__)
+    except OSError as e:  # the environment: a full disk, a read-only or failing file system
+      if flags.FLAGS.debug:
+        raise
+      where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+      reason = e.strerror or (str(e).splitlines()[0] if str(e) else e.__class__.__name__)
+      fail(f"{where}{reason}")
     except KeyboardInterrupt:
       fail("interrupted", 130)
     return result

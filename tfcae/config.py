@@ -67,26 +67,39 @@ class TrainConfig:
   distortion: str = _field("mse", "Distortion metric (caep-mix: CAE-ADMM's MS-SSIM + SSIM + "
                           "MSE + PSNR mix, tfcae/objectives.py).",
                           ("mse", "ms-ssim", "ssim", "caep-mix"))
-  # --- D-CO, hinge and β objectives (issue 4; tfcae/dco.py) ---
+  # --- D-CO, R-CO, hinge and β objectives (issues 4, 17; tfcae/dco.py) ---
   objective: str = _field("beta", "beta: R + λ·D (--lmbda); dco: min R s.t. D ≤ "
                           "--target_distortion by Lagrangian dual ascent (van Rozendaal et "
-                          "al.); hinge: R + --hinge_lambda·max(D/c_D − 1, 0).",
-                          ("beta", "dco", "hinge"))
+                          "al.); rco: min D s.t. R ≤ --target_bpp, the same machinery; "
+                          "hinge: R + --hinge_lambda·max(D/c_D − 1, 0).",
+                          ("beta", "dco", "hinge", "rco"))
   target_distortion: float = _field(0.0, "c_D for dco/hinge, in --distortion's units (MSE "
                                     "on 0..255, or 1 − MS-SSIM); must be > 0.")
+  target_bpp: float = _field(0.0, "c_R for rco: bits per pixel (of the training crops, from "
+                             "the entropy model); must be > 0.")
   hinge_lambda: float = _field(10.0, "The fixed λ of the hinge objective.")
   target_tolerance: float = _field(0.02, "summary.json counts the target as met when the "
-                                   "validation distortion is ≤ c_D·(1 + this).")
-  multiplier_lr: float = _field(5e-3, "D-CO: learning rate of μ (λ = exp μ); paper 5e-3.")
-  multiplier_momentum: float = _field(0.99, "D-CO: momentum of μ's SGD; paper 0.99.")
-  multiplier_dampening: float = _field(0.99, "D-CO: dampening of μ's SGD; paper 0.99.")
+                                   "validation distortion (rco: bpp) is ≤ c·(1 + this).")
+  multiplier_rule: str = _field("auto", "dco/rco: auto derives the multiplier's settings "
+                                "from the target and the run (λ0 = --lmbda·c_D, or c_R for "
+                                "rco; step 40/steps; anti-windup; tfcae/dco.py); paper uses "
+                                "the --multiplier_* settings (defaults: van Rozendaal et "
+                                "al.'s).", ("auto", "paper"))
+  multiplier_lr: float = _field(5e-3, "D-CO (--multiplier_rule=paper): learning rate of μ "
+                                "(λ = exp μ); paper 5e-3.")
+  multiplier_momentum: float = _field(0.99, "D-CO (--multiplier_rule=paper): momentum of "
+                                      "μ's SGD; paper 0.99.")
+  multiplier_dampening: float = _field(0.99, "D-CO (--multiplier_rule=paper): dampening of "
+                                       "μ's SGD; paper 0.99.")
   multiplier_max: float = _field(1e3, "D-CO: clip λ ≤ this; paper 1e3.")
-  multiplier_init: float = _field(1e3, "D-CO: initial λ (≤ --multiplier_max); paper 1e3.")
-  multiplier_signal: str = _field("train", "D-CO: the distortion the dual ascent steers on: "
-                                  "train (each training batch, noisy proxy; the paper) or "
+  multiplier_init: float = _field(1e3, "D-CO (--multiplier_rule=paper): initial λ (≤ "
+                                  "--multiplier_max); paper 1e3.")
+  multiplier_signal: str = _field("auto", "D-CO: the measure the dual ascent steers on: "
+                                  "train (each training batch, noisy proxy; the paper), "
                                   "validation (one held-out batch per step, real quantizer; "
-                                  "Cotter et al. 2019), so the target holds on held-out data.",
-                                  ("train", "validation"))
+                                  "Cotter et al. 2019), so the target holds on held-out data; "
+                                  "auto: validation on one device, train under a strategy.",
+                                  ("auto", "train", "validation"))
   # --- Bottleneck decorrelation (issue 6) ---
   decorrelation_weight: float = _field(0.0, "α of the bottleneck decorrelation term "
                                       "α·Σ_{i≠j} C_ij² over the latents y (Laakom et al.); "
@@ -122,7 +135,9 @@ class TrainConfig:
                           "sparsify a dense model); its optimizer and objective state are "
                           "not loaded.")
   # Data.
-  train_images: str = _field("", "Training images: folder, glob or comma list (PNG/JPEG).")
+  train_images: str = _field("", "Training images: folder, glob or comma list (PNG/JPEG), "
+                             "or a records folder written by bin/prepare_data (its "
+                             "manifest.json names the shards and the validation split).")
   val_images: str = _field("", "Validation images; empty: hold out the last 10% of "
                            "train_images (sorted by name).")
   dataset: str = _field("", "A locally prepared TFDS dataset name (e.g. clic) instead of "
@@ -152,7 +167,11 @@ class TrainConfig:
                                      "CompressAI does; GDN models otherwise blow up now and "
                                      "then); 0 disables.")
   # Execution.
-  strategy: str = _field("default", "tf.distribute strategy.", ("default", "mirrored"))
+  strategy: str = _field("default", "tf.distribute strategy: default (one device), "
+                         "mirrored (the devices of this machine), multi_worker "
+                         "(MultiWorkerMirroredStrategy over the machines of the TF_CONFIG "
+                         "environment variable; docs/scaling.md).",
+                         ("default", "mirrored", "multi_worker"))
   num_cpu_devices: int = _field(0, "Split the CPU into this many logical devices (to run "
                                 "'mirrored' without GPUs); 0 leaves it alone.")
   seed: int = _field(0, "Random seed (weights, crops).")
@@ -162,6 +181,10 @@ class TrainConfig:
                                  "each epoch.")
   check_numerics: bool = _field(False, "Enable tf.debugging.enable_check_numerics.")
   jit_compile: bool = _field(False, "Compile the training step with XLA.")
+  precision: str = _field("float32", "Keras mixed-precision policy of the transforms: "
+                          "float32, mixed_float16 (with loss scaling) or mixed_bfloat16; the "
+                          "entropy models and every loss term stay in float32, as TFC "
+                          "requires.", ("float32", "mixed_float16", "mixed_bfloat16"))
 
   def architecture(self):
     """The architecture config these settings build (tfcae.models.build_model's argument,
@@ -198,6 +221,20 @@ class TrainConfig:
       raise ValueError("--time_budget_minutes must be >= 0")
     if self.lmbda <= 0 or self.learning_rate <= 0:
       raise ValueError("--lmbda and --learning_rate must be positive")
+    if self.objective == "rco" and not self.target_bpp > 0:
+      raise ValueError(f"--objective=rco needs --target_bpp > 0 (the constraint is "
+                       f"R/c_R − 1), got {self.target_bpp}")
+    if self.objective in ("dco", "rco") and self.multiplier_rule == "auto":
+      changed = [f"--{name}" for name in ("multiplier_lr", "multiplier_momentum",
+                                          "multiplier_dampening", "multiplier_init")
+                 if getattr(self, name) != self.__dataclass_fields__[name].default]
+      if changed:
+        raise ValueError(f"{', '.join(changed)} apply to --multiplier_rule=paper; the auto "
+                         "rule derives them from the target and the run length")
+      if self.time_budget_minutes:
+        raise ValueError("--multiplier_rule=auto sets the multiplier's step from the planned "
+                         "steps (--epochs × --steps_per_epoch), which a time budget leaves "
+                         "open: drop --time_budget_minutes or use --multiplier_rule=paper")
     if self.objective in ("dco", "hinge"):  # issue 4: checked again by tfcae.dco
       if not self.target_distortion > 0:
         raise ValueError(f"--objective={self.objective} needs --target_distortion > 0 (the "
@@ -208,13 +245,27 @@ class TrainConfig:
               0 < self.multiplier_init <= self.multiplier_max):
         raise ValueError("--hinge_lambda and --multiplier_lr must be > 0 and 0 < "
                          "--multiplier_init <= --multiplier_max")
-    if self.objective == "dco" and self.multiplier_signal == "validation" and (
+    if self.objective in ("dco", "rco") and self.multiplier_signal == "validation" and (
         self.strategy != "default"):
       raise ValueError("--multiplier_signal=validation runs on one device only (its held-out "
                        "batches are not distributed); use --strategy=default")
     if self.distortion in ("ms-ssim", "caep-mix") and self.patch_size < 176:
       # tf.image.ssim_multiscale needs each side > (11 - 1) * 2**4 = 160 for 5 scales.
       raise ValueError(f"--distortion={self.distortion} needs --patch_size >= 176")
+    if self.precision != "float32" and self.integer_hyper_synthesis:
+      raise ValueError("--integer_hyper_synthesis trains in float32 (its integers are "
+                       "calibrated on float32 activations); drop --precision")
+    if self.strategy == "multi_worker":
+      # What needs one process: a held-out batch per step, a per-worker clock, and ADMM's
+      # Z/U (each worker would compute them from its own shard of the data).
+      for bad, why in ((self.objective in ("dco", "rco") and
+                        self.multiplier_signal == "validation", "--multiplier_signal=validation"),
+                       (self.time_budget_minutes > 0, "--time_budget_minutes (each worker "
+                        "has its own clock; give --epochs)"),
+                       (self.admm_keep_ratio > 0, "ADMM latent pruning (--admm_keep_ratio)"),
+                       (self.num_cpu_devices > 1, "--num_cpu_devices")):
+        if bad:
+          raise ValueError(f"--strategy=multi_worker cannot run with {why}")
     if self.sparsity_constraint != "none" and not 1 <= self.first_descent_epochs < self.epochs:
       raise ValueError("--first_descent_epochs must leave at least one epoch of --epochs for "
                        "the second descent")
@@ -246,6 +297,8 @@ class TrainConfig:
     fields this version no longer has are ignored."""
     with open(path, encoding="utf-8") as f:
       saved = json.load(f)
+    # Runs saved before --multiplier_rule existed used the paper's rule (issue 17).
+    saved.setdefault("multiplier_rule", "paper")
     return cls(**{k: v for k, v in saved.items() if k in cls.__dataclass_fields__})
 
   def to_dict(self):

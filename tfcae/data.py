@@ -5,6 +5,8 @@ deterministic centre crops (cached), so validation numbers are comparable across
 Images smaller than the patch are mirror-padded up to it, never dropped and never a crash.
 Evaluation (tfcae.evaluation) reads whole images from files instead.
 """
+import sys
+
 import tensorflow as tf
 
 from tfcae import TfcaeError
@@ -51,12 +53,36 @@ def center_patch(image, patch_size):
   return tf.cast(image[top:top + patch_size, left:left + patch_size], tf.float32)
 
 
-def image_files(spec, what="images"):
+def image_files(spec, what="images", check=True):
+  """The image files of `spec` (folders, globs, files). With `check`, each is decoded once
+  with the decoder the pipelines use, and one that fails (a corrupt or truncated file) is
+  skipped with one warning line naming it: inside tf.data the failure would stop training
+  with TensorFlow's "jpeg::Uncompress failed", naming no file (issue 18). That costs one
+  decode per image at start, what --cache costs anyway."""
   files = expand_images(spec)
   if not files:
     raise TfcaeError(f"no {what} found for {spec!r} (expected a folder, a glob or files "
                      "with .png/.jpg/... extensions)")
+  if check:
+    files = readable_images(files)
+    if not files:
+      raise TfcaeError(f"none of the {what} of {spec!r} can be decoded")
   return files
+
+
+def readable_images(files):
+  """The files that decode_image reads; a warning line on stderr for each other one."""
+  readable = []
+  for path in files:
+    try:
+      decode_image(path)
+    except (tf.errors.OpError, ValueError) as e:
+      message = getattr(e, "message", str(e)).strip().splitlines()
+      print(f"warning: skipping {path}: cannot decode it "
+            f"({message[0] if message else e.__class__.__name__})", file=sys.stderr)
+      continue
+    readable.append(path)
+  return readable
 
 
 def train_dataset(files, patch_size, batch_size, seed=None, cache=False):

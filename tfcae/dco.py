@@ -24,6 +24,38 @@ non-trainable variables, so they live in the model's checkpoint and survive resu
 
 The hinge baseline R + λ·max(D/c_D − 1, 0) with λ fixed is `Hinge`; the β baseline is the
 codec core's R + λ·D (tfcae.objectives.Rate + Distortion; β = 1/λ in the paper's D + β·R).
+
+**The rate-constrained twin (R-CO)**: min D s.t. R ≤ c_R, through
+
+    L(θ, λ) = β·D(θ) + λ·(R(θ)/c_R − 1)
+
+(`ConstrainedRate` + the codec core's `Distortion(β)`; the same multiplier and DualAscent,
+steering on the rate). Its gradient is the β objective's when λ = c_R.
+
+**The default multiplier rule ("auto", `auto_multiplier_settings`)**: the paper's settings
+are tuned for runs of 10⁵-10⁶ steps (λ0 = 1e3 with η = 5e-3 needs ≈ 4,000 steps to come
+down to λ ≈ 3: measured, docs/results.md); the rule derives them from the target and the
+planned run instead:
+
+- λ0 is the λ at which the Lagrangian's gradient equals the β objective's that the same
+  flagfile trains (β = --lmbda): ∇R + (λ/c_D)·∇D = ∇R + β·∇D at λ0 = β·c_D (R-CO:
+  λ0 = c_R). The run starts at the trade-off the user would otherwise get, and the
+  multiplier only has to cover the distance between that and the target.
+- The step size follows the run length T: η = 40/T, so that a constraint missed by 10 %
+  for a quarter of the run moves λ by a factor e (0.1 · 40/T · T/4 = 1), at any T. For
+  T = 2,000 this is the 2e-2 that `configs/dco_cpu.cfg` found by hand; the filter
+  (momentum = dampening = 0.9: a 10-step average of the noisy per-batch constraint) is
+  that config's too.
+- Integral windup (Åström & Hägglund, "PID Controllers", §3.5): from scratch the first
+  hundreds of steps are the transforms' initial descent, D ≫ c_D whatever λ is, and an
+  integrating multiplier would climb to its clip and spend the rest of the run coming
+  down. So λ holds λ0 until the filtered constraint first falls to ≤ 0.5 (D ≤ 1.5·c_D),
+  and each step's constraint is clipped to [−1, 1] (conditional integration and a
+  bounded error, the standard anti-windup measures). A warm start is already there and
+  integrates from its first step.
+- The signal is held-out batches on one device (`signal="auto"`), see DualAscent.
+
+"paper" keeps the paper's update with the --multiplier_* settings (defaults the paper's).
 """
 import math
 
@@ -31,23 +63,53 @@ import tensorflow as tf
 
 from tfcae.objectives import DISTORTIONS, LossTerm, Rate, StepContext, TrainingHook
 
-OBJECTIVES = ("beta", "dco", "hinge")
+OBJECTIVES = ("beta", "dco", "hinge", "rco")
 SIGNALS = ("train", "validation")  # what DualAscent steers on
+RULES = ("auto", "paper")          # how the multiplier's settings are chosen
+RATE = "bpp"                       # the measure R-CO constrains (the Rate term's log name)
 
 
 def _check_target(target, metric):
-  if metric not in DISTORTIONS:
+  """metric: a distortion (the target is c_D) or RATE (c_R, bits per pixel)."""
+  if metric not in DISTORTIONS + (RATE,):
     raise ValueError(f"unknown distortion {metric!r}; expected one of {DISTORTIONS}")
+  what = "rate target c_R" if metric == RATE else "distortion target c_D"
   if not (isinstance(target, (int, float)) and math.isfinite(target)) or target <= 0:
-    raise ValueError(f"the distortion target c_D must be a finite number > 0 (the "
-                     f"constraint is normalised as D/c_D − 1), got {target!r}")
-  if metric != "mse" and target >= 1:
+    raise ValueError(f"the {what} must be a finite number > 0 (the constraint is "
+                     f"normalised as {'R/c_R' if metric == RATE else 'D/c_D'} − 1), got "
+                     f"{target!r}")
+  if metric not in ("mse", RATE) and target >= 1:
     raise ValueError(f"a {metric} target is 1 − similarity and must be < 1, got {target}")
   return float(target)
 
 
 def _distortion_log_name(metric):
-  return metric.replace("-", "_")  # as tfcae.objectives.Distortion logs it
+  return metric.replace("-", "_")  # as tfcae.objectives.Distortion logs it (RATE: "bpp")
+
+
+def _measure(ctx, metric):
+  """The constrained quantity of a batch: its distortion, or its rate (bpp)."""
+  return ctx.bpp if metric == RATE else ctx.distortion(metric)
+
+
+def auto_multiplier_settings(target, total_steps, lmbda=0.01, metric="mse",
+                             max_value=1e3):
+  """The default ("auto") rule's LagrangeMultiplier settings for a run of `total_steps`
+  with target c (c_D, or c_R for metric=RATE) and the β (= --lmbda) of the trade-off the
+  run starts from; see the module docstring for the derivation."""
+  target = _check_target(target, metric)
+  if not (isinstance(total_steps, int) and total_steps > 0):
+    raise ValueError(f"the auto multiplier rule needs the planned number of steps > 0, "
+                     f"got {total_steps!r}")
+  if not (math.isfinite(lmbda) and lmbda > 0):
+    raise ValueError(f"β (--lmbda) must be a finite number > 0, got {lmbda!r}")
+  initial = target if metric == RATE else lmbda * target
+  if not initial <= max_value:
+    raise ValueError(f"the auto rule's initial λ = {initial:g} exceeds the clip "
+                     f"--multiplier_max={max_value:g}; raise the clip")
+  return {"initial_value": initial, "learning_rate": 40. / total_steps, "momentum": 0.9,
+          "dampening": 0.9, "max_value": float(max_value), "constraint_clip": 1.0,
+          "engage_below": 0.5}
 
 
 class LagrangeMultiplier(tf.Module):
@@ -63,13 +125,18 @@ class LagrangeMultiplier(tf.Module):
   the buffer turns negative (clipping only λ would let μ wander above the clip and stick
   there). λ = exp(μ) is never negative. A step whose g is NaN or ±Inf changes nothing.
 
+  Two anti-windup options (the "auto" rule's; off by default, as in the paper): each g is
+  clipped to [−constraint_clip, constraint_clip], and μ holds its initial value until the
+  buffer first falls to ≤ engage_below (`engaged` then stays true, and is checkpointed).
+
   Every variable is created with aggregation ONLY_FIRST_REPLICA: under tf.distribute each
   replica computes the identical update (DualAscent averages D over replicas first) and
   the first replica's value is what the mirrored variable keeps.
   """
 
   def __init__(self, learning_rate=5e-3, momentum=0.99, dampening=0.99, max_value=1e3,
-               initial_value=1e3, name="lagrange_multiplier"):
+               initial_value=1e3, constraint_clip=math.inf, engage_below=math.inf,
+               name="lagrange_multiplier"):
     super().__init__(name=name)
     if not learning_rate > 0:
       raise ValueError(f"multiplier learning rate must be > 0, got {learning_rate}")
@@ -81,6 +148,12 @@ class LagrangeMultiplier(tf.Module):
       raise ValueError(f"multiplier clip λ_max must be a finite number > 0, got {max_value}")
     if not 0 < initial_value <= max_value:
       raise ValueError(f"initial λ must be in (0, λ_max={max_value:g}], got {initial_value}")
+    if not constraint_clip > 0:
+      raise ValueError(f"the constraint clip must be > 0, got {constraint_clip}")
+    if math.isnan(engage_below):
+      raise ValueError("engage_below must be a number (inf: integrate from the first step)")
+    self.constraint_clip = float(constraint_clip)
+    self.engage_below = float(engage_below)
     self.learning_rate = float(learning_rate)
     self.momentum = float(momentum)
     self.dampening = float(dampening)
@@ -94,6 +167,8 @@ class LagrangeMultiplier(tf.Module):
                                        name="momentum_buffer", aggregation=first)
     self.steps = tf.Variable(0, trainable=False, dtype=tf.int64, name="steps",
                              aggregation=first)
+    self.engaged = tf.Variable(False, trainable=False, dtype=tf.bool, name="engaged",
+                               aggregation=first)
 
   @property
   def lmbda(self):
@@ -106,11 +181,15 @@ class LagrangeMultiplier(tf.Module):
     g = tf.cast(constraint, tf.float32)
     finite = tf.math.is_finite(g)
     g = tf.where(finite, g, 0.)
+    if math.isfinite(self.constraint_clip):
+      g = tf.clip_by_value(g, -self.constraint_clip, self.constraint_clip)
     buffer = tf.where(self.steps == 0, g,
                       self.momentum * self.momentum_buffer + (1. - self.dampening) * g)
+    engaged = tf.logical_and(finite, tf.logical_or(self.engaged, buffer <= self.engage_below))
     mu = tf.minimum(self.mu + self.learning_rate * buffer, self.mu_max)
     self.momentum_buffer.assign(tf.where(finite, buffer, self.momentum_buffer))
-    self.mu.assign(tf.where(finite, mu, self.mu))
+    self.mu.assign(tf.where(engaged, mu, self.mu))
+    self.engaged.assign(tf.logical_or(self.engaged, engaged))
     self.steps.assign_add(tf.cast(finite, tf.int64))
     return self.lmbda
 
@@ -118,13 +197,19 @@ class LagrangeMultiplier(tf.Module):
     return bool(self.mu.numpy() >= self.mu_max - 1e-6)
 
   def get_config(self):
-    return {"learning_rate": self.learning_rate, "momentum": self.momentum,
-            "dampening": self.dampening, "max_value": self.max_value,
-            "initial_value": self.initial_value}
+    config = {"learning_rate": self.learning_rate, "momentum": self.momentum,
+              "dampening": self.dampening, "max_value": self.max_value,
+              "initial_value": self.initial_value}
+    if math.isfinite(self.constraint_clip) or math.isfinite(self.engage_below):
+      config.update(constraint_clip=self.constraint_clip, engage_below=self.engage_below)
+    return config
 
 
 class _TargetTerm(LossTerm):
-  """Shared by ConstrainedDistortion and Hinge: D, D/c_D − 1 and the summary."""
+  """Shared by ConstrainedDistortion, ConstrainedRate and Hinge: the constrained measure
+  M (a distortion, or the rate for metric=RATE), M/c − 1 and the summary."""
+
+  advice = "raise the target or train longer (--epochs)"
 
   def __init__(self, weight, target, metric, tolerance, name):
     super().__init__(weight, name)
@@ -136,9 +221,9 @@ class _TargetTerm(LossTerm):
     self.distortion_name = _distortion_log_name(metric)
 
   def constraint(self, ctx):
-    """(D, D/c_D − 1) of the batch."""
-    distortion = ctx.distortion(self.metric)
-    return distortion, distortion / self.target - 1.
+    """(M, M/c − 1) of the batch."""
+    value = _measure(ctx, self.metric)
+    return value, value / self.target - 1.
 
   def current_lambda(self):
     raise NotImplementedError
@@ -159,9 +244,10 @@ class _TargetTerm(LossTerm):
              "tolerance": self.tolerance, "target_met": bool(gap <= self.tolerance),
              "lambda": float(self.current_lambda()), "warnings": []}
     if not state["target_met"]:
+      # One line for bin/train: what was missed, by how much, and what to change.
       state["warnings"].append(
           f"validation {self.metric} {distortion:.4g} misses the target {self.target:g} by "
-          f"{100 * gap:.1f}% (tolerance {100 * self.tolerance:g}%)")
+          f"{100 * gap:.1f}% (tolerance {100 * self.tolerance:g}%): {self.advice}")
     return state
 
   def get_config(self):
@@ -174,7 +260,13 @@ class ConstrainedDistortion(_TargetTerm):
   with the constraint divided by c_D); λ comes from a LagrangeMultiplier and is a constant
   in the gradient (the multiplier moves only by DualAscent)."""
 
+  advice = ("raise --target_distortion, or train longer (--epochs) so that the multiplier "
+            "can follow")
+
   def __init__(self, multiplier, target, metric="mse", tolerance=0.02, name="dco"):
+    if metric == RATE:
+      raise ValueError("ConstrainedDistortion constrains a distortion; ConstrainedRate the "
+                       "rate")
     super().__init__(1.0, target, metric, tolerance, name)
     self.multiplier = multiplier
 
@@ -193,19 +285,34 @@ class ConstrainedDistortion(_TargetTerm):
     state["lambda_max"] = self.multiplier.max_value
     state["lambda_at_clip"] = self.multiplier.at_clip()
     state["multiplier_steps"] = int(self.multiplier.steps.numpy())
-    if state["lambda_at_clip"]:
-      state["warnings"].append(
-          f"λ is still at its clip ({self.multiplier.max_value:g}): the target "
-          f"{self.metric} ≤ {self.target:g} looks unachievable for this model (or this "
-          "training length); raise --target_distortion or train longer")
+    if state["lambda_at_clip"] and not state["target_met"]:
+      state["warnings"] = [state["warnings"][0] + f" (λ is at its clip "
+                           f"{self.multiplier.max_value:g}: the target looks unachievable "
+                           "for this model and training length)"]
     return state
 
   def get_config(self):
     return dict(super().get_config(), multiplier=self.multiplier.get_config())
 
 
+class ConstrainedRate(ConstrainedDistortion):
+  """λ·(R/c_R − 1), the constraint term of the rate-constrained twin: with the codec
+  core's β·D (`Distortion`) it is the Lagrangian of min D s.t. R ≤ c_R (bits per pixel
+  from the entropy model; the summary checks the validation bpp, from the real
+  quantizer)."""
+
+  advice = ("raise --target_bpp, or train longer (--epochs) so that the multiplier can "
+            "follow")
+
+  def __init__(self, multiplier, target, tolerance=0.02, name="rco"):
+    _TargetTerm.__init__(self, 1.0, target, RATE, tolerance, name)
+    self.multiplier = multiplier
+
+
 class Hinge(_TargetTerm):
   """λ·max(D/c_D − 1, 0) with λ fixed (= weight): the paper's hinge baseline."""
+
+  advice = "raise --hinge_lambda or --target_distortion"
 
   def __init__(self, lmbda, target, metric="mse", tolerance=0.02, name="hinge"):
     if not lmbda > 0:
@@ -251,6 +358,7 @@ class DualAscent(TrainingHook):
   """
 
   def __init__(self, multiplier, target, metric="mse", signal="train", name="dual_ascent"):
+    """metric: the constrained distortion, or RATE (R-CO)."""
     super().__init__(name=name)
     if signal not in SIGNALS:
       raise ValueError(f"unknown multiplier signal {signal!r}; expected one of {SIGNALS}")
@@ -270,14 +378,14 @@ class DualAscent(TrainingHook):
                          "before training")
     x = next(self._held_out.value)
     ctx = StepContext(model, x, model.forward(x, training=False), training=False)
-    return ctx.distortion(self.metric)
+    return _measure(ctx, self.metric)
 
   def after_apply(self, model, ctx):
     if self.signal == "validation":
       distortion = tf.stop_gradient(self._held_out_distortion(model))
       logs = {self._held_out_name: distortion}
     else:
-      distortion = tf.stop_gradient(ctx.distortion(self.metric))
+      distortion = tf.stop_gradient(_measure(ctx, self.metric))
       context = tf.distribute.get_replica_context()
       if context is not None and context.num_replicas_in_sync > 1:
         distortion = context.all_reduce(tf.distribute.ReduceOp.MEAN, distortion)
@@ -306,10 +414,40 @@ def dco_objective_parts(target, metric="mse", tolerance=0.02, signal="train",
           [DualAscent(multiplier, target, metric, signal)])
 
 
+def rco_objective_parts(target_bpp, lmbda=0.01, metric="mse", tolerance=0.02,
+                        signal="train", **multiplier_settings):
+  """([Distortion(β), ConstrainedRate], [DualAscent on the rate]): min D s.t. R ≤ c_R."""
+  from tfcae.objectives import Distortion
+  target = _check_target(target_bpp, RATE)
+  multiplier = LagrangeMultiplier(**multiplier_settings)
+  return ([Distortion(lmbda, metric), ConstrainedRate(multiplier, target, tolerance)],
+          [DualAscent(multiplier, target, RATE, signal)])
+
+
+def multiplier_settings(config):
+  """The LagrangeMultiplier settings of a config: its --multiplier_rule's."""
+  constrained = config.target_bpp if config.objective == "rco" else config.target_distortion
+  metric = RATE if config.objective == "rco" else config.distortion
+  if config.multiplier_rule == "auto":
+    return auto_multiplier_settings(constrained, config.epochs * config.steps_per_epoch,
+                                    config.lmbda, metric, config.multiplier_max)
+  return {"learning_rate": config.multiplier_lr, "momentum": config.multiplier_momentum,
+          "dampening": config.multiplier_dampening, "max_value": config.multiplier_max,
+          "initial_value": config.multiplier_init}
+
+
+def signal_of(config):
+  """--multiplier_signal=auto: held-out batches on one device (the target then holds on
+  held-out images, DualAscent), the training batches under a distribution strategy."""
+  if config.multiplier_signal != "auto":
+    return config.multiplier_signal
+  return "validation" if config.strategy == "default" else "train"
+
+
 def objective_parts(config):
   """(terms, hooks) for config.objective: what training.build_objective plugs in.
 
-  'beta' is the codec core's R + λ·D; 'dco' and 'hinge' replace it.
+  'beta' is the codec core's R + λ·D; 'dco', 'rco' and 'hinge' replace it.
   """
   if config.objective not in OBJECTIVES:
     raise ValueError(f"unknown objective {config.objective!r}; expected one of {OBJECTIVES}")
@@ -319,8 +457,10 @@ def objective_parts(config):
   if config.objective == "hinge":
     return [Rate(), Hinge(config.hinge_lambda, config.target_distortion, config.distortion,
                           config.target_tolerance)], []
-  return dco_objective_parts(
-      config.target_distortion, config.distortion, config.target_tolerance,
-      config.multiplier_signal, learning_rate=config.multiplier_lr,
-      momentum=config.multiplier_momentum, dampening=config.multiplier_dampening,
-      max_value=config.multiplier_max, initial_value=config.multiplier_init)
+  if config.objective == "rco":
+    return rco_objective_parts(config.target_bpp, config.lmbda, config.distortion,
+                               config.target_tolerance, signal_of(config),
+                               **multiplier_settings(config))
+  return dco_objective_parts(config.target_distortion, config.distortion,
+                             config.target_tolerance, signal_of(config),
+                             **multiplier_settings(config))

@@ -4,6 +4,9 @@ The SavedModel in `model_dir` has three named signatures:
 
   compress(image: uint8 [H, W, 3]) -> {"bitstream": string}   the exact bytes of a .tfcae file
   decompress(bitstream: string [])  -> {"image": uint8 [H, W, 3]}
+  decompress_limited(bitstream: string [], max_pixels: int64 [])
+                                    -> {"image": uint8 [H, W, 3]}  with a size limit (0: none);
+                                       decompress's is bitstream.DEFAULT_MAX_PIXELS
   estimate_bits(image: uint8 [H, W, 3]) -> {"bits": float32}  entropy-model estimate
 
 and the same functions as attributes (`loaded.compress(...)`), plus `loaded.fingerprint`.
@@ -24,6 +27,7 @@ def export_model(model, model_dir, extra_info=None):
   signatures = {
       "compress": _named(model.compress, "bitstream"),
       "decompress": _named(model.decompress, "image"),
+      "decompress_limited": _named(model.decompress_limited, "image"),
       "estimate_bits": _named(model.estimate_bits, "bits"),
   }
   module = tf.Module()
@@ -32,6 +36,7 @@ def export_model(model, model_dir, extra_info=None):
   # quick and loading needs no tfcae code.
   module.compress = model.compress
   module.decompress = model.decompress
+  module.decompress_limited = model.decompress_limited
   module.estimate_bits = model.estimate_bits
   module.fingerprint = model.fingerprint
   module.model_variables = model.state_variables() + [

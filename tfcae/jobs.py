@@ -48,6 +48,19 @@ def run_pinned(jobs, parallel=2, log=print):
   return codes
 
 
+def free_ports(count):
+  """`count` TCP ports free on localhost now (for a multi-worker TF_CONFIG on one machine:
+  tests/test_multi_worker.py, bench/scaling.py)."""
+  import socket
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("localhost", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
 def python(script, *args):
   """argv running a repository script with this interpreter."""
   return [sys.executable, script, *args]

@@ -9,7 +9,7 @@ one core (tfcae.jobs): with the anchor in the middle, both cores stay busy. Ever
 --time_budget_minutes, so the ladder's CPU time is fixed in advance and re-running the
 command resumes unfinished jobs and skips finished ones.
 
-`publish` copies a trained model's SavedModel into zoo/<architecture>/<quality>/ with its
+`publish` copies a trained model's SavedModel into zoo/<family>/<quality>/ with its
 train_config.json and a card.json: training command, data, steps, CPU time, Kodak bpp /
 PSNR / MS-SSIM from real files, encoder and decoder MACs per pixel, fingerprint, size.
 """
@@ -29,7 +29,8 @@ TRAIN_DATA = "BSDS500 train+val+test (500 photographs, ../shared/data/train; the
 
 @dataclasses.dataclass(frozen=True)
 class Ladder:
-  architecture: str            # the zoo folder name (= the model's architecture)
+  name: str                    # the zoo family: its folder, zoo/<name>/<quality>
+  architecture: str            # the model's architecture (export info)
   flagfile: str                # the recipe, relative to the repository
   lambdas: dict                # quality -> λ (MSE on 0..255)
   anchors: tuple               # qualities trained from scratch
@@ -61,16 +62,26 @@ class Ladder:
 # λ of CompressAI's MSE zoo (its λ multiplies the MSE on 0..1 times 255², i.e. ours).
 LADDERS = {
     "factorized": Ladder(
-        architecture="factorized", flagfile="configs/zoo_factorized.cfg",
+        name="factorized", architecture="factorized", flagfile="configs/zoo_factorized.cfg",
         lambdas={1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483,
                  7: 0.0932},
         anchors=(4,), anchor_minutes=45., finetune_minutes=20.,
+        finetune_flags=("--learning_rate=1e-4", "--lr_warmup=0", "--lr_schedule=constant")),
+    # MS-SSIM-optimised (λ·(1 − MS-SSIM) + bpp, CompressAI's ms-ssim λ for its qualities
+    # 1-6). N = 64: 3.1 MB per model keeps the zoo under its 80 MB budget, and at 176²
+    # crops (5-scale MS-SSIM needs ≥ 176) the narrow model gets the steps. Two anchors
+    # train side by side, so both cores are busy from the start.
+    "factorized-msssim": Ladder(
+        name="factorized-msssim", architecture="factorized",
+        flagfile="configs/zoo_factorized_msssim.cfg",
+        lambdas={1: 2.40, 2: 4.58, 3: 8.73, 4: 16.64, 5: 31.73, 6: 60.50},
+        anchors=(2, 5), anchor_minutes=50., finetune_minutes=25.,
         finetune_flags=("--learning_rate=1e-4", "--lr_warmup=0", "--lr_schedule=constant")),
 }
 
 
 def run_dir(out, ladder, quality):
-  return os.path.join(out, ladder.architecture, str(quality))
+  return os.path.join(out, ladder.name, str(quality))
 
 
 def train_command(ladder, quality, out):
@@ -104,7 +115,7 @@ def train(ladder, out, parallel=2, qualities=None, log=print):
         lambda d=run_dir(out, ladder, source): _done(d))
     work.append((q, train_command(ladder, q, out), os.path.join(model_dir, "train.log"),
                  ready))
-  log(f"{ladder.architecture}: {len(work)} of {len(qualities)} qualities to train "
+  log(f"{ladder.name}: {len(work)} of {len(qualities)} qualities to train "
       f"({ladder.cpu_minutes():.0f} CPU-minutes for the whole ladder, {parallel} at a time)")
   return jobs.run_pinned(work, parallel, log)
 
@@ -121,8 +132,10 @@ def _folder_bytes(path):
 
 
 def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
-            progress=False):
-  """Copies an exported model into the zoo with its card; returns the card."""
+            progress=False, family=None):
+  """Copies an exported model into the zoo, as zoo/<family>/<quality> (family: the
+  architecture unless given, e.g. "factorized-msssim"), with its card; returns the card."""
+  family = family or architecture
   from tfcae import accounting, evaluation
   from tfcae.codec import Codec
   from tfcae.export import load_trained
@@ -134,7 +147,7 @@ def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
     raise TfcaeError(f"{model_dir} is a {info['architecture']['architecture']} model, not "
                      f"{architecture}")
   summary = run.read_summary()
-  target = os.path.join(zoo_root or zoo.root(), architecture, str(int(quality)))
+  target = os.path.join(zoo_root or zoo.root(), family, str(int(quality)))
   staging = target + ".tmp"
   shutil.rmtree(staging, ignore_errors=True)
   os.makedirs(staging)
@@ -148,7 +161,7 @@ def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
   report = accounting.analyze(load_trained(staging, for_compression=False))
   settings = summary["settings"]
   card = {
-      "name": f"{architecture}/{int(quality)}", "architecture": architecture,
+      "name": f"{family}/{int(quality)}", "family": family, "architecture": architecture,
       "quality": int(quality), "config": info["architecture"],
       "fingerprint": info["fingerprint"], "lmbda": settings["lmbda"],
       "distortion": settings["distortion"],
@@ -176,11 +189,12 @@ def publish_ladder(ladder, out, images, zoo_root=None, log=print, qualities=None
   for q in sorted(qualities or ladder.lambdas):
     model_dir = run_dir(out, ladder, q)
     if not _done(model_dir):
-      log(f"{ladder.architecture}/{q}: not trained, not published")
+      log(f"{ladder.name}/{q}: not trained, not published")
       continue
     command = " ".join(["bin/train"] + [a.replace(ROOT + os.sep, "") for a in
                                         train_command(ladder, q, out)[2:]])
-    card = publish(model_dir, ladder.architecture, q, images, command, zoo_root)
+    card = publish(model_dir, ladder.architecture, q, images, command, zoo_root,
+                   family=ladder.name)
     log(f"published {card['name']}: {card['kodak']['bpp']:.3f} bpp, "
         f"{card['kodak']['psnr-rgb']:.2f} dB, {card['bytes'] / 1e6:.1f} MB")
     cards.append(card)

@@ -24,6 +24,42 @@ import tensorflow as tf
 
 DISTORTIONS = ("mse", "ms-ssim", "ssim", "caep-mix")
 
+# TensorFlow's MS-SSIM weights (Wang et al. 2003), fine to coarse.
+MS_SSIM_POWER_FACTORS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+# The floor on each scale's factor before the weighted geometric mean (see ms_ssim).
+MS_SSIM_FLOOR = 1e-6
+
+
+def ms_ssim(x, x_hat, max_val=255.):
+  """MS-SSIM of a batch of images [B, H, W, C], as `tf.image.ssim_multiscale`, with a
+  gradient that is finite everywhere.
+
+  TensorFlow combines the scales as Π relu(cs_k)^p_k: where a scale's contrast-structure
+  term cs_k ≤ 0 — common for a freshly initialised decoder, whose output is
+  anticorrelated with the image on some channels — relu gives 0 and d(v^p)/dv = p·v^(p−1)
+  is infinite at 0, so the gradient is NaN and training from scratch diverges on its
+  first step. Here each factor is floored at MS_SSIM_FLOOR instead: the value equals
+  TensorFlow's wherever every factor is above the floor (tested), and the gradient stays
+  finite. The per-scale SSIM itself is TensorFlow's (same filter, constants, down-sampling
+  and padding), not a re-implementation.
+  """
+  from tensorflow.python.ops.image_ops_impl import _ssim_per_channel  # noqa: PLC0415
+  images = [tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(x_hat, tf.float32)]
+  factors = []
+  for k in range(len(MS_SSIM_POWER_FACTORS)):
+    if k > 0:
+      # TensorFlow's 2× average pooling, padding odd sides symmetrically first.
+      shape = tf.shape(images[0])
+      pad = [[0, 0], [0, shape[1] % 2], [0, shape[2] % 2], [0, 0]]
+      images = [tf.nn.avg_pool2d(tf.pad(i, pad, mode="SYMMETRIC"), 2, 2, "VALID")
+                for i in images]
+    ssim, cs = _ssim_per_channel(*images, max_val=max_val, filter_size=11,
+                                 filter_sigma=1.5, k1=0.01, k2=0.03)
+    factors.append(cs)
+  factors[-1] = ssim  # the coarsest scale contributes l·cs = SSIM
+  values = tf.maximum(tf.stack(factors, axis=-1), MS_SSIM_FLOOR)
+  return tf.reduce_mean(tf.reduce_prod(values ** MS_SSIM_POWER_FACTORS, axis=-1), axis=-1)
+
 
 class StepContext:
   """What one forward pass produced, with derived quantities computed once, lazily.
@@ -33,11 +69,19 @@ class StepContext:
     outputs: the model's forward() dict: `x_hat` (reconstruction), `bits` (per-image
       bits, [B]), `y` (the bottleneck before quantisation), and model-specific entries.
     training: whether this is a training step (noisy quantisation) or not (rounding).
+
+  Under a mixed-precision policy (--precision) the transforms compute in float16 or
+  bfloat16; the reconstruction and the bits are cast to float32 here, so that every loss
+  term, the rate included, is computed in float32.
   """
 
   def __init__(self, model, x, outputs, training):
     self.model = model
-    self.x = x
+    self.x = tf.cast(x, tf.float32)
+    outputs = dict(outputs)
+    for key in ("x_hat", "bits"):
+      if key in outputs and outputs[key].dtype != tf.float32:
+        outputs[key] = tf.cast(outputs[key], tf.float32)
     self.outputs = outputs
     self.training = training
     self._cache = {}
@@ -65,7 +109,7 @@ class StepContext:
       if metric == "mse":
         value = tf.reduce_mean(tf.math.squared_difference(x, x_hat))
       elif metric == "ms-ssim":
-        value = 1. - tf.reduce_mean(tf.image.ssim_multiscale(x, x_hat, 255.))
+        value = 1. - tf.reduce_mean(ms_ssim(x, x_hat, 255.))
       elif metric == "ssim":
         value = 1. - tf.reduce_mean(tf.image.ssim(x, x_hat, 255.))
       elif metric == "caep-mix":

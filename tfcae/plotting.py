@@ -72,7 +72,8 @@ def read_lambda_trajectory(model_dir):
 
   λ after epoch e is the validation column `val_lambda` (the multiplier is constant during
   validation, so this is its value at the end of the epoch), or the epoch mean `lambda`
-  when validation did not log it. Step 0 is the initial λ (--multiplier_init).
+  when validation did not log it. Step 0 is the initial λ: --multiplier_init under the
+  paper's rule, the derived λ0 under the auto rule (tfcae.dco.auto_multiplier_settings).
   """
   import csv
   import os
@@ -91,9 +92,16 @@ def read_lambda_trajectory(model_dir):
   settings = run.read_config_dict() if os.path.exists(run.config_path) else {}
   per_epoch = int(settings.get("steps_per_epoch", 1))
   steps, values = [], []
-  if "multiplier_init" in settings and settings.get("objective") == "dco":
+  if "multiplier_init" in settings and settings.get("objective") in ("dco", "rco"):
+    initial = float(settings["multiplier_init"])
+    if settings.get("multiplier_rule", "paper") == "auto":
+      from tfcae.config import TrainConfig
+      from tfcae.dco import multiplier_settings
+      initial = multiplier_settings(TrainConfig(**{
+          k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__}))[
+              "initial_value"]
     steps.append(0)
-    values.append(float(settings["multiplier_init"]))
+    values.append(initial)
   for row in rows:  # history.csv is appended across resumes: the last row of an epoch wins
     epoch_end = (int(row["epoch"]) + 1) * per_epoch
     if steps and steps[-1] >= epoch_end:

@@ -17,7 +17,7 @@ such as "which architecture is this?") then had to be answered everywhere at onc
 
 It is deliberately low in the import graph: it imports neither TensorFlow (only
 `latest_checkpoint` needs it, imported when called) nor the zoo. The zoo sits above it
-(tfcae.zoo builds Codecs, which read run directories), so a `zoo:<architecture>/<quality>`
+(tfcae.zoo builds Codecs, which read run directories), so a `zoo:<family>/<quality>`
 name is resolved by the caller (`RunDir(tfcae.zoo.resolve(spec))`); RunDir refuses an
 unresolved one instead of looking for files under a directory called "zoo:...".
 Loading the Keras model is tfcae.export.load_trained (it needs the models and the

@@ -7,13 +7,15 @@ command again restores the latest checkpoint and continues with the next epoch.
 """
 import contextlib
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 
-from tfcae import TfcaeError, data, export
+from tfcae import TfcaeError, data, export, records
 from tfcae.config import ARCHITECTURE_FIELDS, TrainConfig
 from tfcae.models import build_model
 from tfcae.objectives import Distortion, Objective, ObjectiveEpochCallback, Rate
@@ -134,13 +136,78 @@ def configure_devices(num_cpu_devices):
 
 
 def make_strategy(config):
+  """None (one device), a MirroredStrategy, or a MultiWorkerMirroredStrategy configured by
+  TF_CONFIG. The multi-worker strategy must be created before any other TensorFlow op of
+  the process (its collectives are configured at start-up): train() creates it first."""
   if config.strategy == "default":
     return None
+  if config.strategy == "multi_worker":
+    import json
+    try:
+      resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+      cluster = resolver.cluster_spec().as_dict()
+    except (ValueError, json.JSONDecodeError) as e:
+      raise TfcaeError(f"TF_CONFIG is not valid JSON of a cluster and a task: {e}") from None
+    if not cluster or resolver.task_type is None:
+      raise TfcaeError("--strategy=multi_worker needs the TF_CONFIG environment variable "
+                       "(a cluster and this process's task; docs/scaling.md)")
+    # RING: collectives over gRPC, which every platform has (NCCL needs GPUs).
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
+                                                     communication_options=options)
   gpus = tf.config.list_logical_devices("GPU")
   devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
   # Tests and CPU runs have no NCCL: reduce on the host.
   return tf.distribute.MirroredStrategy(
       devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+@contextlib.contextmanager
+def _plain_string_variables(strategy):
+  """MultiWorkerMirroredStrategy broadcasts every new variable's initial value from the
+  chief, and its collective broadcast has no kernel for strings: the model's fingerprint
+  (a tf.string variable that prepare_for_compression sets from the weights, so it is equal
+  wherever the weights are) is created as a plain variable on each worker instead."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    yield
+    return
+  # TF's own marker for "one device, not mirrored" (internal; TF 2.14 is pinned).
+  from tensorflow.python.distribute import numpy_dataset
+
+  def creator(next_creator, **kwargs):
+    dtype, value = kwargs.get("dtype"), kwargs.get("initial_value")
+    if (tf.as_dtype(dtype) == tf.string if dtype is not None else
+        isinstance(value, (bytes, str))):
+      kwargs["colocate_with"] = numpy_dataset.SingleDevice("/cpu:0")
+    return next_creator(**kwargs)
+
+  with tf.variable_creator_scope(creator):
+    yield
+
+
+def worker_role(strategy):
+  """(index, count, is_chief) of this process among a multi-worker run's workers (the
+  chief is index 0); (0, 1, True) otherwise. As TF's convention: the "chief" task, or
+  worker 0 when the cluster has no chief."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+    return 0, 1, True
+  cluster = resolver.cluster_spec().as_dict()
+  chiefs, workers = len(cluster.get("chief", [])), len(cluster.get("worker", []))
+  task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+  index = task_id if task_type == "chief" else chiefs + task_id
+  return index, chiefs + workers, index == 0
+
+
+def shard_files(files, index, count):
+  """Worker `index` of `count` trains on every count-th file (disjoint, all covered); the
+  input pipeline's auto-sharding is then switched off (_datasets)."""
+  shard = list(files)[index::count]
+  if not shard:
+    raise TfcaeError(f"worker {index} of {count} gets no training images ({len(files)} "
+                     f"files for {count} workers)")
+  return shard
 
 
 class EpochCheckpoint(tf.keras.callbacks.Callback):
@@ -299,16 +366,39 @@ def split_files(train_images, val_images=""):
   return train_files, val_files
 
 
-def _datasets(config):
+def _datasets(config, worker=0, workers=1):
+  """(training, validation) datasets. With several workers each trains on its own shard
+  of the files (shard_files) and keeps the whole validation set, so tf.data's
+  auto-sharding is off; a TFDS dataset is sharded by tf.data (policy DATA, explicit)."""
+  options = tf.data.Options()
+  policy = tf.data.experimental.AutoShardPolicy
   if config.dataset:
-    return data.tfds_datasets(config.dataset, config.patch_size, config.batch_size,
-                              config.tfds_data_dir or None, seed=config.seed,
-                              max_val_batches=config.validation_batches)
+    options.experimental_distribute.auto_shard_policy = policy.DATA
+    train, val = data.tfds_datasets(config.dataset, config.patch_size, config.batch_size,
+                                    config.tfds_data_dir or None, seed=config.seed,
+                                    max_val_batches=config.validation_batches)
+    return train.with_options(options), val
+  if records.is_records_dir(config.train_images):  # written by bin/prepare_data
+    options.experimental_distribute.auto_shard_policy = policy.OFF  # shards dealt by hand
+    train = records.train_dataset(config.train_images, config.patch_size, config.batch_size,
+                                  config.seed + worker, worker, workers,
+                                  cache=config.cache_images)
+    val = (data.validation_dataset(data.image_files(config.val_images, "validation images"),
+                                   config.patch_size, config.batch_size,
+                                   config.validation_batches) if config.val_images else
+           records.validation_dataset(config.train_images, config.patch_size,
+                                      config.batch_size, config.validation_batches))
+    return train.with_options(options), val.with_options(options)
   train_files, val_files = split_files(config.train_images, config.val_images)
-  return (data.train_dataset(train_files, config.patch_size, config.batch_size, config.seed,
-                             cache=config.cache_images),
+  if workers > 1:
+    train_files = shard_files(train_files, worker, workers)
+    print(f"worker {worker} of {workers}: {len(train_files)} training images", flush=True)
+  options.experimental_distribute.auto_shard_policy = policy.OFF
+  return (data.train_dataset(train_files, config.patch_size, config.batch_size,
+                             config.seed + worker, cache=config.cache_images
+                             ).with_options(options),
           data.validation_dataset(val_files, config.patch_size, config.batch_size,
-                                  config.validation_batches))
+                                  config.validation_batches).with_options(options))
 
 
 def train(config: TrainConfig, model_fn=None):
@@ -317,43 +407,97 @@ def train(config: TrainConfig, model_fn=None):
   model_fn(objective) -> CompressionModel builds the model instead of the registry (for a
   model defined outside tfcae, e.g. bench/recipe.py's TFC example arm)."""
   config.validate()
+  strategy = make_strategy(config)  # first: a multi-worker strategy must precede any op
+  worker, workers, chief = worker_role(strategy)
   model_dir = config.model_dir
-  run = RunDir(model_dir).create()
-  _check_resume_compatible(model_dir, config)
-  run.write_config(config)
+  run = RunDir(model_dir)
+  if chief:
+    run.create()
+    _check_resume_compatible(model_dir, config)
+    run.write_config(config)
+  # Only the chief writes into model_dir; other workers save their (identical) checkpoints
+  # and export into a temporary folder, removed at the end, since under
+  # MultiWorkerMirroredStrategy every worker must take part in saving.
+  out = run if chief else RunDir(tempfile.mkdtemp(prefix=f"tfcae-worker{worker}-")).create()
+  try:
+    return _train(config, model_fn, strategy, run, out, worker, workers)
+  finally:
+    if not chief:
+      shutil.rmtree(out.path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _scope(strategy):
+  # The default strategy's scope() breaks TFC's GDN build (its initial values cannot be
+  # lifted out of Keras' build graph), so only enter a scope for a real strategy.
+  with strategy.scope() if strategy else contextlib.nullcontext(), \
+      _plain_string_variables(strategy):
+    yield
+
+
+@contextlib.contextmanager
+def _precision(policy):
+  """Keras' global mixed-precision policy while the model is built (layers take it at
+  construction); restored afterwards, so that nothing else in the process inherits it."""
+  previous = tf.keras.mixed_precision.global_policy()
+  tf.keras.mixed_precision.set_global_policy(policy)
+  try:
+    yield
+  finally:
+    tf.keras.mixed_precision.set_global_policy(previous)
+
+
+def _compiled_model(config, model_fn, elapsed=None, init_from=""):
+  """The model with its objective, warm-started from `init_from` (before compile: hooks
+  such as double descent size themselves on the starting weights when built), compiled,
+  the optimizer's slots created (so that a checkpoint restores them immediately)."""
+  objective = build_objective(config)
+  model = (model_fn(objective) if model_fn else
+           build_model(config.architecture(), objective=objective))
+  model.decoder_quantization = config.decoder_quantization
+  if init_from:
+    warm_start(model, init_from)
+  model.compile(optimizer=tf.keras.optimizers.Adam(
+      learning_rate_schedule(config, elapsed),
+      global_clipnorm=config.clip_gradient_norm or None), jit_compile=config.jit_compile)
+  model.optimizer.build(model.trainable_variables)
+  return model
+
+
+def _float32_copy(config, model_fn, strategy, checkpoint_path):
+  """A float32 model holding a mixed-precision run's final checkpoint (weights and
+  objective state): what is validated and exported, so that the SavedModel codes in
+  float32 whatever the training precision (variables are float32 under every policy)."""
+  with _scope(strategy), _precision("float32"):
+    model = _compiled_model(config, model_fn)
+  tf.train.Checkpoint(model=model).restore(checkpoint_path).expect_partial()
+  return model
+
+
+def _train(config, model_fn, strategy, run, out, worker, workers):
+  chief = out is run
   if config.check_numerics:
     tf.debugging.enable_check_numerics()
   tf.keras.utils.set_random_seed(config.seed)
 
-  train_ds, val_ds = _datasets(config)
-  strategy = make_strategy(config)
-  # The default strategy's scope() breaks TFC's GDN build (its initial values cannot be
-  # lifted out of Keras' build graph), so only enter a scope for a real strategy.
-  with strategy.scope() if strategy else contextlib.nullcontext():
-    objective = build_objective(config)
-    model = (model_fn(objective) if model_fn else
-             build_model(config.architecture(), objective=objective))
-    model.decoder_quantization = config.decoder_quantization
-    if config.init_from:
-      warm_start(model, config.init_from)
-    # Training time spent (for --time_budget_minutes; the schedule runs over it).
+  train_ds, val_ds = _datasets(config, worker, workers)
+  # Training time spent (for --time_budget_minutes; the schedule runs over it).
+  budget = config.time_budget_minutes * 60.
+  with _scope(strategy), _precision(config.precision):
     elapsed = tf.Variable(0., trainable=False, dtype=tf.float64, name="elapsed_seconds")
-    budget = config.time_budget_minutes * 60.
-    model.compile(optimizer=tf.keras.optimizers.Adam(
-        learning_rate_schedule(config, elapsed if budget else None),
-        global_clipnorm=config.clip_gradient_norm or None), jit_compile=config.jit_compile)
-    # Create the optimizer's slots now so the checkpoint restores them immediately.
-    model.optimizer.build(model.trainable_variables)
+    model = _compiled_model(config, model_fn, elapsed if budget else None, config.init_from)
     epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch,
                                    elapsed_seconds=elapsed)
-  manager = tf.train.CheckpointManager(checkpoint, run.checkpoint_dir, max_to_keep=3)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch.numpy())} of "
+  manager = tf.train.CheckpointManager(checkpoint, out.checkpoint_dir, max_to_keep=3)
+  latest = tf.train.latest_checkpoint(run.checkpoint_dir)  # every worker resumes the chief's
+  if latest:
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    print(f"Resuming from {latest} (epoch {int(epoch.numpy())} of "
           f"{config.epochs})", flush=True)
   else:
-    model.calibrate(next(iter(train_ds)))
+    # Every worker must calibrate alike: on the (unsharded) validation batch when several.
+    model.calibrate(next(iter(train_ds if workers == 1 else val_ds)))
   initial_epoch = int(epoch.numpy())
   for hook in model.objective.hooks:
     hook.set_validation_data(val_ds)
@@ -364,12 +508,14 @@ def train(config: TrainConfig, model_fn=None):
       ObjectiveEpochCallback(),
       Throughput(),
       EpochCheckpoint(manager, epoch),
-      tf.keras.callbacks.CSVLogger(run.history_path, append=True),
-      tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", write_graph=False,
-                                     profile_batch=0),
   ]
-  if config.image_summaries:
-    callbacks.append(ReconstructionImages(log_dir, next(iter(val_ds))[:2]))
+  if chief:  # logs: the chief's alone
+    callbacks += [
+        tf.keras.callbacks.CSVLogger(run.history_path, append=True),
+        tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch",
+                                       write_graph=False, profile_batch=0)]
+    if config.image_summaries:
+      callbacks.append(ReconstructionImages(log_dir, next(iter(val_ds))[:2]))
   time_budget = TimeBudget(budget, elapsed) if budget else None
   if time_budget:
     callbacks.insert(0, time_budget)  # before EpochCheckpoint sees the epoch's end
@@ -386,6 +532,8 @@ def train(config: TrainConfig, model_fn=None):
                        f"{manager.directory}")
   train_seconds = time.time() - start
 
+  if config.precision != "float32":
+    model = _float32_copy(config, model_fn, strategy, manager.latest_checkpoint)
   # Validation with the real quantizer and the coding tables (not the noisy proxy).
   model.prepare_for_compression()
   validation = model.evaluate(val_ds, verbose=0, return_dict=True)
@@ -394,7 +542,7 @@ def train(config: TrainConfig, model_fn=None):
       "objective": model.objective.get_config(),
       "fingerprint": model.fingerprint.numpy().hex(),
       "epochs_completed": int(epoch.numpy()),
-      "train": _final_training_logs(model_dir, history),
+      "train": _final_training_logs(out.path, history),
       "validation": {k: float(v) for k, v in validation.items()},
       "train_seconds_this_run": round(train_seconds, 1),
       "train_seconds": round(float(elapsed.numpy()), 1),  # all runs, batches only
@@ -406,10 +554,13 @@ def train(config: TrainConfig, model_fn=None):
   for item in model.objective.terms + model.objective.hooks:
     if hasattr(item, "summary"):
       state = summary.setdefault("objective_state", {})[item.name] = item.summary(validation)
-      for warning in state.get("warnings", []):
+      for warning in state.get("warnings", []) if chief else []:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-  export.export_model(model, model_dir, {"summary": SUMMARY_FILE})
-  run.write_summary(summary)
+  export.export_model(model, out.path, {"summary": SUMMARY_FILE})
+  if workers > 1:  # equal on every worker iff the weights and tables are (tests compare)
+    print(f"worker {worker} of {workers}: fingerprint {summary['fingerprint']}", flush=True)
+  if chief:
+    run.write_summary(summary)
   return summary
 
 

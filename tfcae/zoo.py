@@ -2,7 +2,7 @@
 
 Layout (CompressAI's zoo, as folders)::
 
-  zoo/<architecture>/<quality>/   saved_model.pb, variables/   the exported SavedModel
+  zoo/<family>/<quality>/         saved_model.pb, variables/   the exported SavedModel
                                   tfcae_export.json             architecture, fingerprint
                                   card.json                     the model card
 
@@ -12,11 +12,14 @@ SavedModel is loaded; its variables are also the warm-start weights (`restore_ke
 
   tfcae.zoo.list()                          every shipped model (cards)
   tfcae.zoo.load("factorized", quality=3)   a Codec (compress/decompress bytes)
+  tfcae.zoo.load("factorized-msssim", 3)    the MS-SSIM-optimised ladder
   tfcae.zoo.load(..., keras=True)           the Keras model, restored from the SavedModel
   tfcae.zoo.find(fingerprint)               the zoo model that wrote a file
   tfcae.zoo.codec_of(data)                  its Codec, from the file's bytes (bin/decompress)
 
-The zoo folder is the repository's `zoo/` (an editable install, as `make install` does),
+A family is a ladder: one architecture and one distortion at several λ (its folder name;
+"factorized" is MSE-optimised, "factorized-msssim" MS-SSIM-optimised, as CompressAI's
+`metric="ms-ssim"`). The zoo folder is the repository's `zoo/` (an editable install, as `make install` does),
 or $TFCAE_ZOO.
 """
 import json
@@ -37,71 +40,73 @@ def _read_card(path):
   with open(os.path.join(path, CARD), encoding="utf-8") as f:
     card = json.load(f)
   card["path"] = path
+  # The family is the folder (cards written before families existed lack the key).
+  card.setdefault("family", os.path.basename(os.path.dirname(path)))
   return card
 
 
 def list():  # noqa: A001  (the zoo API's name, as CompressAI's models list)
-  """Cards of every shipped model, sorted by architecture then quality."""
+  """Cards of every shipped model, sorted by family then quality."""
   base = root()
   cards = []
   if not os.path.isdir(base):
     return cards
-  for architecture in sorted(os.listdir(base)):
-    folder = os.path.join(base, architecture)
+  for family in sorted(os.listdir(base)):
+    folder = os.path.join(base, family)
     if not os.path.isdir(folder):
       continue
     for quality in os.listdir(folder):
       path = os.path.join(folder, quality)
       if quality.isdigit() and os.path.isfile(os.path.join(path, CARD)):
         cards.append(_read_card(path))
-  return sorted(cards, key=lambda c: (c["architecture"], int(c["quality"])))
+  return sorted(cards, key=lambda c: (c["family"], int(c["quality"])))
 
 
 def _available():
   qualities = {}
   for card in list():
-    qualities.setdefault(card["architecture"], []).append(str(card["quality"]))
+    qualities.setdefault(card["family"], []).append(str(card["quality"]))
   return "; ".join(f"{a} {','.join(q)}" for a, q in qualities.items()) or "none"
 
 
-def path(architecture, quality):
+def path(family, quality):
   """The folder of one zoo model; a one-line TfcaeError listing what exists otherwise."""
   try:
     quality = int(quality)
   except (TypeError, ValueError):
     raise TfcaeError(f"zoo quality must be an integer, got {quality!r}; available: "
                      f"{_available()}") from None
-  folder = os.path.join(root(), str(architecture), str(quality))
+  folder = os.path.join(root(), str(family), str(quality))
   if not os.path.isfile(os.path.join(folder, CARD)):
-    raise TfcaeError(f"no zoo model {architecture}/{quality}; available: {_available()}")
+    raise TfcaeError(f"no zoo model {family}/{quality}; available: {_available()}")
   return folder
 
 
-def qualities(architecture):
-  """The shipped qualities of an architecture; a one-line TfcaeError if there are none."""
-  found = [c["quality"] for c in list() if c["architecture"] == architecture]
+def qualities(family):
+  """The shipped qualities of a family; a one-line TfcaeError if there are none."""
+  found = [c["quality"] for c in list() if c["family"] == family]
   if not found:
-    raise TfcaeError(f"no zoo model {architecture}; available: {_available()}")
+    raise TfcaeError(f"no zoo model {family}; available: {_available()}")
   return found
 
 
-def card(architecture, quality):
-  return _read_card(path(architecture, quality))
+def card(family, quality):
+  return _read_card(path(family, quality))
 
 
 def parse_spec(spec):
-  """'zoo:factorized/3' -> ('factorized', 3); None if spec is not a zoo name."""
+  """'zoo:factorized/3' -> ('factorized', '3'); None if spec is not a zoo name."""
   if not spec.startswith(PREFIX):
     return None
   name, _, quality = spec[len(PREFIX):].partition("/")
   if not name or not quality:
-    raise TfcaeError(f"{spec!r}: expected zoo:<architecture>/<quality>; available: "
+    raise TfcaeError(f"{spec!r}: expected zoo:<family>/<quality>; available: "
                      f"{_available()}")
   return name, quality
 
 
 def resolve(spec):
-  """A model directory or a 'zoo:<architecture>/<quality>' name -> a model directory."""
+  """A model directory or a 'zoo:<family>/<quality>' name -> a model directory."""
   parsed = parse_spec(spec)
   return path(*parsed) if parsed else spec
 
@@ -137,10 +142,10 @@ def codec_of(data, name="the file"):
   return Codec(model_of(data, name))
 
 
-def load(architecture, quality, keras=False):
+def load(family, quality, keras=False):
   """A zoo model: a tfcae.codec.Codec, or with keras=True the trainable Keras model
   (weights, coding tables and fingerprint of the SavedModel)."""
-  folder = path(architecture, quality)
+  folder = path(family, quality)
   if keras:
     from tfcae.export import restore_keras
     return restore_keras(folder)

@@ -26,8 +26,15 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from tfcae import bitstream
+from tfcae import bitstream, safedecode
 from tfcae.objectives import StepContext, rate_distortion
+
+
+def to_float32(tensor):
+  """The tensor in float32 (itself if it is already): transforms under a mixed-precision
+  policy (--precision) compute in float16/bfloat16, while TFC's entropy models and every
+  loss term work in float32."""
+  return tf.cast(tensor, tf.float32)
 
 
 def edge_pad(image, height, width):
@@ -40,6 +47,15 @@ def edge_pad(image, height, width):
   pad_w = width - tf.shape(image)[2]
   image = tf.concat([image, tf.repeat(image[:, -1:], pad_h, axis=1)], axis=1)
   return tf.concat([image, tf.repeat(image[:, :, -1:], pad_w, axis=2)], axis=2)
+
+
+def batched_min_bytes(entropy_model, padded_shape, stride):
+  """safedecode.min_payload_bytes of the string of a batched (one row per channel)
+  entropy model's latents at `stride` of a padded_shape image."""
+  positions = (tf.cast(padded_shape[0] // stride, tf.float64) *
+               tf.cast(padded_shape[1] // stride, tf.float64))
+  bits = positions * tf.reduce_sum(safedecode.row_min_bits_tf(entropy_model.cdf))
+  return safedecode.min_payload_bytes(bits)
 
 
 class ObjectiveModel(tf.keras.Model):
@@ -84,8 +100,15 @@ class ObjectiveModel(tf.keras.Model):
       loss, logs = self.objective(ctx)
       # Optimizers sum gradients over replicas; scale so the step is that of the global mean.
       scaled_loss = loss / replicas
+      # float16 transforms (--precision=mixed_float16): Keras wraps the optimizer in a
+      # LossScaleOptimizer, whose loss scaling keeps small gradients from underflowing.
+      loss_scale = isinstance(self.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+      if loss_scale:
+        scaled_loss = self.optimizer.get_scaled_loss(scaled_loss)
     variables = self.trainable_variables
     gradients = tape.gradient(scaled_loss, variables)
+    if loss_scale:
+      gradients = self.optimizer.get_unscaled_gradients(gradients)
     for hook in self.objective.hooks:
       gradients = hook.transform_gradients(self, gradients, variables)
     self.optimizer.apply_gradients(zip(gradients, variables))
@@ -228,11 +251,35 @@ class CompressionModel(ObjectiveModel):
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="bitstream")])
   def decompress(self, data):
-    """Scalar string (a tfcae file) -> uint8 [H, W, 3]; InvalidArgumentError if bad."""
+    """Scalar string (a tfcae file) -> uint8 [H, W, 3]; InvalidArgumentError if bad.
+    Images over bitstream.DEFAULT_MAX_PIXELS are refused (see decompress_limited)."""
+    return self._decompress(data, bitstream.DEFAULT_MAX_PIXELS)
+
+  @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="bitstream"),
+                                tf.TensorSpec([], tf.int64, name="max_pixels")])
+  def decompress_limited(self, data, max_pixels):
+    """`decompress` with the largest image size it accepts, in pixels (0: no limit)."""
+    return self._decompress(data, max_pixels)
+
+  def _decompress(self, data, max_pixels):
     height, width, strings, index_check = bitstream.parse_tf(data, self.fingerprint,
-                                                             self.num_strings)
-    x_hat = self._decompress_latents(strings, self.padded_shape(height, width), index_check)
+                                                             self.num_strings, max_pixels)
+    padded_shape = self.padded_shape(height, width)
+    # Before any latent tensor exists: a payload shorter than the tables allow for this
+    # many symbols cannot be the image the header claims (issue 18).
+    minimum = self.min_payload_bytes(padded_shape)
+    checks = bitstream.require_in_order([
+        (tf.cast(tf.strings.length(string), tf.int64) >= least, safedecode.TOO_SHORT)
+        for string, least in zip(strings, minimum)])
+    with tf.control_dependencies(checks):
+      x_hat = self._decompress_latents([tf.identity(s) for s in strings], padded_shape,
+                                       index_check)
     return tf.saturate_cast(tf.round(x_hat[0, :height, :width]), tf.uint8)
+
+  def min_payload_bytes(self, padded_shape):
+    """The fewest bytes each string of a padded_shape image can have (int64 scalars,
+    safedecode.min_payload_bytes of the fewest bits its symbols cost)."""
+    raise NotImplementedError
 
   @tf.function(input_signature=[tf.TensorSpec([1, None, None, None], tf.int32, name="symbols"),
                                 tf.TensorSpec([], tf.int32, name="height"),

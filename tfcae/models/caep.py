@@ -28,7 +28,8 @@ quantizer, so what the decoder decodes at inference is round(E(x)), as in traini
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfcae.models.base import CompressionModel
+from tfcae import safedecode
+from tfcae.models.base import CompressionModel, batched_min_bytes, to_float32
 from tfcae.models.registry import ARCHITECTURES
 from tfcae.quantizers import stochastic_round
 
@@ -189,11 +190,12 @@ class CaepModel(CompressionModel):
   def _make_entropy_models(self, compression):
     return (tfc.ContinuousBatchedEntropyModel(self.prior, coding_rank=3,
                                               compression=compression,
-                                              offset_heuristic=False),)
+                                              offset_heuristic=False,
+                                              bottleneck_dtype=tf.float32),)
 
   def forward(self, x, training):
     (entropy_model,) = self.entropy_models()
-    y = self.analysis_transform(x, training=training)
+    y = to_float32(self.analysis_transform(x, training=training))
     y_hat = stochastic_round(y, training)
     # The prior sees y through stop_gradient: the Rate term fits the prior only (noisy
     # upper bound in training, information of round(y) = y_hat at inference).
@@ -211,5 +213,10 @@ class CaepModel(CompressionModel):
   def _decompress_latents(self, strings, padded_shape, index_check=None):
     y_shape = [padded_shape[0] // self.stride, padded_shape[1] // self.stride]
     (entropy_model,) = self.entropy_models()
-    y_hat = entropy_model.decompress(tf.reshape(strings[0], [1]), y_shape)
+    # TFC's decoder fed so that it cannot hang, and checked (issue 18; the same values).
+    y_hat = safedecode.decompress_batched(entropy_model, strings[0], y_shape)
     return self.synthesis_transform(y_hat, training=False)
+
+  def min_payload_bytes(self, padded_shape):
+    (entropy_model,) = self.entropy_models()
+    return [batched_min_bytes(entropy_model, padded_shape, self.stride)]

@@ -12,8 +12,8 @@ TF-MOT wraps them natively, and they convert to TFLite builtin ops.
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfcae import layers
-from tfcae.models.base import CompressionModel
+from tfcae import layers, safedecode
+from tfcae.models.base import CompressionModel, batched_min_bytes, to_float32
 from tfcae.models.registry import ARCHITECTURES
 
 
@@ -70,12 +70,14 @@ class FactorizedModel(CompressionModel):
     return list(self.analysis_transform.layers)
 
   def _make_entropy_models(self, compression):
+    # float32 whatever the Keras policy (--precision): the rate is computed in float32.
     return (tfc.ContinuousBatchedEntropyModel(self.prior, coding_rank=3,
-                                              compression=compression),)
+                                              compression=compression,
+                                              bottleneck_dtype=tf.float32),)
 
   def forward(self, x, training):
     (entropy_model,) = self.entropy_models()
-    y = self.analysis_transform(x)
+    y = to_float32(self.analysis_transform(x))
     y_hat, bits = entropy_model(y, training=training)
     if training and self.decoder_quantization == "mixed":
       y_hat = entropy_model.quantize(y)  # straight-through rounding (Minnen & Singh 2020)
@@ -105,5 +107,11 @@ class FactorizedModel(CompressionModel):
   def _decompress_latents(self, strings, padded_shape, index_check=None):
     y_shape = [padded_shape[0] // self.stride, padded_shape[1] // self.stride]
     (entropy_model,) = self.entropy_models()
-    y_hat = entropy_model.decompress(tf.reshape(strings[0], [1]), y_shape)
+    # TFC's decoder fed so that it cannot hang, and checked (issue 18; the same values).
+    y_hat = safedecode.decompress_batched(entropy_model, strings[0], y_shape)
     return self.synthesis_transform(y_hat)
+
+  def min_payload_bytes(self, padded_shape):
+    (entropy_model,) = self.entropy_models()
+    return [batched_min_bytes(entropy_model, padded_shape, self.stride)]
+

@@ -9,8 +9,8 @@ log-spaced table, used by `tfc.LocationScaleIndexedEntropyModel`. Total stride 6
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfcae import bitstream, layers
-from tfcae.models.base import CompressionModel
+from tfcae import bitstream, layers, safedecode
+from tfcae.models.base import CompressionModel, batched_min_bytes, to_float32
 from tfcae.models.integer import IntegerHyperSynthesis
 from tfcae.models.registry import ARCHITECTURES
 
@@ -119,16 +119,19 @@ class HyperpriorModel(CompressionModel):
     return list(self.analysis_transform.layers) + list(self.hyper_analysis_transform.layers)
 
   def _make_entropy_models(self, compression):
+    # float32 whatever the Keras policy (--precision): the rate is computed in float32.
     latent = tfc.LocationScaleIndexedEntropyModel(
-        tfc.NoisyNormal, NUM_SCALES, _scale_fn, coding_rank=3, compression=compression)
+        tfc.NoisyNormal, NUM_SCALES, _scale_fn, coding_rank=3, compression=compression,
+        bottleneck_dtype=tf.float32)
     side = tfc.ContinuousBatchedEntropyModel(self.hyperprior, coding_rank=3,
-                                             compression=compression)
+                                             compression=compression,
+                                             bottleneck_dtype=tf.float32)
     return latent, side
 
   def forward(self, x, training):
     latent_model, side_model = self.entropy_models()
-    y = self.analysis_transform(x)
-    z = self.hyper_analysis_transform(abs(y))
+    y = to_float32(self.analysis_transform(x))
+    z = to_float32(self.hyper_analysis_transform(abs(y)))
     z_hat, side_bits = side_model(z, training=training)
     mixed = training and self.decoder_quantization == "mixed"
     if mixed or self.integer_hyper_synthesis:
@@ -136,6 +139,7 @@ class HyperpriorModel(CompressionModel):
       # hyper-synthesis sees the integer symbols it will see in coding.
       z_hat = side_model.quantize(z)
     mean, indexes = self._mean_and_indexes(z_hat, side_model)
+    mean, indexes = (None if mean is None else to_float32(mean)), to_float32(indexes)
     y_hat, bits = latent_model(y, indexes, loc=mean, training=training)
     if mixed:
       y_hat = latent_model.quantize(y, loc=mean)
@@ -209,7 +213,8 @@ class HyperpriorModel(CompressionModel):
                           index_check=bitstream.NO_INDEX_CHECK):
     latent_model, side_model = self.entropy_models()
     z_shape = [padded_shape[0] // self.stride, padded_shape[1] // self.stride]
-    z_hat = side_model.decompress(tf.reshape(strings[1], [1]), z_shape)
+    # TFC's decoders fed so that they cannot hang, and checked (issue 18; the same values).
+    z_hat = safedecode.decompress_batched(side_model, strings[1], z_shape)
     mean, indexes = self._mean_and_indexes(z_hat, side_model, exact=True)
     # Before range decoding: with one index decided differently from the encoder's, the
     # decoder would desynchronise and write garbage (or not terminate). Version-1 files
@@ -217,9 +222,28 @@ class HyperpriorModel(CompressionModel):
     recorded = tf.cast(index_check, tf.int64)
     same = tf.logical_or(tf.equal(recorded, bitstream.NO_INDEX_CHECK),
                          tf.equal(self.index_check(indexes), recorded))
-    with tf.control_dependencies([bitstream.require(same, bitstream.PLATFORM_MISMATCH)]):
-      y_hat = latent_model.decompress(tf.reshape(strings[0], [1]), indexes, loc=mean)
+    # With the indexes known, the bound on the latents' string is exact per element.
+    flat = latent_model._flatten_indexes(latent_model._normalize_indexes(indexes))
+    bits = tf.reduce_sum(tf.gather(safedecode.row_min_bits_tf(latent_model.cdf),
+                                   tf.reshape(flat, [-1])))
+    long_enough = (tf.cast(tf.strings.length(strings[0]), tf.int64) >=
+                   safedecode.min_payload_bytes(bits))
+    checks = bitstream.require_in_order([(same, bitstream.PLATFORM_MISMATCH),
+                                         (long_enough, safedecode.TOO_SHORT)])
+    with tf.control_dependencies(checks):
+      y_hat = safedecode.decompress_indexed(latent_model, strings[0], indexes, loc=mean)
     return self.synthesis_transform(y_hat)
+
+  def min_payload_bytes(self, padded_shape):
+    """y: every element at least the cheapest scale's cost (the indexes are not known
+    before z is decoded); z: its channels' rows."""
+    latent_model, side_model = self.entropy_models()
+    y_stride = self.stride // 4  # the hyper-analysis has two stride-2 convolutions
+    elements = (tf.cast(padded_shape[0] // y_stride, tf.float64) *
+                tf.cast(padded_shape[1] // y_stride, tf.float64) * self.latent_channels)
+    y_bits = elements * tf.reduce_min(safedecode.row_min_bits_tf(latent_model.cdf))
+    return [safedecode.min_payload_bytes(y_bits),
+            batched_min_bytes(side_model, padded_shape, self.stride)]
 
 
 @ARCHITECTURES.register(settings=("num_filters", "latent_channels", "gdn", "hyper_filters"))
