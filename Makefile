@@ -50,7 +50,7 @@ quickstart: $(STAMP)
 	$(PY) bin/decompress --model_dir=$(DEMO_DIR) --input=$(DEMO_DIR)/kodim23.tfcae --output=$(DEMO_DIR)/kodim23.png
 	$(PY) bin/evaluate --model_dir=$(DEMO_DIR) --images='data/sample/eval/*.png' --output=$(DEMO_DIR)/eval.json
 
-# The zoo's ladder (tfcae/ladder.py): two trainings at a time, one core each; re-run to resume.
+# The zoo's ladder (tfcae/zoo/ladder.py): two trainings at a time, one core each; re-run to resume.
 ZOO_LADDER ?= factorized
 ZOO_IMAGES ?= ../shared/data/kodak/*.png
 zoo: $(STAMP)

@@ -22,9 +22,9 @@ INSTALL_REQUIRES = [
     "Pillow>=10",
     "pillow-heif>=0.16",
     "matplotlib>=3.7",
-    # Bjontegaard delta rates (tfcae.bdrate): the package CompressAI uses.
+    # Bjontegaard delta rates (tfcae.evaluation.bdrate): the package CompressAI uses.
     "bjontegaard>=1.3,<2",
-    "scipy>=1.9",  # tfcae.bdrate's pchip interpolation (also bjontegaard's)
+    "scipy>=1.9",  # tfcae.evaluation.bdrate's pchip interpolation (also bjontegaard's)
 ]
 
 setup(

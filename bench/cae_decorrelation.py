@@ -8,7 +8,7 @@
 For each trained model_dir (its latest checkpoint, rebuilt from train_config.json), each
 image is edge-padded to the model's stride and encoded to y = g_a(x) (before quantisation).
 Per image, the M latent channels are the features and the latent positions the samples:
-reported are Σ_{i≠j} C_ij² (the penalty, tfcae.objectives.decorrelation_penalty), the mean
+reported are Σ_{i≠j} C_ij² (the penalty, tfcae.methods.decorrelation.decorrelation_penalty), the mean
 |correlation coefficient| over channel pairs (scale free, unlike the penalty) and the
 latents' standard deviation, each averaged over the images. With --rd_results (bin/evaluate's
 JSON for the same model_dirs) the table also shows bpp, PSNR and MS-SSIM.
@@ -24,11 +24,11 @@ from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfcae import TfcaeError  # noqa: E402
-from tfcae.export import load_trained  # noqa: E402
-from tfcae.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
+from tfcae.io.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
+from tfcae.methods.decorrelation import decorrelation_penalty  # noqa: E402
 from tfcae.models import edge_pad  # noqa: E402
-from tfcae.objectives import decorrelation_penalty  # noqa: E402
-from tfcae.rundir import RunDir  # noqa: E402
+from tfcae.training.export import load_trained  # noqa: E402
+from tfcae.training.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_list("model_dirs", None, "Trained model directories (bin/train).")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images: folder, glob or list.")

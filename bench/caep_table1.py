@@ -5,7 +5,7 @@
       --images='../shared/data/kodak/*.png' --output=docs/benchmark/caep_table1.json
 
 For each exported model: bpp from the .tfcae files' bytes, PSNR, SSIM and MS-SSIM of the
-decoded images (tfcae.codec, as bin/evaluate), and the fraction of zero entries of the
+decoded images (tfcae.deploy.codec, as bin/evaluate), and the fraction of zero entries of the
 quantized code round(E(x)) (from the model rebuilt from its last checkpoint). JPEG
 (Pillow, 4:2:0) is swept on the same images for the SSIM/MS-SSIM-vs-bpp comparison and
 interpolated (in log-bpp) at each model's rate. Prints the table beside the paper's.
@@ -19,11 +19,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfcae import classical, metrics  # noqa: E402
-from tfcae.bdrate import value_at_rate  # noqa: E402
-from tfcae.codec import Codec  # noqa: E402
-from tfcae.export import load_trained  # noqa: E402
-from tfcae.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
+from tfcae.deploy.codec import Codec  # noqa: E402
+from tfcae.evaluation import classical  # noqa: E402
+from tfcae.evaluation.bdrate import value_at_rate  # noqa: E402
+from tfcae.io.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
+from tfcae.objectives import metrics
+from tfcae.training.export import load_trained  # noqa: E402
 
 flags.DEFINE_string("baseline", None, "Model dir of the model trained without pruning.")
 flags.DEFINE_string("admm", None, "Model dir of the same model trained with ADMM pruning.")

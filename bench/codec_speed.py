@@ -18,10 +18,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfcae.codec import Codec  # noqa: E402
-from tfcae.export import load_trained  # noqa: E402
-from tfcae.fileio import expand_images, load_rgb_image  # noqa: E402
-from tfcae.timing import seconds_per_call  # noqa: E402
+from tfcae.deploy.codec import Codec  # noqa: E402
+from tfcae.deploy.timing import seconds_per_call  # noqa: E402
+from tfcae.io.fileio import expand_images, load_rgb_image  # noqa: E402
+from tfcae.training.export import load_trained  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "A trained and exported model directory.")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images.")

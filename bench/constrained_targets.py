@@ -5,7 +5,7 @@
 Two settings, each first trained with the β objective R + β·D (the reference), then with
 `--objective=dco` at distortion targets 30 % above and 20 % below the reference's
 validation MSE, and `--objective=rco` at rate targets 30 % above and 20 % below its
-validation bpp — every multiplier setting left at its default (tfcae.dco's auto rule):
+validation bpp — every multiplier setting left at its default (tfcae.methods.dco's auto rule):
 
 - scratch: configs/quickstart.cfg (1,500 steps from scratch on the shipped images);
 - warm:    2,000 steps from zoo:factorized/1 on BSDS500, configs/dco_cpu.cfg's recipe
@@ -25,9 +25,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from absl import app, flags  # noqa: E402
 
-from tfcae import jobs  # noqa: E402
-from tfcae.fileio import atomic_write_json  # noqa: E402
-from tfcae.rundir import RunDir  # noqa: E402
+from tfcae.io.fileio import atomic_write_json  # noqa: E402
+from tfcae.training import jobs  # noqa: E402
+from tfcae.training.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_string("runs_dir", "runs/targets", "Where the runs go.")
 flags.DEFINE_list("settings", ["scratch", "warm"], "Which settings to run.")

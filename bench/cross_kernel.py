@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The kernel-switch experiment of issue 16: files written with TensorFlow's oneDNN
-kernels on, read with them off (tfcae.crossplatform), on Kodak.
+kernels on, read with them off (tfcae.deploy.crossplatform), on Kodak.
 
   .venv/bin/python bench/cross_kernel.py --model_dir=runs/qs_hyperprior \
       --images='../shared/data/kodak/*.png' --output=docs/benchmark/cross_kernel.json
@@ -21,8 +21,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from absl import app, flags  # noqa: E402
 
-from tfcae import crossplatform  # noqa: E402
-from tfcae.fileio import expand_images  # noqa: E402
+from tfcae.deploy import crossplatform  # noqa: E402
+from tfcae.io.fileio import expand_images  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Exported model.")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images.")

@@ -7,7 +7,7 @@
 
 Trains one short CPU model per D-CO target and multiplier signal (`train`: the paper's
 dual ascent on training batches, runs dco_c<T>; `validation`: on held-out batches with the
-real quantizer, runs dcoval_c<T>; see tfcae.dco.DualAscent), per β (the codec core's
+real quantizer, runs dcoval_c<T>; see tfcae.methods.dco.DualAscent), per β (the codec core's
 R + λ·D) and per hinge target, all with configs/dco_cpu.cfg's settings (the objective
 flags are overridden per run), two at a time; a run whose summary.json exists is not
 trained again. Then reports, per run, the final validation MSE (real quantizer) against
@@ -28,9 +28,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from absl import app, flags  # noqa: E402
 
-from tfcae import plotting  # noqa: E402
-from tfcae.fileio import atomic_write_json  # noqa: E402
-from tfcae.rundir import RunDir  # noqa: E402
+from tfcae.evaluation import plotting  # noqa: E402
+from tfcae.io.fileio import atomic_write_json  # noqa: E402
+from tfcae.training.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_string("config", "configs/dco_cpu.cfg", "Shared flagfile of every run.")
 flags.DEFINE_list("targets", ["300", "330", "360", "420"], "D-CO MSE targets c_D.")
@@ -86,9 +86,9 @@ def last_epoch(model_dir):
 def test_point(model_dir, paths):
   """Mean MSE (8-bit decoded, 0..255) and mean bpp (file bytes) over `paths`."""
   import numpy as np
-  from tfcae import metrics
-  from tfcae.codec import Codec
-  from tfcae.fileio import load_rgb_image
+  from tfcae.deploy.codec import Codec
+  from tfcae.io.fileio import load_rgb_image
+  from tfcae.objectives import metrics
   codec = Codec(model_dir)
   mse, bpp = [], []
   for path in paths:

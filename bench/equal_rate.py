@@ -15,9 +15,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfcae.bdrate import quality_at_rate  # noqa: E402
-from tfcae.metrics import ms_ssim_db  # noqa: E402
-from tfcae.results import read_results  # noqa: E402
+from tfcae.evaluation.bdrate import quality_at_rate  # noqa: E402
+from tfcae.evaluation.results import read_results  # noqa: E402
+from tfcae.objectives.metrics import ms_ssim_db  # noqa: E402
 
 flags.DEFINE_string("results", None, "Results JSON of the curve to place.")
 flags.DEFINE_string("anchor", "docs/benchmark/jpeg.json", "Results JSON of the anchor codec.")

@@ -9,7 +9,7 @@ Every case is a tfcae file made from --file: each header field and the payload m
 (bit flips, cuts, extensions, zeros, random bytes, sizes up to 2^32-1, other versions,
 string counts and fingerprints), with the lengths and the CRC-32 made consistent again
 unless the mutation is about them, plus short and foreign files; then the files of
---corpus. Each runs through tfcae.codec.Codec.decompress (what bin/decompress runs) and,
+--corpus. Each runs through tfcae.deploy.codec.Codec.decompress (what bin/decompress runs) and,
 with --signature, the SavedModel's `decompress` signature, in a worker thread under a
 watchdog: a call that has not returned after --timeout seconds is a hang, a resident set
 above --max_rss_mb is a memory failure; both end the run (a stuck TensorFlow kernel
@@ -59,7 +59,7 @@ def raw_file(magic, version, fingerprint, height, width, strings, index_check=No
 
 def mutations(seed_bytes, rng):
   """An endless stream of (name, file bytes) mutated from a valid file."""
-  from tfcae import bitstream
+  from tfcae.io import bitstream
   base = bitstream.parse(seed_bytes)
   strings = list(base.strings)
   fields = dict(magic=bitstream.MAGIC, version=base.version, fingerprint=base.fingerprint,
@@ -155,7 +155,7 @@ def classify(result, refusal):
   if error is None:
     return "decoded", ""
   if isinstance(error, refusal):
-    from tfcae.codec import graph_error_message
+    from tfcae.deploy.codec import graph_error_message
     return "refused", (graph_error_message(error) if hasattr(error, "message")
                        else str(error))[:200]
   return "traceback", f"{error.__class__.__name__}: {str(error)[:200]}"
@@ -166,7 +166,7 @@ def fuzz(model_dir, seed_file, cases, seed=0, corpus=None, signature=False, time
   """Runs the cases; returns the summary dict (see the module docstring)."""
   import tensorflow as tf
   from tfcae import TfcaeError
-  from tfcae.codec import Codec
+  from tfcae.deploy.codec import Codec
   codec = Codec(model_dir)
   with open(seed_file, "rb") as f:
     seed_bytes = f.read()

@@ -10,8 +10,8 @@ flatbuffer. Writes docs/benchmark/int8_symbols.json.
 Both are calibrated on the same crops (2 random 256² crops of each --representative_images
 image). Symbols: round(y − o) of the whole padded image, every element counted. Quality:
 mean bpp (file bytes) and PSNR of every image through the flatbuffer, host-side coding
-and the SavedModel's decompress (tfcae.tflite.host_coding_quality).
-  tfcae int8        bin/export --quantize=int8 (tfcae.qat: fixed step-1 symbol output).
+and the SavedModel's decompress (tfcae.deploy.tflite.host_coding_quality).
+  tfcae int8        bin/export --quantize=int8 (tfcae.deploy.qat: fixed step-1 symbol output).
   converter PTQ     TFLiteConverter with a representative dataset on the float encoder
                     function (the latent is quantised per tensor with step range/255).
 """
@@ -25,8 +25,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfcae import tflite  # noqa: E402
-from tfcae.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
+from tfcae.deploy import tflite  # noqa: E402
+from tfcae.io.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "An exported model (bin/train output).")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images compared.")
@@ -37,7 +37,7 @@ FLAGS = flags.FLAGS
 
 
 def converter_ptq(model, encoder, representative):
-  """The TFLite converter's full-integer PTQ of the float encoder function (the pre-tfcae.qat
+  """The TFLite converter's full-integer PTQ of the float encoder function (the pre-tfcae.deploy.qat
   int8 export, kept here as the baseline)."""
   function = tflite.encoder_function(model, encoder)
   converter = tf.lite.TFLiteConverter.from_concrete_functions(

@@ -10,7 +10,7 @@ as it is, `integer` replaces its hyper-synthesis by the integer network of
 tfcae/models/integer.py (Ballé et al. 2019; --integer_hyper_synthesis, initialised from
 the float weights). Same data, steps, optimizer and learning rate, so the difference is
 the integer network's. A third arm, `ptq`, is the float arm converted without training
-(tfcae.training.convert_to_integer_hyper_synthesis: its steps calibrated on one training
+(tfcae.training.loop.convert_to_integer_hyper_synthesis: its steps calibrated on one training
 batch): the same transforms as `float`, so the same pixels, and only the rate differs.
 All arms are scored on Kodak from real files; printed and written to --output: the BD-rate
 of each integer arm against `float` (PSNR and MS-SSIM), the rate change at each λ (and
@@ -18,7 +18,7 @@ their geometric mean, which needs no curve fit: undertrained bases give curves t
 for one), and the decode times; the curves are CompressAI-style results files beside it
 (<output>_<arm>.json).
 
-Jobs run two at a time, each pinned to one core (tfcae.jobs), and resume or skip when
+Jobs run two at a time, each pinned to one core (tfcae.training.jobs), and resume or skip when
 re-run. The decode time is measured apart (`--stages=time`, after the training, alone):
 the float and the integer model of each λ decode the same files in turn, one thread
 each, on --timing_images, median of --timing_repeats rounds.
@@ -39,9 +39,9 @@ sys.path.insert(0, ROOT)
 import tensorflow as tf  # noqa: E402,F401  (before app.run: see tfcae/cli.py)
 from absl import app, flags  # noqa: E402
 
-from tfcae import jobs  # noqa: E402
-from tfcae.fileio import atomic_write_json, expand_images  # noqa: E402
-from tfcae.rundir import RunDir  # noqa: E402
+from tfcae.io.fileio import atomic_write_json, expand_images  # noqa: E402
+from tfcae.training import jobs  # noqa: E402
+from tfcae.training.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_list("lambdas", ["0.0035", "0.0067", "0.013", "0.025"], "λ of the ladder.")
 flags.DEFINE_string("flagfile_base", "configs/hyperprior_cpu.cfg", "Recipe of the bases.")
@@ -116,8 +116,9 @@ def _read_summary():
 
 def convert():
   """The `ptq` arm: each float arm's hyper-synthesis made integer, no training."""
-  from tfcae import data, training
-  from tfcae.export import export_model
+  from tfcae.data import images as data
+  from tfcae.training import loop as training
+  from tfcae.training.export import export_model
   # The training data and crops the float arms used, from their own run configs.
   config = RunDir(_run_dirs("float")[0]).read_config()
   files, _ = training.split_files(config.train_images, config.val_images)
@@ -128,8 +129,9 @@ def convert():
 
 
 def evaluate():
-  from tfcae import bdrate, evaluation
-  from tfcae.results import write_results
+  from tfcae.evaluation import bdrate
+  from tfcae.evaluation import rd as evaluation
+  from tfcae.evaluation.results import write_results
   images = expand_images(FLAGS.images)
   stem = os.path.splitext(FLAGS.output)[0]
   curves = {}
@@ -177,9 +179,9 @@ def evaluate():
 def time_decoding():
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
-  from tfcae import timing
-  from tfcae.codec import Codec
-  from tfcae.fileio import load_rgb_image
+  from tfcae.deploy import timing
+  from tfcae.deploy.codec import Codec
+  from tfcae.io.fileio import load_rgb_image
   images = [load_rgb_image(p) for p in expand_images(FLAGS.timing_images)]
   rows = {arm: [] for arm in EVALUATED}
   for i, lmbda in enumerate(FLAGS.lambdas):

@@ -39,8 +39,8 @@ flags.DEFINE_list("extra_results", [], "Further results JSON files (e.g. earlier
 
 def _sweep_to_file(codec, paths, out_path, progress):
   # Runs in a worker process; returns the path so the parent reads the JSON.
-  from tfcae import classical
-  from tfcae.results import write_results
+  from tfcae.evaluation import classical
+  from tfcae.evaluation.results import write_results
   start = time.perf_counter()
   results = classical.sweep(codec, paths, None, progress=progress)
   write_results(out_path, results)
@@ -74,8 +74,8 @@ def _run_codecs(codecs, paths, out_dir):
 
 
 def _markdown(results_list, table):
-  from tfcae import bdrate
-  from tfcae.metrics import ms_ssim_db
+  from tfcae.evaluation import bdrate
+  from tfcae.objectives.metrics import ms_ssim_db
   lines = ["| codec | setting | bpp | PSNR [dB] | MS-SSIM | MS-SSIM [dB] |",
            "|---|---|---|---|---|---|"]
   for res in results_list:
@@ -89,11 +89,9 @@ def _markdown(results_list, table):
 
 
 def run():
-  from tfcae import bdrate
-  from tfcae import classical
-  from tfcae import plotting
-  from tfcae.fileio import atomic_write_bytes, atomic_write_json, expand_images
-  from tfcae.results import read_results, write_results
+  from tfcae.evaluation import bdrate, classical, plotting
+  from tfcae.evaluation.results import read_results, write_results
+  from tfcae.io.fileio import atomic_write_bytes, atomic_write_json, expand_images
   paths = expand_images(FLAGS.images)
   if not paths:
     raise TfcaeError(f"no images match {FLAGS.images!r}")
@@ -111,9 +109,9 @@ def run():
   model_dirs = [d.strip() for d in FLAGS.model_dirs.split(",") if d.strip()]
   if model_dirs:
     try:
-      from tfcae.evaluation import evaluate_model_dirs
+      from tfcae.evaluation.rd import evaluate_model_dirs
     except ImportError as e:
-      print(f"skipping --model_dirs: tfcae.evaluation is not available ({e})", flush=True)
+      print(f"skipping --model_dirs: tfcae.evaluation.rd is not available ({e})", flush=True)
     else:
       models = evaluate_model_dirs(model_dirs, paths, name=FLAGS.model_name)
       write_results(os.path.join(out_dir, f"{models['name']}.json"), models)

@@ -4,7 +4,7 @@
   .venv/bin/python bench/mnist_decorrelation.py --mnist_dir=../shared/data/mnist \\
       --epochs=100 --workers=2 --threads=1 --runs_dir=runs/mnist100   # ≈ 76 min, 2 cores
 
-Protocol (tfcae.mnist): for each bottleneck n in --bottlenecks, the standard loss (BCE) and
+Protocol (tfcae.training.mnist): for each bottleneck n in --bottlenecks, the standard loss (BCE) and
 BCE + α·Σ_{i≠j} C_ij²; α is chosen from --alphas by the validation RMSE (the last 10k
 training images) of seed 0; then both losses are trained with every seed and the TEST RMSE
 is reported as mean ± std (population std, numpy's default) over seeds. Each run is a
@@ -25,9 +25,10 @@ import tensorflow as tf  # noqa: E402  (before absl's app.run; see tfcae.cli.run
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfcae import mnist  # noqa: E402
-from tfcae.fileio import atomic_write_json  # noqa: E402
-from tfcae.rundir import RunDir  # noqa: E402
+from tfcae.evaluation import plotting  # noqa: E402
+from tfcae.io.fileio import atomic_write_json  # noqa: E402
+from tfcae.training import mnist  # noqa: E402
+from tfcae.training.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_string("mnist_dir", "../shared/data/mnist", "Folder of the MNIST IDX .gz files.")
 flags.DEFINE_bool("use_tfds", False, "Read a prepared TFDS 'mnist' instead.")
@@ -161,7 +162,7 @@ def main(argv):
       corr = np.corrcoef(codes, rowvar=False)[0, 1]
       panels.append((f"{label}\ntest RMSE {mnist.rmse(model, test_x):.4f}, "
                      f"corr(y₁, y₂) = {corr:+.3f}", codes))
-    mnist.plot_embeddings(panels, test_labels, FLAGS.plot)
+    plotting.plot_embeddings(panels, test_labels, FLAGS.plot)
     print(f"wrote {FLAGS.plot}")
   atomic_write_json(FLAGS.output, {
       "what": "Laakom et al. Table 1 on MNIST: test RMSE, standard loss vs + decorrelation",

@@ -6,7 +6,7 @@
 
 The three analysis kernels of `tfcae.models.factorized` with num_filters=128 —
 [9,9,3,128], [5,5,128,128], [5,5,128,128] — are projected by each constraint of
-`tfcae.constraints` (ℓ1; bilevel ℓ1,1; exact and bilevel ℓ1,∞) under each grouping, in a
+`tfcae.methods.constraints` (ℓ1; bilevel ℓ1,1; exact and bilevel ℓ1,∞) under each grouping, in a
 `tf.function` (as Keras runs constraints inside the train step), after one warm-up call.
 Kernels are Gaussian with per-filter and per-position scales (so groups differ in norm, as
 in trained kernels) and lie outside the ball (`relative_radius` < 1), so every call does
@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfcae import constraints  # noqa: E402
-from tfcae.timing import seconds_per_call  # noqa: E402
+from tfcae.deploy.timing import seconds_per_call  # noqa: E402
+from tfcae.methods import constraints  # noqa: E402
 
 flags.DEFINE_integer("repeats", 20, "Timed calls per (kernel, method); the median counts.")
 flags.DEFINE_float("relative_radius", 0.3, "Radius as a fraction of each kernel's norm.")

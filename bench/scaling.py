@@ -28,8 +28,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from absl import app, flags  # noqa: E402
 
-from tfcae import jobs  # noqa: E402
-from tfcae.fileio import atomic_write_json  # noqa: E402
+from tfcae.io.fileio import atomic_write_json  # noqa: E402
+from tfcae.training import jobs  # noqa: E402
 
 flags.DEFINE_string("out", "runs/scaling", "Where the runs go (removed and rewritten).")
 flags.DEFINE_string("train_images", "../shared/data/train", "Training images.")

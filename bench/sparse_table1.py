@@ -9,12 +9,12 @@ runs/factorized_cpu21k_l0.03,runs/factorized_cpu21k_l0.06 \
       --sparse='l11=runs/dd_l11_l0.01,l1=runs/dd_l1_l0.01' \
       --images='/work/shared/data/kodak/*.png' --output=docs/benchmark/sparse_table1
 
-For every sparse model (a bin/train directory; see tfcae.export.load_trained):
-  * S, MACC reduction, memory reduction: `tfcae.accounting.analyze` (encoder = analysis
+For every sparse model (a bin/train directory; see tfcae.training.export.load_trained):
+  * S, MACC reduction, memory reduction: `tfcae.analysis.accounting.analyze` (encoder = analysis
     transform; memory "sparse" = float32 non-zeros + 1-bit map, "reduced" = the kept
     parameters of the channel-reduced encoder as dense float32);
   * bpp (real file bytes) and PSNR (RGB, mean over images) on the images, coding with the
-    channel-REDUCED encoder (`tfcae.reduction.ReducedCompressor`); every file is compared
+    channel-REDUCED encoder (`tfcae.deploy.reduction.ReducedCompressor`); every file is compared
     byte for byte with the unreduced model's `compress` (column "same bits");
   * ΔPSNR at matched bpp: the dense reference curve's PSNR at the sparse model's bpp
     (PCHIP in log-bpp through the reference points) minus the sparse model's PSNR;
@@ -22,10 +22,10 @@ For every sparse model (a bin/train directory; see tfcae.export.load_trained):
     images, against the reference with the same λ (train_config.json `lmbda`);
   * encoder latency: median of --latency_runs calls of the analysis transform, dense vs
     reduced (calls interleaved, so both see the same background load:
-    `tfcae.timing.interleaved_seconds`), on the first image (768×512 for Kodak), at 1 and
+    `tfcae.deploy.timing.interleaved_seconds`), on the first image (768×512 for Kodak), at 1 and
     2 threads, each thread count in its own process (TensorFlow's thread pools are fixed
     at start-up); TF (tf.function) and TFLite (XNNPACK delegate; the device encoders of
-    `tfcae.tflite.convert`, as bin/export writes them: symbols round(y − o) out).
+    `tfcae.deploy.tflite.convert`, as bin/export writes them: symbols round(y − o) out).
 
 `--prune_from=DIR --prune_to=DIR --prune=KIND:FRACTION` instead makes a sparse model
 WITHOUT retraining (for developing the benchmark before trained sparse models exist):
@@ -83,7 +83,7 @@ def _tf():
 
 
 def _lmbda(model_dir):
-  from tfcae.rundir import RunDir
+  from tfcae.training.rundir import RunDir
   run = RunDir(model_dir)
   if not os.path.exists(run.config_path):
     return None
@@ -96,9 +96,9 @@ def prune_model(source, target, spec):
   """One-off projection of a trained model's encoder kernels (no retraining)."""
   tf = _tf()
   import numpy as np
-  from tfcae import constraints
-  from tfcae.export import load_trained
-  from tfcae.rundir import RunDir
+  from tfcae.methods import constraints
+  from tfcae.training.export import load_trained
+  from tfcae.training.rundir import RunDir
   kind, fraction = spec.split(":")
   fraction = float(fraction)
   ball = {"filters": lambda: None,
@@ -139,11 +139,11 @@ def latency_worker(model_dir, threads, image_path, runs, tflite):
   tf = _tf()
   tf.config.threading.set_intra_op_parallelism_threads(threads)
   tf.config.threading.set_inter_op_parallelism_threads(1)
-  from tfcae import reduction, timing
-  from tfcae import tflite as tfl
-  from tfcae.export import load_trained
-  from tfcae.fileio import load_rgb_image
+  from tfcae.deploy import reduction, timing
+  from tfcae.deploy import tflite as tfl
+  from tfcae.io.fileio import load_rgb_image
   from tfcae.models import edge_pad
+  from tfcae.training.export import load_trained
   model = load_trained(model_dir, for_compression=False)
   image = load_rgb_image(image_path)
   x = tf.cast(image, tf.float32)[None]
@@ -191,9 +191,10 @@ def evaluate(model_dir, paths, reduce):
   """bpp, PSNR, MSE over the images; with `reduce`, coded by the reduced encoder."""
   tf = _tf()
   import numpy as np
-  from tfcae import metrics, reduction
-  from tfcae.export import load_trained
-  from tfcae.fileio import load_rgb_image
+  from tfcae.deploy import reduction
+  from tfcae.io.fileio import load_rgb_image
+  from tfcae.objectives import metrics
+  from tfcae.training.export import load_trained
   model = load_trained(model_dir)
   compressor = reduction.ReducedCompressor(model) if reduce else None
   rows = []
@@ -222,7 +223,7 @@ def evaluate(model_dir, paths, reduce):
 def psnr_at(reference, bpp):
   """PSNR of the dense curve at `bpp` (PCHIP in log-bpp); None outside its range."""
   import math
-  from tfcae.bdrate import value_at_rate
+  from tfcae.evaluation.bdrate import value_at_rate
   value = value_at_rate([r["bpp"] for r in reference], [r["psnr"] for r in reference], bpp,
                         "pchip")
   return None if math.isnan(value) else value
@@ -262,16 +263,16 @@ def markdown(results):
 def main(argv):
   del argv
   if FLAGS.latency_worker:
-    from tfcae.fileio import expand_images
+    from tfcae.io.fileio import expand_images
     latency_worker(FLAGS.latency_worker, FLAGS.worker_threads,
                    expand_images(FLAGS.images)[0], FLAGS.latency_runs, FLAGS.tflite)
     return
   if FLAGS.prune_from:
     print(prune_model(FLAGS.prune_from, FLAGS.prune_to, FLAGS.prune))
     return
-  from tfcae import accounting
-  from tfcae.export import load_trained
-  from tfcae.fileio import expand_images
+  from tfcae.analysis import accounting
+  from tfcae.io.fileio import expand_images
+  from tfcae.training.export import load_trained
   paths = expand_images(FLAGS.images)
   if FLAGS.max_images:
     paths = paths[:FLAGS.max_images]

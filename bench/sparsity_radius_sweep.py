@@ -13,8 +13,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
-from tfcae.export import load_trained  # noqa: E402
-from tfcae.sparsity import make_constraint  # noqa: E402
+from tfcae.methods.double_descent import make_constraint  # noqa: E402
+from tfcae.training.export import load_trained  # noqa: E402
 
 SWEEP = [("l1", "output_filters"), ("l11", "output_filters"), ("l1inf", "kernel_positions"),
          ("l1inf", "output_filters")]

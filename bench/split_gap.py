@@ -11,7 +11,7 @@ trained model, the mean MSE (0..255) and its standard error on
   - the centre crops of the held-out images (what bin/train's validation reports),
 each with the noisy quantisation proxy (training=True) and with rounding (training=False)
 on the same batches, so that the quantiser's share of a train/validation gap is told apart
-from the images'. The split is bin/train's (tfcae.training.split_files). Prints a markdown
+from the images'. The split is bin/train's (tfcae.training.loop.split_files). Prints a markdown
 table; --output writes JSON.
 """
 import os
@@ -23,11 +23,11 @@ import tensorflow as tf  # noqa: E402  (before absl's app.run; see tfcae.cli.run
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfcae import data  # noqa: E402
-from tfcae.export import load_trained  # noqa: E402
-from tfcae.fileio import atomic_write_json  # noqa: E402
-from tfcae.rundir import RunDir  # noqa: E402
-from tfcae.training import split_files  # noqa: E402
+from tfcae.data import images as data  # noqa: E402
+from tfcae.io.fileio import atomic_write_json  # noqa: E402
+from tfcae.training.export import load_trained  # noqa: E402
+from tfcae.training.loop import split_files  # noqa: E402
+from tfcae.training.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Trained model directory (bin/train).")
 flags.DEFINE_string("train_images", "../shared/data/train", "bin/train's --train_images.")

@@ -25,10 +25,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfcae import accounting, tflite, timing  # noqa: E402
-from tfcae.export import load_trained  # noqa: E402
-from tfcae.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
-from tfcae.rundir import RunDir  # noqa: E402
+from tfcae.analysis import accounting  # noqa: E402
+from tfcae.deploy import tflite, timing
+from tfcae.io.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
+from tfcae.training.export import load_trained  # noqa: E402
+from tfcae.training.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_string("model_dirs", None, "Comma-separated model directories.")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images.")

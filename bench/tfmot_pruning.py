@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402,F401
 from absl import app, flags  # noqa: E402
 
-from tfcae import pruning  # noqa: E402
+from tfcae.deploy import pruning  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Trained, exported model to prune.")
 flags.DEFINE_string("out_dir", None, "Where to write the pruned model_dir.")

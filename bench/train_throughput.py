@@ -3,7 +3,7 @@
 
   .venv/bin/python bench/train_throughput.py [--steps=40] [--images=data/sample/train]
 
-Runs tfcae.training.train (the code path of bin/train) for two epochs per setting and
+Runs tfcae.training.loop.train (the code path of bin/train) for two epochs per setting and
 reports the second epoch's steps/s (the first includes tracing). Prints a markdown table
 for docs/results.md.
 """
@@ -16,9 +16,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402,F401  (before absl's app.run; see tfcae.cli.run)
 from absl import app, flags  # noqa: E402
 
-from tfcae import training  # noqa: E402
-from tfcae.config import TrainConfig  # noqa: E402
-from tfcae.rundir import RunDir  # noqa: E402
+from tfcae.training import loop as training  # noqa: E402
+from tfcae.training.config import TrainConfig  # noqa: E402
+from tfcae.training.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_integer("steps", 40, "Steps per epoch (two epochs per setting).")
 flags.DEFINE_string("images", "data/sample/train", "Training images.")

@@ -15,7 +15,7 @@ SAMPLE_EVAL = os.path.join(REPO, "data", "sample", "eval")
 
 
 def tiny_config(model_dir, model="factorized", **overrides):
-  from tfcae.config import TrainConfig
+  from tfcae.training.config import TrainConfig
   settings = dict(model_dir=str(model_dir), model=model, num_filters=8,
                   train_images=SAMPLE_TRAIN, patch_size=64, batch_size=2, epochs=1,
                   steps_per_epoch=60, validation_batches=1, learning_rate=5e-3, verbose=0,
@@ -28,7 +28,7 @@ def shared_model_dir(tmp_path_factory, name, settings):
   """A tiny model trained and exported once per test run, also across pytest-xdist workers
   (`make test` runs two): the first worker to ask trains it under a file lock, the others
   wait and reuse it. Tests must treat it as read-only."""
-  from tfcae import training
+  from tfcae.training import loop as training
   root = tmp_path_factory.getbasetemp()
   if os.environ.get("PYTEST_XDIST_WORKER"):
     root = root.parent  # shared by the workers of this run
@@ -70,5 +70,5 @@ def run_tool(tool, *args, env=None, timeout=300, cwd=None):
 
 
 def sample_image(name="kodim23.png"):
-  from tfcae.fileio import load_rgb_image
+  from tfcae.io.fileio import load_rgb_image
   return load_rgb_image(os.path.join(SAMPLE_EVAL, name))

@@ -1,4 +1,4 @@
-"""tfcae.accounting and bin/analyze: counts checked against hand-computed values."""
+"""tfcae.analysis.accounting and bin/analyze: counts checked against hand-computed values."""
 import json
 import math
 import os
@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from conftest import run_tool
 from test_reduction import sparse_factorized_model
-from tfcae import TfcaeError, accounting
+from tfcae import TfcaeError
+from tfcae.analysis import accounting
 from tfcae.models import build_model
 
 
@@ -93,7 +94,7 @@ def _save_model_dir(model, model_dir):
 
 
 def test_load_trained_restores_weights(tmp_path):
-  from tfcae.export import load_trained  # the one loader (accounting's alias is gone)
+  from tfcae.training.export import load_trained  # the one loader (accounting's alias is gone)
   model = sparse_factorized_model()
   _save_model_dir(model, tmp_path / "m")
   loaded = load_trained(str(tmp_path / "m"), for_compression=False)

@@ -1,4 +1,4 @@
-"""ADMM pruning of the latent code (CAE-P, tfcae/admm.py): the projection, the Z/U
+"""ADMM pruning of the latent code (CAE-P, tfcae/methods/admm.py): the projection, the Z/U
 updates, the penalty, and that the ADMM state is checkpointed and restored on resume."""
 import os
 
@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config
-from tfcae import admm
-from tfcae.objectives import StepContext
+from tfcae.methods import admm
+from tfcae.objectives.terms import StepContext
 
 
 def _expected_mask(x, k):
@@ -131,7 +131,7 @@ def test_image_scope_projects_each_code():
 def test_admm_state_survives_checkpoint_and_resume(tmp_path):
   """Train 1 epoch (first update: Z⁰, U = 0), then resume for a 2nd: the restored state
   takes the steps (2)-(3) branch (U ≠ 0, 2 updates), which a fresh state never would."""
-  from tfcae import training
+  from tfcae.training import loop as training
   config = tiny_config(tmp_path / "m", model="caep", caep_blocks=1, latent_channels=4,
                        steps_per_epoch=4, epochs=1, admm_keep_ratio=0.1, admm_period=1,
                        admm_rho=0.1)

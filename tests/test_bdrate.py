@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tfcae import bdrate
+from tfcae.evaluation import bdrate
 
 RATES = np.array([0.12, 0.25, 0.5, 1.0, 1.9])
 PSNR = np.array([26.1, 28.9, 31.8, 35.0, 38.2])
@@ -97,7 +97,7 @@ def test_bd_table_uses_ms_ssim_in_db():
 
 def test_quality_at_rate_interpolates_in_log_rate_and_extrapolates_on_request():
   import math
-  from tfcae.bdrate import quality_at_rate
+  from tfcae.evaluation.bdrate import quality_at_rate
   results = {"results": {"bpp": [0.5, 0.25, 1.0], "psnr-rgb": [30., 28., 32.],
                          "ms-ssim-rgb": [0.95, 0.9, 0.97]}}
   assert quality_at_rate(results, "psnr", 0.5) == pytest.approx(30.)
@@ -142,7 +142,7 @@ TODAY = [
 
 
 def _kodak(name):
-  from tfcae.results import read_results
+  from tfcae.evaluation.results import read_results
   return read_results(os.path.join(BENCHMARK, f"{name}.json"))
 
 

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 from hypothesis import given, settings, strategies as st
 
-from tfcae import TfcaeError, bitstream
+from tfcae import TfcaeError
+from tfcae.io import bitstream
 
 FP = bytes(range(1, 9))
 

@@ -8,10 +8,10 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import SAMPLE_EVAL, run_tool, tiny_config
-from tfcae.config import TrainConfig
 from tfcae.models import MODELS, build_model, edge_pad
-from tfcae.objectives import Distortion, StepContext
-from tfcae.quantizers import stochastic_round
+from tfcae.nn.quantizers import stochastic_round
+from tfcae.objectives.terms import Distortion, StepContext
+from tfcae.training.config import TrainConfig
 
 TINY = {"architecture": "caep", "num_filters": 8, "latent_channels": 4, "caep_blocks": 1}
 
@@ -112,7 +112,7 @@ def test_caep_distortions_and_config(rng):
 
 @pytest.fixture(scope="module")
 def caep_dir(tmp_path_factory):
-  from tfcae import training
+  from tfcae.training import loop as training
   model_dir = tmp_path_factory.mktemp("tiny_caep")
   training.train(tiny_config(model_dir, model="caep", caep_blocks=1, latent_channels=8,
                              steps_per_epoch=20, learning_rate=2e-3))
@@ -121,7 +121,7 @@ def caep_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_caep_files_are_bit_exact_through_the_cli(caep_dir, tmp_path):
-  from tfcae.codec import Codec
+  from tfcae.deploy.codec import Codec
   image = os.path.join(SAMPLE_EVAL, "kodim23.png")
   for name in ("a.tfcae", "b.tfcae"):
     r = run_tool("compress", f"--model_dir={caep_dir}", f"--input={image}",
@@ -142,7 +142,7 @@ def test_caep_files_are_bit_exact_through_the_cli(caep_dir, tmp_path):
   # The file decodes to what the trained Keras model (restored from its checkpoint)
   # reconstructs from round(E(x)), up to one level of float summation order.
   import json
-  from tfcae.training import CONFIG_FILE, build_objective
+  from tfcae.training.loop import CONFIG_FILE, build_objective
   with open(os.path.join(caep_dir, CONFIG_FILE), encoding="utf-8") as f:
     config = TrainConfig(**json.load(f))
   model = build_model(config.architecture(), objective=build_objective(config))

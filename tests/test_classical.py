@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from tfcae import TfcaeError
-from tfcae import classical
-from tfcae import metrics
-from tfcae.fileio import load_rgb_image
-from tfcae.results import read_results
+from tfcae.evaluation import classical
+from tfcae.evaluation.results import read_results
+from tfcae.io.fileio import load_rgb_image
+from tfcae.objectives import metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(REPO, "data", "sample", "eval")

@@ -38,7 +38,7 @@ def test_compress_is_deterministic_across_processes(compressed):
 
 
 def test_cli_decode_equals_in_process_decode(compressed):
-  from tfcae.codec import Codec
+  from tfcae.deploy.codec import Codec
   model_dir, out = compressed
   codec = Codec(model_dir)
   data = (out / "a.tfcae").read_bytes()
@@ -163,8 +163,8 @@ def test_evaluate_writes_compressai_json(factorized_dir, tmp_path):
   (image,) = data["points"][0]["images"]
   assert image["image"] == "kodim23.png"
   # bpp is measured from the file: compressing again gives exactly these bytes.
-  from tfcae.codec import Codec
-  from tfcae.fileio import load_rgb_image
+  from tfcae.deploy.codec import Codec
+  from tfcae.io.fileio import load_rgb_image
   pixels = load_rgb_image(IMAGE)
   data_len = len(Codec(factorized_dir).compress(pixels))
   assert image["bpp"] == pytest.approx(8 * data_len / (pixels.shape[0] * pixels.shape[1]))

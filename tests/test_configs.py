@@ -7,8 +7,8 @@ import pytest
 from absl import flags
 
 from tfcae import cli, zoo
-from tfcae.config import TrainConfig
-from tfcae.mnist import MnistConfig
+from tfcae.training.config import TrainConfig
+from tfcae.training.mnist import MnistConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.cfg")))

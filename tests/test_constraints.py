@@ -1,10 +1,10 @@
-"""tfcae.constraints: group views, the Keras ball constraints, and their use in training."""
+"""tfcae.methods.constraints: group views, the Keras ball constraints, and their use in training."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcae import constraints as C
-from tfcae import projections as P
+from tfcae.methods import constraints as C
+from tfcae.methods import projections as P
 
 CLASSES = [C.L1Ball, C.L11Ball, C.L1InfBall]
 

@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfcae import TfcaeError, data
+from tfcae import TfcaeError
+from tfcae.data import images as data
 
 from conftest import SAMPLE_EVAL, SAMPLE_TRAIN
 

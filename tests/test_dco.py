@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, run_tool, tiny_config
-from tfcae import dco, training
+from tfcae.methods import dco
+from tfcae.training import loop as training
 
 
 class FakeContext:
@@ -168,7 +169,7 @@ def test_multiplier_state_survives_checkpoint_and_resume_exactly(tmp_path):
 
 
 def test_build_objective_maps_the_flags():
-  from tfcae.objectives import Distortion, Rate
+  from tfcae.objectives.terms import Distortion, Rate
   beta = training.build_objective(tiny_config("/tmp/unused", objective="beta", lmbda=0.02))
   assert [type(t) for t in beta.terms] == [Rate, Distortion] and not beta.hooks
   hinge = training.build_objective(tiny_config("/tmp/unused", objective="hinge",
@@ -187,7 +188,7 @@ def test_build_objective_maps_the_flags():
 @pytest.mark.slow
 def test_train_logs_lambda_and_warns_at_the_clip(tmp_path, capsys):
   """An unachievable target: λ stays at its clip, summary.json and a warning say so."""
-  from tfcae import plotting
+  from tfcae.evaluation import plotting
   model_dir = tmp_path / "run"
   summary = training.train(tiny_config(model_dir, objective="dco", target_distortion=1e-3,
                                        multiplier_rule="paper", multiplier_signal="train",
@@ -236,7 +237,7 @@ def test_resume_continues_the_multiplier_and_bin_plot_draws_it(tmp_path):
 
 
 def test_lambda_trajectory_plot_rejects_bad_values(tmp_path):
-  from tfcae import plotting
+  from tfcae.evaluation import plotting
   with pytest.raises(ValueError, match="nothing to plot"):
     plotting.plot_lambda_trajectories([], str(tmp_path / "a.png"))
   with pytest.raises(ValueError, match="finite"):
@@ -245,13 +246,13 @@ def test_lambda_trajectory_plot_rejects_bad_values(tmp_path):
 
 MIRRORED = r"""
 import json, sys
-from tfcae import training
+from tfcae.training import loop as training
 training.configure_devices(2)
 import numpy as np
 import tensorflow as tf
-from tfcae import dco
+from tfcae.methods import dco
 from tfcae.models.base import CompressionModel
-from tfcae.objectives import Objective, Rate
+from tfcae.objectives.terms import Objective, Rate
 
 
 class Toy(CompressionModel):
@@ -432,7 +433,7 @@ def test_auto_multiplier_holds_until_engaged_and_clips_the_constraint():
 
 
 def test_rco_term_and_hook_constrain_the_rate():
-  from tfcae.objectives import Distortion
+  from tfcae.objectives.terms import Distortion
   terms, hooks = dco.rco_objective_parts(0.5, lmbda=0.02, signal="train",
                                          initial_value=2., learning_rate=0.1)
   distortion, term = terms
@@ -486,7 +487,7 @@ def test_constrained_settings_are_validated(overrides, message):
 
 
 def test_runs_saved_before_the_rule_load_with_the_paper_rule(tmp_path):
-  from tfcae.config import TrainConfig
+  from tfcae.training.config import TrainConfig
   saved = tiny_config(str(tmp_path), objective="dco", target_distortion=100.).to_dict()
   del saved["multiplier_rule"]
   (tmp_path / "train_config.json").write_text(json.dumps(saved))
@@ -509,7 +510,7 @@ def test_the_hand_tuned_flagfiles_keep_the_papers_update(monkeypatch):
   explicitly, so their multiplier is what it was (no clip, no hold)."""
   from absl import flags
   from tfcae import cli
-  from tfcae.config import TrainConfig
+  from tfcae.training.config import TrainConfig
   monkeypatch.chdir(REPO)
   values = flags.FlagValues()
   cli.define_flags_from_dataclass(TrainConfig, flag_values=values)

@@ -10,10 +10,15 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, run_tool, tiny_config
-from tfcae import TfcaeError, data, mnist, training
+from tfcae import TfcaeError
+from tfcae.data import images as data
+from tfcae.evaluation import plotting
+from tfcae.methods.decorrelation import Decorrelation, decorrelation_penalty
 from tfcae.models import build_model
-from tfcae.models.mnist import BinaryCrossEntropy, MnistAutoencoder
-from tfcae.objectives import Decorrelation, Objective, StepContext, decorrelation_penalty
+from tfcae.models.mnist import MnistAutoencoder
+from tfcae.objectives.terms import BinaryCrossEntropy, Objective, StepContext
+from tfcae.training import mnist
+from tfcae.training import loop as training
 
 
 def reference_penalty(features, form="squared"):
@@ -269,7 +274,7 @@ def test_mnist_autoencoder_trains_and_reloads(tmp_path, rng):
   codes = mnist.bottleneck(reloaded, test_x)
   assert codes.shape == (60, 2)
   png = str(tmp_path / "embedding.png")
-  mnist.plot_embeddings([("a", codes), ("b", codes)], splits["test"][1], png)
+  plotting.plot_embeddings([("a", codes), ("b", codes)], splits["test"][1], png)
   assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
@@ -292,12 +297,13 @@ def test_train_mnist_cli(tmp_path, rng):
 MIRRORED = r"""
 import json, sys
 import numpy as np
-from tfcae import training
+from tfcae.training import loop as training
 training.configure_devices(2)
 import tensorflow as tf
-from tfcae.config import TrainConfig
-from tfcae.models.mnist import BinaryCrossEntropy, MnistAutoencoder
-from tfcae.objectives import Decorrelation, Objective, decorrelation_penalty
+from tfcae.methods.decorrelation import Decorrelation, decorrelation_penalty
+from tfcae.models.mnist import MnistAutoencoder
+from tfcae.objectives.terms import BinaryCrossEntropy, Objective
+from tfcae.training.config import TrainConfig
 strategy = training.make_strategy(TrainConfig(strategy="mirrored"))
 assert strategy.num_replicas_in_sync == 2
 x = np.random.default_rng(0).uniform(size=(16, 784)).astype(np.float32)

@@ -1,10 +1,10 @@
-"""The training distortions (tfcae.objectives): MS-SSIM equals TensorFlow's where TF's is
+"""The training distortions (tfcae.objectives.terms): MS-SSIM equals TensorFlow's where TF's is
 well defined and keeps a finite gradient where TF's is NaN (a fresh decoder's output)."""
 import numpy as np
 import tensorflow as tf
 
-from tfcae import objectives
 from tfcae.models import build_model
+from tfcae.objectives import terms as objectives
 
 from conftest import sample_image
 

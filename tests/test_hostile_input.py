@@ -2,9 +2,9 @@
 accepted where the coder can tell, one-line errors.
 
 Old-graph checks use the committed legacy factorized model (its SavedModel decodes with
-TFC's own range decoder, so tfcae.codec's Python checks are what protects it); new-graph
+TFC's own range decoder, so tfcae.deploy.codec's Python checks are what protects it); new-graph
 checks use the shared tiny `factorized_dir` model, exported by today's code (its
-`decompress` signatures run tfcae.safedecode in-graph).
+`decompress` signatures run tfcae.io.safedecode in-graph).
 """
 import errno
 import os
@@ -21,8 +21,9 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow_compression.python.ops import gen_ops
 
-from tfcae import TfcaeError, bitstream, fileio, safedecode
-from tfcae.codec import Codec, decompress_file, graph_error_message
+from tfcae import TfcaeError
+from tfcae.deploy.codec import Codec, decompress_file, graph_error_message
+from tfcae.io import bitstream, fileio, safedecode
 
 from conftest import REPO, run_tool, sample_image
 
@@ -43,7 +44,7 @@ def table(module, kind="batched"):
 
 def escape_at_base(cdf):
   """Bytes that make the first symbol of row 0 its escape with value == base: TFC's
-  gamma loop then reads zeros for ever (tfcae.safedecode)."""
+  gamma loop then reads zeros for ever (tfcae.io.safedecode)."""
   precision = -cdf[0]
   end = list(cdf[1:]).index(1 << precision) + 1
   return struct.pack(">I", int(cdf[end - 1]) << (32 - precision)).rstrip(b"\0")
@@ -110,7 +111,7 @@ def test_bounded_decoder_gives_tfc_symbols_on_valid_strings(legacy):
 def test_new_graph_decodes_old_files_bit_exactly(architecture):
   """The bounded decoder in the Keras model's decompress (what a new export runs) gives
   the legacy file's stored pixels."""
-  from tfcae.export import load_trained
+  from tfcae.training.export import load_trained
   folder = os.path.join(os.path.dirname(LEGACY), architecture)
   model = load_trained(folder)
   decoded = model.decompress(tf.constant(read(os.path.join(folder, "kodim23_crop.tfcae"))))
@@ -361,7 +362,7 @@ def test_decompress_file_keeps_the_existing_output_on_a_hostile_file(legacy, tmp
 
 
 def test_training_images_skip_unreadable_files_with_a_warning(tmp_path, capsys):
-  from tfcae import data
+  from tfcae.data import images as data
   Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(tmp_path / "good.jpg")
   good = (tmp_path / "good.jpg").read_bytes()
   (tmp_path / "corrupt.jpg").write_bytes(good[:len(good) // 2])  # truncated

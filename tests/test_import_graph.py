@@ -29,24 +29,39 @@ PACKAGE = "tfcae"
 # fails. An entry whose cycle has gone fails too, so that the list only shrinks.
 # (Empty: the cycles found when this test was written -- codec <-> tflite, codec <-> zoo,
 # and codec -> tflite -> training -> zoo -> codec -- were all broken outside the files
-# being edited elsewhere: tfcae/hostcoding.py and tfcae.zoo.codec_of.)
+# being edited elsewhere: tfcae/deploy/hostcoding.py and tfcae.zoo.codec_of.)
 ALLOWED_CYCLES = {
     # frozenset({"tfcae.a", "tfcae.b"}): "a <-> b: why, and who removes it",
 }
 
-# What the model classes must not depend on, even indirectly: the stages above them (the
-# training loop, deployment, evaluation, the command line), and the flags ("A model never
-# sees a flag", docs/design.md). Imports have to run downwards, CLI -> deploy/evaluation
-# -> training -> methods/objectives -> models -> nn/io (issue 15).
-ABOVE_MODELS = {
-    "tfcae.training": "the training loop is above the models",
-    "tfcae.config": "a model never sees a flag (docs/design.md)",
-    "tfcae.codec": "deployment is above the models",
-    "tfcae.hostcoding": "deployment is above the models",
-    "tfcae.tflite": "deployment is above the models",
-    "tfcae.evaluation": "evaluation is above the models",
-    "tfcae.cli": "the command line is the top",
+# The stages of the pipeline, bottom to top (issue 15): each folder of tfcae/ is one stage,
+# and a module imports only from its own stage or below. Siblings of equal rank may import
+# each other (analysis reads deploy's reduction, evaluation runs deploy's codec) as long as
+# no cycle forms (test_no_import_cycles). A new top-level module or folder needs a row.
+STAGES = {
+    "tfcae": 0,              # TfcaeError
+    "tfcae.registry": 0,     # the decorator registries (standard library only)
+    "tfcae.io": 1,           # files, the .tfcae format, bounded decoding, the zoo's cards
+    "tfcae.data": 2,         # tf.data pipelines, TFRecord shards
+    "tfcae.nn": 3,           # GDN, quantizers
+    "tfcae.models": 4,       # transforms + entropy models; the generic Keras step
+    "tfcae.objectives": 5,   # the seam: context, rate, distortion, hooks; image metrics
+    "tfcae.methods": 6,      # D-CO, ADMM, decorrelation, sparsity
+    "tfcae.training": 7,     # settings, run directory, fit loop, export
+    "tfcae.deploy": 8,       # codec, TFLite, int8, reduction, pruning, timing
+    "tfcae.analysis": 9,     # MACs and memory
+    "tfcae.evaluation": 9,   # RD evaluation, classical codecs, BD-rate, plots
+    "tfcae.zoo": 10,         # the zoo API and the ladder that trains it
+    "tfcae.cli": 11,         # the command line
 }
+
+
+def stage_of(module):
+  """(stage name, rank) of a module: its longest prefix in STAGES."""
+  name = module
+  while name and name not in STAGES:
+    name = name.rpartition(".")[0]
+  return (name, STAGES[name]) if name else (None, None)
 
 
 # --- the graph -----------------------------------------------------------------------
@@ -198,11 +213,13 @@ def graph():
 def test_the_graph_sees_top_level_and_function_level_imports(graph):
   """Guards the scanner: a graph that found nothing would have no cycles either."""
   assert len(graph) >= 30 and "tfcae.models.base" in graph
-  assert not any(lazy for _, _, lazy in graph["tfcae.codec"]["tfcae.bitstream"])
+  assert not any(lazy for _, _, lazy in graph["tfcae.deploy.codec"]["tfcae.io.bitstream"])
   # tfcae.zoo builds a Codec inside a function (zoo.load).
-  assert any(lazy for _, _, lazy in graph["tfcae.zoo"]["tfcae.codec"])
-  # `from tfcae import TfcaeError` is the package; `from tfcae import zoo` the module.
-  assert "tfcae" in graph["tfcae.codec"] and "tfcae.zoo" in graph["tfcae.training"]
+  assert any(lazy for _, _, lazy in graph["tfcae.zoo"]["tfcae.deploy.codec"])
+  # `from tfcae import TfcaeError` is the package; `from tfcae.io import zoo_index` the
+  # module (inside a function of the training loop).
+  assert "tfcae" in graph["tfcae.deploy.codec"]
+  assert all(lazy for _, _, lazy in graph["tfcae.training.loop"]["tfcae.io.zoo_index"])
 
 
 def test_cycles_are_found_and_named(tmp_path):
@@ -236,10 +253,102 @@ def test_no_import_cycles(graph):
   assert not problems, "\n".join(problems)
 
 
-def test_models_import_only_downwards(graph):
-  models = {m for m in graph if m == "tfcae.models" or m.startswith("tfcae.models.")}
-  assert len(models) >= 5
-  reached = reachable(graph, models)
-  upward = [f"{' -> '.join(reached[m])} ({why})" for m, why in sorted(ABOVE_MODELS.items())
-            if m in reached]
-  assert not upward, "tfcae.models imports upwards:\n  " + "\n  ".join(upward)
+def test_every_module_has_a_stage(graph):
+  missing = sorted(m for m in graph if stage_of(m)[0] is None or (
+      m.count(".") == 1 and m not in STAGES and m.rpartition(".")[0] == PACKAGE))
+  assert not missing, f"modules outside every stage (add a folder or a STAGES row): {missing}"
+
+
+def test_imports_only_run_downwards(graph):
+  upward = []
+  for module, edges in sorted(graph.items()):
+    stage, rank = stage_of(module)
+    for target, places in sorted(edges.items()):
+      target_stage, target_rank = stage_of(target)
+      if target_rank is not None and rank is not None and target_rank > rank:
+        where = ", ".join(f"{path}:{line}" for path, line, _ in places)
+        upward.append(f"{module} ({stage}) -> {target} ({target_stage}) at {where}")
+  assert not upward, "imports that run upwards:\n  " + "\n  ".join(upward)
+
+
+def test_stage_check_catches_an_upward_import(tmp_path):
+  """Guards the check above: a model importing the training loop is reported."""
+  package = tmp_path / "tfcae"
+  for folder in ("models", "training"):
+    (package / folder).mkdir(parents=True)
+    (package / folder / "__init__.py").write_text("")
+  (package / "__init__.py").write_text("")
+  (package / "models" / "base.py").write_text("def f():\n  from tfcae.training import loop\n")
+  (package / "training" / "loop.py").write_text("from tfcae.models import base\n")
+  small = import_graph(str(package))
+  assert stage_of("tfcae.models.base") == ("tfcae.models", 4)
+  assert "tfcae.training.loop" in small["tfcae.models.base"]
+  ranks = [(stage_of(a)[1], stage_of(b)[1]) for a in small for b in small[a]]
+  assert (4, 7) in ranks and (7, 4) in ranks
+
+
+# --- public names ----------------------------------------------------------------------
+def _scripts():
+  """Every Python file of the library, the benches and the command-line tools."""
+  found = [p for p in package_modules(os.path.join(REPO, PACKAGE)).values()]
+  found += [os.path.join(REPO, "bench", f) for f in sorted(os.listdir(os.path.join(REPO, "bench")))
+            if f.endswith(".py")]
+  found += [os.path.join(REPO, "bin", f) for f in sorted(os.listdir(os.path.join(REPO, "bin")))
+            if os.path.isfile(os.path.join(REPO, "bin", f))]
+  return found
+
+
+def test_every_module_declares_its_public_names():
+  """Each module with public definitions lists them in __all__ (issue 15), and every
+  listed name exists in it."""
+  problems = []
+  for module, path in sorted(package_modules(os.path.join(REPO, PACKAGE)).items()):
+    with open(path, encoding="utf-8") as f:
+      tree = ast.parse(f.read(), path)
+    defined = set()
+    declared = None
+    for node in tree.body:
+      if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+        defined.add(node.name)
+      elif isinstance(node, (ast.Import, ast.ImportFrom)):
+        defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+      elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+          if isinstance(target, ast.Name):
+            defined.add(target.id)
+            if target.id == "__all__":
+              declared = [ast.literal_eval(e) for e in node.value.elts]
+    public = {n for n in defined if not n.startswith("_")} - {
+        n for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
+        for n in [(a.asname or a.name).split(".")[0] for a in node.names]}
+    if public and declared is None:
+      problems.append(f"{path}: no __all__ (public: {sorted(public)[:5]}...)")
+    for name in declared or []:
+      if name not in defined:
+        problems.append(f"{path}: __all__ lists {name!r}, which it does not define")
+  assert not problems, "\n".join(problems)
+
+
+def test_nothing_uses_another_modules_underscore_names():
+  """`from tfcae.x import _y` or `x._y` on an imported tfcae module, anywhere in the
+  library, the benches or the tools."""
+  problems = []
+  for path in _scripts():
+    with open(path, encoding="utf-8") as f:
+      tree = ast.parse(f.read(), path)
+    modules = set()  # local names bound to tfcae modules
+    for node in ast.walk(tree):
+      if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE):
+        for alias in node.names:
+          if alias.name.startswith("_") and not alias.name.startswith("__"):
+            problems.append(f"{path}:{node.lineno}: imports {node.module}.{alias.name}")
+          modules.add(alias.asname or alias.name)
+      elif isinstance(node, ast.Import):
+        modules.update(a.asname or a.name.split(".")[0] for a in node.names
+                       if a.name.startswith(PACKAGE))
+    for node in ast.walk(tree):
+      if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+          and not node.attr.startswith("__") and isinstance(node.value, ast.Name)
+          and node.value.id in modules):
+        problems.append(f"{path}:{node.lineno}: {node.value.id}.{node.attr}")
+  assert not problems, "\n".join(problems)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcae import bitstream
+from tfcae.io import bitstream
 from tfcae.models import build_model
 from tfcae.models.base import edge_pad
 from tfcae.models.hyperprior import NUM_SCALES

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcae import crossplatform, training
-from tfcae.config import TrainConfig
+from tfcae.deploy import crossplatform
 from tfcae.models import build_model
 from tfcae.models.base import edge_pad
 from tfcae.models.hyperprior import NUM_SCALES
+from tfcae.training import loop as training
+from tfcae.training.config import TrainConfig
 from tfcae.models.integer import (PRE_SHIFT_BITS, SYMBOL_BOUND, IntegerConv2DTranspose,
                                   IntegerHyperSynthesis)
 
@@ -154,7 +155,7 @@ def test_warm_start_from_a_float_hyperprior_keeps_its_weights(tmp_path_factory, 
 
 @pytest.mark.slow
 def test_files_of_varied_indices_decode_across_kernels(model, tmp_path):
-  from tfcae.export import export_model
+  from tfcae.training.export import export_model
   export_model(model, str(tmp_path / "model"))
   images = [f"{SAMPLE_EVAL}/kodim23.png"]
   (record,) = crossplatform.cross_check(str(tmp_path / "model"), images, str(tmp_path / "w"),
@@ -166,9 +167,9 @@ def test_files_of_varied_indices_decode_across_kernels(model, tmp_path):
 def test_int8_device_files_decode_on_the_server(model, tmp_path):
   """The phone → server path: an int8 TFLite encoder's symbols, range-coded on the host
   (with the host's kernels), decode under the other kernel setting to the same pixels."""
-  from tfcae import tflite
-  from tfcae.codec import TFLiteCodec
-  from tfcae.export import export_model
+  from tfcae.deploy import tflite
+  from tfcae.deploy.codec import TFLiteCodec
+  from tfcae.training.export import export_model
   model_dir = str(tmp_path / "model")
   export_model(model, model_dir)
   crops = tflite.representative_crops([f"{SAMPLE_EVAL}/kodim23.png"], crop=128)
@@ -187,7 +188,7 @@ def test_int8_device_files_decode_on_the_server(model, tmp_path):
 @pytest.mark.slow
 def test_bin_convert_integer(tmp_path_factory, tmp_path):
   from conftest import SAMPLE_TRAIN, run_tool
-  from tfcae.codec import Codec
+  from tfcae.deploy.codec import Codec
   float_dir = shared_model_dir(tmp_path_factory, "tiny_hyperprior_float",
                                dict(model="hyperprior", steps_per_epoch=100,
                                     learning_rate=3e-3))

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcae import bitstream
-from tfcae.codec import Codec
-from tfcae.fileio import load_rgb_image
+from tfcae.deploy.codec import Codec
+from tfcae.io import bitstream
+from tfcae.io.fileio import load_rgb_image
 
 from conftest import REPO, SAMPLE_TRAIN, run_tool
 
@@ -104,7 +104,7 @@ def test_the_crop_re_encodes_to_the_stored_bytes(legacy):
 
 # (c) the one loader restores the run, with the exported fingerprint and weights
 def test_load_trained_restores_the_run(legacy):
-  from tfcae.export import load_trained
+  from tfcae.training.export import load_trained
   architecture, _, info = legacy
   model = load_trained(fixture_dir(architecture))
   assert model.fingerprint.numpy().hex() == info["fingerprint"]
@@ -116,7 +116,7 @@ def test_load_trained_restores_the_run(legacy):
 # (d) warm-starting from the run restores its weights
 def test_warm_start_restores_the_weights(legacy):
   from tfcae.models import build_model
-  from tfcae.training import warm_start
+  from tfcae.training.loop import warm_start
   architecture, codec, info = legacy
   model = build_model(info["architecture"])
   model(tf.zeros([1, 64, 64, 3]))  # creates the variables
@@ -137,7 +137,7 @@ def test_warm_start_restores_the_weights(legacy):
 # (e) the stored train_config.json still describes the run
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_train_config_gives_back_the_architecture(architecture):
-  from tfcae.config import TrainConfig
+  from tfcae.training.config import TrainConfig
   folder = fixture_dir(architecture)
   config = TrainConfig.load(os.path.join(folder, "train_config.json"))
   config.validate()
@@ -152,7 +152,7 @@ def test_train_config_gives_back_the_architecture(architecture):
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_training_warm_starts_from_the_run(architecture, tmp_path):
   from conftest import tiny_config
-  from tfcae import training
+  from tfcae.training import loop as training
   summary = training.train(tiny_config(tmp_path / "run", model=architecture, steps_per_epoch=2,
                                        init_from=fixture_dir(architecture)))
   assert summary["steps"] == 2
@@ -161,8 +161,8 @@ def test_training_warm_starts_from_the_run(architecture, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_training_resumes_the_run(architecture, tmp_path, capfd):
-  from tfcae import training
-  from tfcae.config import TrainConfig
+  from tfcae.training import loop as training
+  from tfcae.training.config import TrainConfig
   copy = tmp_path / architecture
   shutil.copytree(fixture_dir(architecture), copy)
   config = TrainConfig.load(str(copy / "train_config.json"))

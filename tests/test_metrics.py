@@ -1,4 +1,4 @@
-"""tfcae.metrics against TensorFlow's own PSNR / MS-SSIM and a float64 reference."""
+"""tfcae.objectives.metrics against TensorFlow's own PSNR / MS-SSIM and a float64 reference."""
 import io
 import math
 import os
@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from scipy.ndimage import correlate1d
 
-from tfcae import metrics
-from tfcae.fileio import load_rgb_image
+from tfcae.io.fileio import load_rgb_image
+from tfcae.objectives import metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = [os.path.join(REPO, "data", "sample", "eval", f)
@@ -164,5 +164,5 @@ def test_ms_ssim_db():
 
 
 def test_import_does_not_load_tensorflow():
-  code = "import sys, tfcae.metrics; assert 'tensorflow' not in sys.modules, 'TF imported'"
+  code = "import sys, tfcae.objectives.metrics; assert 'tensorflow' not in sys.modules, 'TF imported'"
   subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

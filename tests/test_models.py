@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcae import TfcaeError, bitstream
-from tfcae.codec import Codec
+from tfcae import TfcaeError
+from tfcae.deploy.codec import Codec
+from tfcae.io import bitstream
 from tfcae.models import build_model, edge_pad
-from tfcae.objectives import LossTerm, Objective, Rate, TrainingHook, rate_distortion
+from tfcae.objectives.terms import LossTerm, Objective, Rate, TrainingHook, rate_distortion
 
 from conftest import run_tool, sample_image
 
@@ -103,7 +104,8 @@ def test_build_from_config_round_trips(config):
 
 
 def test_fingerprint_changes_with_weights_only():
-  model = build_model({"architecture": "factorized", "num_filters": 4})
+  model = build_model({"architecture": "factorized", "num_filters": 4},
+                      objective=rate_distortion(0.01))
   model.compile(optimizer=tf.keras.optimizers.Adam())
   before = model.compute_fingerprint()
   model.evaluate(tf.random.uniform([2, 32, 32, 3], 0, 255), verbose=0)  # metric state only
@@ -168,3 +170,11 @@ def test_objective_rejects_duplicate_terms():
     Objective([Rate(), Rate()])
   with pytest.raises(ValueError, match="unknown distortion"):
     rate_distortion(0.01, "psnr")
+
+
+def test_a_model_without_an_objective_codes_but_refuses_to_train():
+  """Models sit below the objective stage: they take an objective, never make one."""
+  model = build_model({"architecture": "factorized", "num_filters": 4})
+  assert model.objective is None
+  with pytest.raises(TfcaeError, match="needs an objective"):
+    model.compile(optimizer=tf.keras.optimizers.Adam())

@@ -14,18 +14,22 @@ import time
 import numpy as np
 import pytest
 
-from tfcae import jobs, training
+from tfcae import TfcaeError
+from tfcae.data import images as data
+from tfcae.training import jobs
+from tfcae.training import loop as training
 
 from conftest import REPO, SAMPLE_TRAIN, sample_image, tiny_config
 
 
 def test_shards_are_disjoint_and_cover_the_files():
   files = [f"f{i}.png" for i in range(7)]
-  shards = [training.shard_files(files, i, 3) for i in range(3)]
+  shards = [data.worker_share(files, i, 3, "too few") for i in range(3)]
   assert sorted(sum(shards, [])) == sorted(files)
   assert all(not set(a) & set(b) for a in shards for b in shards if a is not b)
-  with pytest.raises(Exception, match="gets no training images"):
-    training.shard_files(files[:1], 1, 2)
+  for worker in (0, 1):  # every worker refuses, not only the one left without files
+    with pytest.raises(TfcaeError, match="too few"):
+      data.worker_share(files[:1], worker, 2, "too few")
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -83,7 +87,7 @@ def _fingerprints(outputs):
 
 @pytest.mark.slow
 def test_two_workers_train_identical_weights_and_only_the_chief_writes(tmp_path):
-  from tfcae.codec import Codec
+  from tfcae.deploy.codec import Codec
   tmp = tmp_path / "tmp"
   tmp.mkdir()
   model_dir = tmp_path / "run"

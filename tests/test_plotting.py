@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfcae import plotting
+from tfcae.evaluation import plotting
 
 
 def _results(name, shift):

@@ -1,4 +1,4 @@
-"""tfcae.projections: the ℓ1, bilevel ℓ1,1, exact and bilevel ℓ1,∞ projections.
+"""tfcae.methods.projections: the ℓ1, bilevel ℓ1,1, exact and bilevel ℓ1,∞ projections.
 
 Exactness is checked against slow, independent NumPy references (nested bisections on the
 dual variables, float64, 80 halvings each: 2^-80 of the bracket) and against scipy's SLSQP on tiny instances;
@@ -12,7 +12,7 @@ import tensorflow as tf
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tfcae import projections as P
+from tfcae.methods import projections as P
 
 DTYPES = [np.float32, np.float64]
 

@@ -1,4 +1,4 @@
-"""tfcae.qat: int8 device encoders whose integer latent is the codec's symbol (issue 7).
+"""tfcae.deploy.qat: int8 device encoders whose integer latent is the codec's symbol (issue 7).
 
 No training here: models with random (and hand-made sparse) weights, calibrated on crops
 of the shipped images, converted and run in a plain tf.lite.Interpreter.
@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from conftest import SAMPLE_TRAIN, sample_image
 from test_reduction import sparse_factorized_model
-from tfcae import TfcaeError, qat, reduction, tflite
+from tfcae import TfcaeError
+from tfcae.deploy import qat, reduction, tflite
 from tfcae.models import build_model
 
 INT8_OPS = {"ABS", "ADD", "CAST", "CONCATENATION", "CONV_2D", "DEQUANTIZE", "DIV",

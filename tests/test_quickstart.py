@@ -20,7 +20,8 @@ def _demo_commands():
 def _demo_zoo(factorized_dir, tmp_path):
   """The zoo the demo codes with: the repository's when it ships the demo's model, else
   one built here from a tiny model under the same name (the commands run either way)."""
-  from tfcae import ladder, zoo
+  from tfcae import zoo
+  from tfcae.zoo import ladder
   try:
     zoo.path("factorized", 3)
     return {}

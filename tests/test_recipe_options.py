@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcae import training
-from tfcae.config import TrainConfig
 from tfcae.models import build_model
+from tfcae.training import loop as training
+from tfcae.training.config import TrainConfig
 
 from conftest import SAMPLE_TRAIN, sample_image, tiny_config
 
@@ -125,7 +125,7 @@ def test_meanscale_codes_around_the_predicted_mean():
 
 
 def test_cached_training_data_matches_the_files():
-  from tfcae import data
+  from tfcae.data import images as data
   files = data.image_files(SAMPLE_TRAIN)[:3]
   cached = data.train_dataset(files, 64, 2, seed=0, cache=True)
   for batch in cached.take(3):

@@ -1,4 +1,4 @@
-"""Sharded TFRecord training sets (tfcae/records.py, bin/prepare_data; issue 19)."""
+"""Sharded TFRecord training sets (tfcae/data/records.py, bin/prepare_data; issue 19)."""
 import json
 import os
 import shutil
@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcae import TfcaeError, records, training
+from tfcae import TfcaeError
+from tfcae.data import records
+from tfcae.training import loop as training
 
 from conftest import SAMPLE_TRAIN, run_tool, tiny_config
 

@@ -1,10 +1,10 @@
-"""tfcae.reduction: the reduced encoder keeps the latents and the bitstream."""
+"""tfcae.deploy.reduction: the reduced encoder keeps the latents and the bitstream."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from conftest import sample_image
-from tfcae import reduction
+from tfcae.deploy import reduction
 from tfcae.models import build_model
 
 

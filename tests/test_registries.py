@@ -16,9 +16,10 @@ import pytest
 from absl import flags
 
 from conftest import REPO
-from tfcae import TfcaeError, classical, cli
-from tfcae.config import ARCHITECTURE_FIELDS, FILTERS, SWITCH, VALUE, TrainConfig
+from tfcae import TfcaeError, cli
+from tfcae.evaluation import classical
 from tfcae.registry import LazyNames, Registry
+from tfcae.training.config import ARCHITECTURE_FIELDS, FILTERS, SWITCH, VALUE, TrainConfig
 
 
 # --- the generic registry ------------------------------------------------------------
@@ -65,7 +66,7 @@ def test_lookup_error_type_and_lazy_names():
 
 
 def test_config_and_registry_import_without_tensorflow():
-  code = ("import sys, tfcae.config, tfcae.registry, tfcae.classical; "
+  code = ("import sys, tfcae.training.config, tfcae.registry, tfcae.evaluation.classical; "
           "assert 'tensorflow' not in sys.modules, 'TF imported'")
   r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                      env=dict(os.environ, PYTHONPATH=REPO))

@@ -1,10 +1,10 @@
-"""tfcae.rundir.RunDir: the one owner of a run directory's layout (issue 15, item 4).
+"""tfcae.training.rundir.RunDir: the one owner of a run directory's layout (issue 15, item 4).
 
 Why these tests: the file names used to be spelt in a dozen places and each loader had
 its own idea of which file says what. Here: a run of the previous layout (a copy of the
 committed legacy fixture, never the fixture itself) and a shipped zoo model read through
 RunDir as they did through the old loaders; a missing or broken file is a one-line
-TfcaeError naming it; and the names are spelt only in tfcae/rundir.py (a scan of tfcae/
+TfcaeError naming it; and the names are spelt only in tfcae/training/rundir.py (a scan of tfcae/
 and bin/), so that a new literal cannot creep back in.
 """
 import json
@@ -17,8 +17,9 @@ import sys
 import pytest
 
 from conftest import REPO
-from tfcae import TfcaeError, rundir
-from tfcae.rundir import RunDir
+from tfcae import TfcaeError
+from tfcae.training import rundir
+from tfcae.training.rundir import RunDir
 
 LEGACY = os.path.join(REPO, "tests", "fixtures", "legacy")
 
@@ -60,7 +61,7 @@ def test_paths_are_the_layout_bin_train_writes(tmp_path):
 
 def test_importing_it_does_not_import_tensorflow():
   """Low layers (tools, plotting, benches' bookkeeping) may use it without TensorFlow."""
-  code = ("import sys, tfcae.rundir as r; run = r.RunDir(sys.argv[1]); "
+  code = ("import sys, tfcae.training.rundir as r; run = r.RunDir(sys.argv[1]); "
           "run.architecture(), run.read_summary(), run.is_exported(), run.is_finished(); "
           "sys.exit('tensorflow' in sys.modules)")
   result = subprocess.run([sys.executable, "-c", code, os.path.join(LEGACY, "factorized")],
@@ -100,13 +101,13 @@ def test_architecture_falls_back_to_the_config(legacy_copy):
 
 
 def test_the_loaders_take_a_run_dir(legacy_copy):
-  from tfcae.export import load_trained
+  from tfcae.training.export import load_trained
   model = load_trained(legacy_copy, for_compression=False)
   assert model.get_config() == legacy_copy.architecture()
 
 
 def test_writes_round_trip(tmp_path):
-  from tfcae.config import TrainConfig
+  from tfcae.training.config import TrainConfig
   run = RunDir(tmp_path / "new").create()
   assert run.exists() and not run.is_finished() and run.latest_checkpoint() is None
   config = TrainConfig(model_dir=run.path, lmbda=0.02)
@@ -180,7 +181,7 @@ def test_the_names_are_spelt_only_in_rundir():
   """As string literals (quoted), in tfcae/ and bin/; docstrings and help texts may still
   mention a file inside a sentence."""
   literal = re.compile("[\"'](" + "|".join(map(re.escape, NAMES)) + ")[\"']")
-  owner = os.path.join(REPO, "tfcae", "rundir.py")
+  owner = os.path.join(REPO, "tfcae", "training", "rundir.py")
   found = []
   for top in ("tfcae", "bin"):
     for folder, dirs, files in os.walk(os.path.join(REPO, top)):
@@ -193,7 +194,7 @@ def test_the_names_are_spelt_only_in_rundir():
           for number, line in enumerate(f, 1):
             if literal.search(line):
               found.append(f"{os.path.relpath(path, REPO)}:{number}: {line.strip()}")
-  assert not found, "use tfcae.rundir's constants:\n  " + "\n  ".join(found)
+  assert not found, "use tfcae.training.rundir's constants:\n  " + "\n  ".join(found)
   with open(owner, encoding="utf-8") as f:
     source = f.read()
   for name in NAMES:  # and the scan would see them if they were elsewhere

@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config
-from tfcae import training
+from tfcae.methods.double_descent import DoubleDescent
 from tfcae.models import build_model
-from tfcae.objectives import Objective, ObjectiveEpochCallback, Rate, Distortion
-from tfcae.sparsity import DoubleDescent
+from tfcae.objectives.terms import Objective, ObjectiveEpochCallback, Rate, Distortion
+from tfcae.training import loop as training
 
 ARCH = {"architecture": "factorized", "num_filters": 8, "latent_channels": 8}
 

@@ -30,20 +30,20 @@ def kodak_crops():
 
 @pytest.fixture(scope="module")
 def trained(factorized_dir):
-  from tfcae import tflite
+  from tfcae.deploy import tflite
   return tflite.load_trained_model(factorized_dir)
 
 
 @pytest.fixture(scope="module")
 def float_tflite(trained):
-  from tfcae import tflite
+  from tfcae.deploy import tflite
   return tflite.convert(trained, "none")
 
 
 def reference_symbols(model, image):
   """The SavedModel path's symbols: round(y − o) of the (checked-equal) trained encoder."""
   import tensorflow as tf
-  from tfcae import tflite
+  from tfcae.deploy import tflite
   padded = tflite.pad_to_stride(image, model.stride)
   y = model.analysis_transform(tf.constant(padded[None], tf.float32))
   return np.round(y.numpy() - model.latent_offset().numpy()).astype(np.int32)
@@ -51,7 +51,7 @@ def reference_symbols(model, image):
 
 def test_float_tflite_builtin_ops_and_equal_latents(trained, float_tflite):
   import tensorflow as tf
-  from tfcae import tflite
+  from tfcae.deploy import tflite
   ops = tflite.op_names(float_tflite)
   assert set(ops) <= BUILTIN_OPS, ops
   assert "CONV_2D" in ops and "ROUND" in ops
@@ -68,7 +68,7 @@ def test_float_tflite_builtin_ops_and_equal_latents(trained, float_tflite):
 
 
 def test_tflite_file_is_the_savedmodel_file_and_decodes(factorized_dir, float_tflite, tmp_path):
-  from tfcae.codec import Codec, TFLiteCodec
+  from tfcae.deploy.codec import Codec, TFLiteCodec
   path = tmp_path / "encoder.tflite"
   path.write_bytes(float_tflite)
   host = TFLiteCodec(str(path), factorized_dir)
@@ -82,13 +82,13 @@ def test_tflite_file_is_the_savedmodel_file_and_decodes(factorized_dir, float_tf
 
 
 def test_int8_latents_equal_the_int8_reference_and_nearly_the_float_model(trained):
-  """int8 export of a trained model (tfcae.qat): ≥ 99 % of the symbols equal the int8
+  """int8 export of a trained model (tfcae.deploy.qat): ≥ 99 % of the symbols equal the int8
   Keras reference's (the fake-quantised encoder the flatbuffer is converted from), the
   rest off by one; against the float SavedModel encoder none is off by more than one and
   ≥ 95 % are equal (98.2 % measured on Kodak for the quick-start model; the converter's
   own PTQ gave ≈ 91 %: docs/results.md)."""
   import tensorflow as tf
-  from tfcae import tflite
+  from tfcae.deploy import tflite
   representative = tflite.representative_crops(
       [os.path.join(SAMPLE_TRAIN, f) for f in sorted(os.listdir(SAMPLE_TRAIN))[:8]],
       crop=128, per_image=1)
@@ -118,7 +118,8 @@ def test_int8_latents_equal_the_int8_reference_and_nearly_the_float_model(traine
 def test_hyperprior_symbols_round_trip():
   """Host-side coding of the hyperprior: the file decodes to the device's ŷ."""
   import tensorflow as tf
-  from tfcae import bitstream, tflite
+  from tfcae.deploy import tflite
+  from tfcae.io import bitstream
   from tfcae.models import HyperpriorModel
   model = HyperpriorModel(num_filters=8)
   model.prepare_for_compression()
@@ -140,9 +141,11 @@ def test_hyperprior_symbols_round_trip():
 def test_gdn_is_prunable_and_prune_strip_round_trip():
   import tensorflow as tf
   import tensorflow_model_optimization as tfmot
-  from tfcae import layers, pruning
+  from tfcae.deploy import pruning
   from tfcae.models import FactorizedModel
-  model = FactorizedModel(num_filters=8)
+  from tfcae.nn import layers
+  from tfcae.objectives.terms import rate_distortion
+  model = FactorizedModel(num_filters=8, objective=rate_distortion(0.01))
   gdn = model.analysis_transform.get_layer("gdn_0")
   assert isinstance(gdn, tfmot.sparsity.keras.PrunableLayer) and isinstance(gdn, layers.GDN)
   assert gdn.get_prunable_weights() == []
@@ -163,7 +166,7 @@ def test_gdn_is_prunable_and_prune_strip_round_trip():
 @pytest.mark.slow
 def compress_through_tflite_and_decode(tflite_path, model_dir, image, out):
   """bin/compress --tflite writes `out`; bin/decompress decodes it to the image's shape."""
-  from tfcae.fileio import load_rgb_image
+  from tfcae.io.fileio import load_rgb_image
   r = run_tool("compress", f"--tflite={tflite_path}", f"--model_dir={model_dir}",
                f"--input={image}", f"--output={out}")
   assert r.returncode == 0, r.stderr
@@ -193,7 +196,7 @@ def test_cli_int8_fine_tuned_export_reference_and_decoding(factorized_dir, tmp_p
   SavedModel reference: the reference's symbols equal the flatbuffer's (≥ 99 %, rest off
   by one), and a file the int8 encoder produced decodes with bin/decompress."""
   import tensorflow as tf
-  from tfcae import tflite
+  from tfcae.deploy import tflite
   tflite_path, out = str(tmp_path / "e8.tflite"), str(tmp_path / "a.tfcae")
   reference_dir = str(tmp_path / "int8_reference")
   r = run_tool("export", f"--model_dir={factorized_dir}", f"--tflite={tflite_path}",

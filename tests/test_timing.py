@@ -1,7 +1,7 @@
-"""tfcae.timing: the one timing loop (warm-up, interleaving, median or fastest)."""
+"""tfcae.deploy.timing: the one timing loop (warm-up, interleaving, median or fastest)."""
 import pytest
 
-from tfcae import timing
+from tfcae.deploy import timing
 
 
 class Clock:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcae import TfcaeError, training
+from tfcae import TfcaeError
+from tfcae.training import loop as training
 
 from conftest import REPO, SAMPLE_TRAIN, run_tool, tiny_config
 
@@ -44,7 +45,7 @@ def test_resume_continues_from_checkpoint(tmp_path):
 def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   training.train(tiny_config(tmp_path, epochs=1, steps_per_epoch=2))
   good = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
-  from tfcae import objectives
+  from tfcae.objectives import terms as objectives
   original = objectives.Rate.value
   monkeypatch.setattr(objectives.Rate, "value", lambda self, ctx: original(self, ctx) * np.nan)
   with pytest.raises(TfcaeError, match="diverged"):
@@ -103,8 +104,8 @@ def test_train_cli_reports_flag_errors(tmp_path):
 
 MIRRORED = r"""
 import json, sys
-from tfcae import training
-from tfcae.config import TrainConfig
+from tfcae.training import loop as training
+from tfcae.training.config import TrainConfig
 training.configure_devices(2)
 import tensorflow as tf
 assert len(tf.config.list_logical_devices("CPU")) == 2

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcae import TfcaeError, bitstream, ladder, zoo
-from tfcae.codec import Codec
+from tfcae import TfcaeError, zoo
+from tfcae.deploy.codec import Codec
+from tfcae.io import bitstream
+from tfcae.zoo import ladder
 
 from conftest import SAMPLE_EVAL, run_tool, sample_image
 from test_zoo_shipped import check_decodes_across_onednn
@@ -94,7 +96,7 @@ def test_keras_model_restored_from_the_savedmodel_writes_the_same_file(tiny_zoo)
 
 def test_warm_start_from_the_zoo(tiny_zoo):
   from tfcae.models import build_model
-  from tfcae.training import warm_start
+  from tfcae.training.loop import warm_start
   source = zoo.load("factorized", 2, keras=True)
   model = build_model(source.get_config())
   warm_start(model, "zoo:factorized/2")
@@ -114,7 +116,7 @@ def test_cli_by_name_and_decompress_by_fingerprint(tiny_zoo, tmp_path):
   assert r.returncode == 0, r.stderr
   r = run_tool("decompress", f"--input={out}", f"--output={tmp_path / 'a.png'}", env=env)
   assert r.returncode == 0, r.stderr
-  from tfcae.fileio import load_rgb_image
+  from tfcae.io.fileio import load_rgb_image
   np.testing.assert_array_equal(load_rgb_image(str(tmp_path / "a.png")),
                                 zoo.load("factorized", 2).decompress(out.read_bytes()))
   r = run_tool("compress", "--model=factorized", "--quality=7", f"--input={IMAGE}",

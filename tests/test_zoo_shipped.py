@@ -9,8 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from tfcae import crossplatform, zoo
-from tfcae.codec import Codec
+from tfcae import zoo
+from tfcae.deploy import crossplatform
+from tfcae.deploy.codec import Codec
 
 from conftest import REPO, SAMPLE_EVAL, run_tool, sample_image
 
@@ -55,7 +56,7 @@ def test_shipped_model_round_trips_and_matches_its_card(card, tmp_path):
   assert os.path.samefile(zoo.find(bytes.fromhex(card["fingerprint"])), folder)
   r = run_tool("decompress", f"--input={out}", f"--output={tmp_path / 'x.png'}")
   assert r.returncode == 0, r.stderr
-  from tfcae.fileio import load_rgb_image
+  from tfcae.io.fileio import load_rgb_image
   np.testing.assert_array_equal(load_rgb_image(str(tmp_path / "x.png")),
                                 codec.decompress(out.read_bytes()))
 

@@ -1,15 +1,23 @@
 """tfcae: compressive autoencoders with cheap encoders, on TensorFlow Compression.
 
-The package follows the compression pipeline:
+The package follows the compression pipeline, one folder per stage (bottom to top;
+imports only run downwards, see docs/design.md):
 
-  data            tfcae.data          tf.data pipelines from image folders/globs or TFDS
-  transforms      tfcae.models        Keras models (analysis/synthesis + TFC entropy model)
-  objective       tfcae.objectives    rate, distortion and extra terms; training hooks
-  training        tfcae.training      fit loop, checkpoints/resume, export
-  codec           tfcae.bitstream     the file format (built in-graph for serving)
-                  tfcae.codec         loading an exported model, compress/decompress files
-  evaluation      tfcae.evaluation    rate-distortion on image sets (CompressAI JSON)
+  io/          files, the .tfcae format, bounded range decoding, the zoo's cards
+  data/        tf.data pipelines, TFRecord shards
+  nn/          GDN, quantizers
+  models/      transforms + entropy models; the generic Keras train/test step
+  objectives/  the objective seam: step context, rate, distortion, hooks; metrics
+  methods/     D-CO/R-CO, ADMM (CAE-P), decorrelation, sparsity (projections, constraints,
+               double descent)
+  training/    settings (TrainConfig), the run directory, the fit loop, export
+  deploy/      codec, TFLite and int8 encoders, channel removal, TF-MOT pruning, timing
+  analysis/    MACs and memory
+  evaluation/  RD evaluation, classical codecs, BD-rate, results, plots
+  zoo/         the pretrained zoo (tfcae.zoo.load) and the ladder that trains it
 """
+
+__all__ = ["TfcaeError"]
 
 __version__ = "0.1.0"
 

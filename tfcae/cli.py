@@ -14,6 +14,9 @@ from absl import app, flags  # noqa: E402
 
 from tfcae import TfcaeError  # noqa: E402
 
+__all__ = ["define_flags_from_dataclass", "dataclass_from_flags", "define_model_flags",
+           "model_dir_from_flags", "define_max_pixels_flag", "fail", "run"]
+
 flags.DEFINE_bool("debug", False, "Show full tracebacks instead of one-line errors.")
 
 
@@ -70,7 +73,7 @@ def model_dir_from_flags(required=True):
 
 
 def define_max_pixels_flag(what):
-  from tfcae.fileio import DEFAULT_MAX_PIXELS
+  from tfcae.io.fileio import DEFAULT_MAX_PIXELS
   flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS,
                        f"Refuse {what} of more pixels than this (default: Pillow's "
                        "decompression-bomb limit, PIL.Image.MAX_IMAGE_PIXELS); 0: no limit.",

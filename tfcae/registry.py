@@ -24,8 +24,19 @@ registry lives with its members' base layer (e.g. `tfcae.models.registry`), and 
 must not import that layer yet reads its names through `LazyNames`.
 """
 import collections.abc
+import dataclasses
 
-__all__ = ["LazyNames", "Registry"]
+__all__ = ["LazyNames", "Registry", "setting"]
+
+
+def setting(default, help_text, choices=None, architecture=None):
+  """A dataclass field that is also a command-line flag of the same name: its help text,
+  its choices (checked by the config's validate()), and for architecture settings how it
+  enters the architecture config (tfcae.training.config: VALUE, FILTERS, SWITCH). The
+  training settings, the methods' settings and the MNIST study's declare their fields
+  with it, so a tool turns any of them into absl flags the same way (tfcae.cli)."""
+  return dataclasses.field(default=default, metadata={
+      "help": help_text, "choices": choices, "architecture": architecture})
 
 
 class Registry(collections.abc.Mapping):
@@ -102,7 +113,7 @@ class LazyNames(collections.abc.Sequence):
 
   Why: a registry is filled by importing its members, and some members import heavy
   libraries (the architectures import TensorFlow). A module that must stay cheap to
-  import (tfcae.config, whose fields become flags) holds this view instead, e.g. as a
+  import (tfcae.training.config, whose fields become flags) holds this view instead, e.g. as a
   flag's choices; the members are imported only when the names are first read.
   """
 

@@ -10,13 +10,13 @@ models/bls2017.py) through four methods:
                                         -> x_hat [1, H, W, 3] (shape = padded image shape)
   _make_entropy_models(compression)     -> builds the entropy model(s)
 
-The index check (file format version 2, tfcae.bitstream) is the CRC-32 of the coding-table
+The index check (file format version 2, tfcae.io.bitstream) is the CRC-32 of the coding-table
 indices of a model whose decoder recomputes them (a hyperprior); None when the tables are
 fixed (factorized), and the file is then version 1.
 
 and the class attributes `stride` (total down-sampling, the padding multiple) and
 `num_strings`. Everything else lives here once: the generic train/test step driven by the
-objective seam (tfcae.objectives), padding, the bitstream, and the `compress` /
+objective seam (tfcae.objectives.terms), padding, the bitstream, and the `compress` /
 `decompress` / `estimate_bits` tf.functions with fixed input signatures that become the
 SavedModel's serving signatures.
 """
@@ -26,8 +26,12 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from tfcae import bitstream, safedecode
-from tfcae.objectives import StepContext, rate_distortion
+from tfcae import TfcaeError
+from tfcae.io import bitstream, safedecode
+
+__all__ = ["to_float32", "edge_pad", "batched_min_bytes", "ObjectiveModel",
+           "CompressionModel"]
+
 
 
 def to_float32(tensor):
@@ -59,12 +63,12 @@ def batched_min_bytes(entropy_model, padded_shape, stride):
 
 
 class ObjectiveModel(tf.keras.Model):
-  """The generic Keras step, driven by the objective seam (tfcae.objectives): the loss
+  """The generic Keras step, driven by the objective seam (tfcae.objectives.terms): the loss
   terms decide what is minimised and the hooks act on gradients and weights. Every
   trainable model (the codecs, the MNIST autoencoder of the decorrelation study) derives
   from it; a sub-class provides `forward(x, training) -> dict(x_hat, ...)`."""
 
-  def __init__(self, objective, **kwargs):
+  def __init__(self, objective=None, **kwargs):
     super().__init__(**kwargs)
     self.objective = objective
     self._trackers = {}
@@ -76,6 +80,9 @@ class ObjectiveModel(tf.keras.Model):
     return self.forward(x, training=training)["x_hat"]
 
   def compile(self, **kwargs):
+    if self.objective is None:
+      raise TfcaeError(f"{type(self).__name__}: compile() needs an objective to train, e.g. "
+                       "objective=tfcae.objectives.terms.rate_distortion(0.01)")
     super().compile(loss=None, metrics=None, loss_weights=None, weighted_metrics=None, **kwargs)
     self._trackers = {n: tf.keras.metrics.Mean(name=n) for n in self.objective.log_names()}
     for hook in self.objective.hooks:
@@ -96,7 +103,7 @@ class ObjectiveModel(tf.keras.Model):
   def train_step(self, x):
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     with tf.GradientTape() as tape:
-      ctx = StepContext(self, x, self.forward(x, training=True), training=True)
+      ctx = self.objective.context(self, x, self.forward(x, training=True), training=True)
       loss, logs = self.objective(ctx)
       # Optimizers sum gradients over replicas; scale so the step is that of the global mean.
       scaled_loss = loss / replicas
@@ -117,7 +124,7 @@ class ObjectiveModel(tf.keras.Model):
     return self._record(logs)
 
   def test_step(self, x):
-    ctx = StepContext(self, x, self.forward(x, training=False), training=False)
+    ctx = self.objective.context(self, x, self.forward(x, training=False), training=False)
     _, logs = self.objective(ctx)
     return self._record(logs)
 
@@ -132,11 +139,11 @@ class CompressionModel(ObjectiveModel):
   num_strings = 1
   architecture = None  # registry name, set by sub-classes
   # What the synthesis sees in training ("noise" or "mixed"); a training setting that
-  # tfcae.training sets, not part of the architecture (the weights do not depend on it).
+  # tfcae.training.loop sets, not part of the architecture (the weights do not depend on it).
   decoder_quantization = "noise"
 
   def __init__(self, objective=None, **kwargs):
-    super().__init__(objective if objective is not None else rate_distortion(0.01), **kwargs)
+    super().__init__(objective, **kwargs)
     self.fingerprint = tf.Variable(b"\0" * bitstream.FINGERPRINT_BYTES, trainable=False,
                                    dtype=tf.string, name="fingerprint")
     self._compression_ready = False
@@ -159,9 +166,9 @@ class CompressionModel(ObjectiveModel):
     """x padded [1, H, W, 3] -> (list of S scalar strings, index check or None)."""
     raise NotImplementedError
 
-  def _code_latents(self, y):
+  def code_latents(self, y):
     """The range coding of latents y, the analysis transform's output: what
-    _compress_latents returns (tfcae.reduction codes a reduced encoder's y with it)."""
+    _compress_latents returns (tfcae.deploy.reduction codes a reduced encoder's y with it)."""
     raise NotImplementedError
 
   def _decompress_latents(self, strings, padded_shape, index_check):
@@ -175,7 +182,7 @@ class CompressionModel(ObjectiveModel):
   def latent_offset(self):
     """The offset o the entropy coder subtracts before rounding: symbols = round(y − o).
 
-    [latent_channels] float32. A device-side encoder (tfcae.tflite) outputs these
+    [latent_channels] float32. A device-side encoder (tfcae.deploy.tflite) outputs these
     symbols; `compress_symbols` turns them back into a tfcae file.
     """
     raise NotImplementedError
@@ -286,7 +293,7 @@ class CompressionModel(ObjectiveModel):
                                 tf.TensorSpec([], tf.int32, name="width")])
   def compress_symbols(self, symbols, height, width):
     """Host-side coding: the quantised latents of a [height, width] image (as a TFLite
-    encoder outputs them, tfcae.tflite) -> scalar string, the complete tfcae file."""
+    encoder outputs them, tfcae.deploy.tflite) -> scalar string, the complete tfcae file."""
     strings, index_check = self._compress_symbols(symbols)
     return bitstream.pack_tf(self.fingerprint, height, width, strings, index_check)
 

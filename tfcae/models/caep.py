@@ -13,11 +13,11 @@ Decoder (mirror, sub-pixel / depth-to-space up-sampling, Shi et al. 2016):
 Every spatial convolution uses reflection padding (then a 'valid' convolution), as the
 reference implementation does.
 
-Quantisation is Theis et al.'s stochastic rounding (tfcae.quantizers.stochastic_round):
+Quantisation is Theis et al.'s stochastic rounding (tfcae.nn.quantizers.stochastic_round):
 ⌊y⌋ + Bernoulli(y − ⌊y⌋) with the identity gradient in training, rounding at inference.
 
 CAE-P has no rate term: its objective is the distortion plus, with pruning, the ADMM
-penalty (tfcae.admm). To get a *real* rate — a file — the quantized latent is
+penalty (tfcae.methods.admm). To get a *real* rate — a file — the quantized latent is
 entropy-coded with a TFC `ContinuousBatchedEntropyModel` over a `NoisyDeepFactorized`
 density per latent channel, fitted *jointly* on tf.stop_gradient(y): the `Rate` term of
 the objective then trains only this prior and never reaches the encoder or decoder, so
@@ -28,10 +28,13 @@ quantizer, so what the decoder decodes at inference is round(E(x)), as in traini
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfcae import safedecode
+from tfcae.io import safedecode
 from tfcae.models.base import CompressionModel, batched_min_bytes, to_float32
 from tfcae.models.registry import ARCHITECTURES
-from tfcae.quantizers import stochastic_round
+from tfcae.nn.quantizers import stochastic_round
+
+__all__ = ["MIN_PADDED_SIDE", "ReflectionPad", "DepthToSpace", "BottleneckBlock",
+           "analysis_transform", "synthesis_transform", "CaepModel"]
 
 # Smallest padded image side: the 3×3 reflection pad of the 1/8-resolution latent needs
 # at least 2 latent rows/columns (tf.pad REFLECT requires pad < size).
@@ -204,9 +207,9 @@ class CaepModel(CompressionModel):
     return {"x_hat": x_hat, "bits": bits, "y": y, "y_hat": y_hat}
 
   def _compress_latents(self, x):
-    return self._code_latents(self.analysis_transform(x, training=False))
+    return self.code_latents(self.analysis_transform(x, training=False))
 
-  def _code_latents(self, y):
+  def code_latents(self, y):
     (entropy_model,) = self.entropy_models()
     return [entropy_model.compress(y)[0]], None
 

@@ -12,9 +12,12 @@ TF-MOT wraps them natively, and they convert to TFLite builtin ops.
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfcae import layers, safedecode
+from tfcae.io import safedecode
 from tfcae.models.base import CompressionModel, batched_min_bytes, to_float32
 from tfcae.models.registry import ARCHITECTURES
+from tfcae.nn import layers
+
+__all__ = ["analysis_transform", "synthesis_transform", "FactorizedModel"]
 
 
 def analysis_transform(num_filters, latent_channels, kernel_constraint=None, gdn="simplified"):
@@ -85,9 +88,9 @@ class FactorizedModel(CompressionModel):
     return {"x_hat": x_hat, "bits": bits, "y": y, "y_hat": y_hat}
 
   def _compress_latents(self, x):
-    return self._code_latents(self.analysis_transform(x))
+    return self.code_latents(self.analysis_transform(x))
 
-  def _code_latents(self, y):
+  def code_latents(self, y):
     """Latents y -> ([string], None): the coding tables are fixed, no index check."""
     (entropy_model,) = self.entropy_models()
     return [entropy_model.compress(y)[0]], None

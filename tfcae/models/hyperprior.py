@@ -9,10 +9,14 @@ log-spaced table, used by `tfc.LocationScaleIndexedEntropyModel`. Total stride 6
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfcae import bitstream, layers, safedecode
+from tfcae.io import bitstream, safedecode
 from tfcae.models.base import CompressionModel, batched_min_bytes, to_float32
 from tfcae.models.integer import IntegerHyperSynthesis
 from tfcae.models.registry import ARCHITECTURES
+from tfcae.nn import layers
+
+__all__ = ["analysis_transform", "synthesis_transform", "hyper_analysis_transform",
+           "hyper_synthesis_transform", "HyperpriorModel", "MeanScaleHyperpriorModel"]
 
 # Ballé et al. (2018): 64 scales log-spaced between 0.11 and 256.
 NUM_SCALES, SCALE_MIN, SCALE_MAX = 64, .11, 256.
@@ -148,9 +152,9 @@ class HyperpriorModel(CompressionModel):
             "side_bits": side_bits}
 
   def _compress_latents(self, x):
-    return self._code_latents(self.analysis_transform(x))
+    return self.code_latents(self.analysis_transform(x))
 
-  def _code_latents(self, y):
+  def code_latents(self, y):
     """Latents y -> ([y string, z string], index check)."""
     latent_model, side_model = self.entropy_models()
     z = self.hyper_analysis_transform(abs(y))

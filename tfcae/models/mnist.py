@@ -4,27 +4,15 @@ bottleneck representations in autoencoders" (their Table 1 model).
 Encoder 784-128-64-n, decoder n-64-128-784, LeakyReLU between hidden layers, a linear
 bottleneck, sigmoid output and binary cross-entropy. It is not an image codec (no entropy
 model, no bitstream), so it is deliberately not in `tfcae.models.MODELS`; but it derives from
-the same `ObjectiveModel` step and objective seam (tfcae.objectives) as every codec: the loss is
-`Objective([BinaryCrossEntropy(), Decorrelation(α)])` over a `StepContext` whose `y` is the
+the same `ObjectiveModel` step and objective seam (tfcae.objectives.terms) as every codec: the loss is
+`Objective([BinaryCrossEntropy(), Decorrelation(α)])` (tfcae.training.mnist) over a `StepContext` whose `y` is the
 bottleneck, so the decorrelation term is literally the one the CAEs use.
 """
 import tensorflow as tf
 
 from tfcae.models.base import ObjectiveModel
-from tfcae.objectives import LossTerm, Objective
 
-
-class BinaryCrossEntropy(LossTerm):
-  """Mean binary cross-entropy between x in [0, 1] and the sigmoid output (Keras's
-  `binary_crossentropy`: averaged over pixels and images), computed from the logits for
-  numerical stability."""
-
-  def __init__(self, weight=1.0, name="bce"):
-    super().__init__(weight, name)
-
-  def value(self, ctx):
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
-        labels=ctx.x, logits=ctx["logits"]))
+__all__ = ["MnistAutoencoder"]
 
 
 class MnistAutoencoder(ObjectiveModel):
@@ -36,8 +24,7 @@ class MnistAutoencoder(ObjectiveModel):
 
   def __init__(self, bottleneck=8, hidden=(128, 64), num_inputs=784, objective=None,
                **kwargs):
-    super().__init__(objective if objective is not None else Objective([BinaryCrossEntropy()]),
-                     **kwargs)
+    super().__init__(objective, **kwargs)
     self.bottleneck = int(bottleneck)
     self.hidden = tuple(int(h) for h in hidden)
     self.num_inputs = int(num_inputs)

@@ -8,7 +8,7 @@ settings it is built from:
       architecture = "factorized"   # the registry name: --model=factorized, get_config()
 
 `settings` names the constructor arguments the architecture takes from the training
-settings (the tfcae.config.TrainConfig fields of the same names), in the order its
+settings (the tfcae.training.config.TrainConfig fields of the same names), in the order its
 `get_config()` lists them. TrainConfig.architecture() builds the architecture config
 from exactly these, so a new architecture needs no edit of the flags; how a setting's
 value enters the config (0 meaning num_filters, listed only when not the default) is a

@@ -1,0 +1,1 @@
+"""Analysis of trained models: parameters, zeros, MACs and memory per layer."""

@@ -1,0 +1,1 @@
+"""The data stage: tf.data pipelines of training and validation images, TFRecord shards."""

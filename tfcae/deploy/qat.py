@@ -1,0 +1,300 @@
+"""Integer (int8) device encoders built with TF-MOT's quantization-aware graph.
+
+Why not the TFLite converter's own full-integer post-training quantisation: it quantises
+the latent tensor y per tensor with step range/255 (≈ 0.24 for a trained N = 64 model),
+and that step alone moves latents near a rounding boundary across it (on Kodak 91.5-95.4 %
+of the symbols equal the float model's, −0.10 to −0.38 dB; docs/results.md), and no Keras
+model reproduces its arithmetic. Here the encoder is rebuilt as a TF-MOT
+quantization-aware Keras model in which
+
+* the leading Rescaling(1/255) becomes the input quantisation: range [0, 1], step 1/255,
+  so the uint8 input integers are exactly the pixels (no MUL on the device);
+* every Conv2D has TF-MOT's default int8 scheme (per-channel symmetric weights,
+  per-tensor asymmetric outputs);
+* a GDN keeps its float parameters and quantises only its output (TFLite has no integer
+  DIV/RSQRT: it runs in float between DEQUANTIZE and QUANTIZE, as it does after PTQ);
+* a ChannelSelect (gather, reduced encoders) keeps its input's scale;
+* the last convolution's bias absorbs the latent offset o, and its output y − o is
+  quantised with the FIXED range [−128, 127] — step 1, zero point 0 — so the int8 latent
+  IS round(y − o), the symbol the entropy coder codes: int8 adds no latent quantisation
+  beyond the codec's own rounding.
+
+`calibrate` sets the remaining ranges from representative crops (min/max of the float
+layers, as TFLite's calibration does), i.e. this is post-training quantisation; the same
+graph can be fine-tuned quantization-aware. Converted with `Optimize.DEFAULT`, the
+flatbuffer runs integer kernels with exactly the ranges of the Keras model, so its symbols
+equal the Keras model's (the reference) but for rare requantisation-rounding ties.
+"""
+import numpy as np
+import tensorflow as tf
+import tensorflow_compression as tfc
+import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import \
+  default_8bit_quantize_registry as _registry8
+from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import \
+  QuantizeLayer
+
+from tfcae import TfcaeError
+from tfcae.nn import layers as tfcae_layers
+
+__all__ = ["OutputQuantizeConfig", "PassThroughQuantizeConfig", "SymbolQuantizeConfig",
+           "SCOPE", "IntegerEncoder", "integer_encoder", "widen_empty_kernel_ranges",
+           "calibrate", "fine_tune"]
+
+_qkeras = tfmot.quantization.keras
+_quantizers = _qkeras.quantizers
+
+
+class OutputQuantizeConfig(_qkeras.QuantizeConfig):
+  """Quantises a layer's output only; its parameters and internals stay float (GDN)."""
+
+  def get_weights_and_quantizers(self, layer):
+    return []
+
+  def get_activations_and_quantizers(self, layer):
+    return []
+
+  def set_quantize_weights(self, layer, quantize_weights):
+    pass
+
+  def set_quantize_activations(self, layer, quantize_activations):
+    pass
+
+  def get_output_quantizers(self, layer):
+    return [_quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                               narrow_range=False)]
+
+  def get_config(self):
+    return {}
+
+
+class PassThroughQuantizeConfig(OutputQuantizeConfig):
+  """No quantiser: a gather (ChannelSelect) keeps its int8 input's scale."""
+
+  def get_output_quantizers(self, layer):
+    return []
+
+
+class SymbolQuantizeConfig(_registry8.Default8BitConvQuantizeConfig):
+  """The last convolution: TF-MOT's default per-channel int8 weights, and its output
+  y − o quantised with the fixed range [−128, 127] (step 1): the symbols."""
+
+  def __init__(self):
+    super().__init__(["kernel"], ["activation"], False)
+
+  def get_activations_and_quantizers(self, layer):
+    return [(layer.activation, _quantizers.FixedQuantizer(8, -128., 127., False))]
+
+  def get_config(self):
+    return {}
+
+
+SCOPE = {"OutputQuantizeConfig": OutputQuantizeConfig,
+         "PassThroughQuantizeConfig": PassThroughQuantizeConfig,
+         "SymbolQuantizeConfig": SymbolQuantizeConfig, "GDN": tfcae_layers.GDN}
+
+
+class IntegerEncoder:
+  """An encoder as (TF-MOT quantization-aware Keras model, float tail).
+
+  `quantized`: scaled pixels s·x (s = the encoder's leading Rescaling, 1/255) ->
+  round(y − o) of the computed latent channels, as fake-quantised floats. `insert`: a
+  reduced encoder's ChannelInsert (its constant latent channels), applied in float after
+  it, else None. `symbols(image)` (pixels in [0, 255]) is the reference the flatbuffer's
+  symbols are compared with; the flatbuffer is converted from `scaled_symbols` (its uint8
+  input has scale s: the integers are the pixels). `latents` are ŷ = symbols + o.
+  """
+
+  def __init__(self, quantized, insert, offset, kept_offset, input_scale):
+    self.quantized = quantized
+    self.insert = insert
+    self.offset = tf.constant(offset, tf.float32)
+    self.kept_offset = tf.constant(kept_offset, tf.float32)
+    self.input_scale = float(input_scale)
+
+  def latents(self, image, training=False):
+    y = self.quantized(image * self.input_scale, training=training) + self.kept_offset
+    return self.insert(y) if self.insert is not None else y
+
+  def scaled_symbols(self, scaled):
+    if self.insert is None:  # the int8 output is the symbol already
+      return tf.cast(tf.round(self.quantized(scaled, training=False)), tf.int32)
+    y = self.insert(self.quantized(scaled, training=False) + self.kept_offset)
+    return tf.cast(tf.round(y - self.offset), tf.int32)
+
+  def symbols(self, image):
+    return self.scaled_symbols(image * self.input_scale)
+
+
+def _clone(layer):
+  return layer.__class__.from_config(layer.get_config())
+
+
+def _trainable_gdn(layer):
+  """A serialisable tfcae GDN with the values of `layer` (a reduced encoder's GDN holds
+  constant β, γ, which Keras cannot clone): TF-MOT clones every layer from its config."""
+  copy = tfcae_layers.GDN(inverse=False, rectify=layer.rectify, name=layer.name,
+                          alpha_parameter=float(layer.alpha.numpy()),
+                          epsilon_parameter=float(layer.epsilon.numpy()))
+  copy.build((None, None, None, int(layer.beta.shape[0])))
+  for parameter, value in ((copy.beta_parameter, layer.beta), (copy.gamma_parameter,
+                                                               layer.gamma)):
+    # tfc.GDNParameter: value = variable² − offset² (above its bound).
+    parameter.variable.assign(tf.sqrt(value + parameter.offset ** 2))
+  return copy
+
+
+def integer_encoder(encoder, offset):
+  """`IntegerEncoder` of a Sequential float encoder (the analysis transform, or its
+  reduced rebuild) whose symbols are round(encoder(x) − offset)."""
+  from tfcae.deploy.reduction import ChannelInsert, ChannelSelect
+  chain = list(encoder.layers)
+  offset = np.asarray(offset, np.float32)
+  insert, kept_offset = None, offset
+  if chain and isinstance(chain[-1], ChannelInsert):
+    insert = chain.pop()
+    kept_offset = offset[insert.kept]
+  if not chain or not isinstance(chain[-1], tf.keras.layers.Conv2D):
+    raise TfcaeError("int8 export needs an encoder whose latents come from a Conv2D")
+  input_scale = 1.
+  if isinstance(chain[0], tf.keras.layers.Rescaling):
+    # Absorbed into the input quantisation: range [0, 255·s] in 255 steps, so the uint8
+    # input integers are the pixels. (Folding s into the first kernel instead would
+    # shrink it 255× and make Adam's steps in fine-tuning 255× too large for it.)
+    if chain[0].offset:
+      raise TfcaeError(f"{chain[0].name}: a Rescaling with an offset cannot be absorbed")
+    input_scale = float(chain.pop(0).scale)
+  inputs = tf.keras.Input([None, None, 3], name="image")
+  x, copies = inputs, []
+  for i, layer in enumerate(chain):
+    weights = []  # what the clone gets (GDN: set by _trainable_gdn)
+    if isinstance(layer, tf.keras.layers.Conv2D):
+      weights = [w.numpy() for w in layer.weights]
+      if i == len(chain) - 1:
+        weights[1] = weights[1] - kept_offset
+        config = SymbolQuantizeConfig()
+      else:
+        config = None  # TF-MOT's default for Conv2D
+    elif isinstance(layer, ChannelSelect):  # a gather keeps its input's scale
+      config = PassThroughQuantizeConfig()
+    elif isinstance(layer, tfc.GDN) and not layer.inverse:
+      config = OutputQuantizeConfig()
+    else:
+      raise TfcaeError(f"int8 export: no quantisation rule for layer {layer.name} "
+                       f"({type(layer).__name__})")
+    copy = _trainable_gdn(layer) if isinstance(layer, tfc.GDN) else _clone(layer)
+    x = _qkeras.quantize_annotate_layer(copy, config)(x)
+    copies.append((copy, weights))
+  for copy, weights in copies:  # after the calls above have built the clones
+    if weights:
+      copy.set_weights(weights)
+  with _qkeras.quantize_scope(SCOPE):
+    quantized = _qkeras.quantize_apply(tf.keras.Model(inputs, x, name="analysis_int8"))
+  return IntegerEncoder(quantized, insert, offset, kept_offset, input_scale)
+
+
+def _range_variables(layer):
+  """(min, max) variables of a layer's activation, output or input quantiser, or None.
+
+  Names: <layer>/post_activation_min, <layer>/output_min, <layer>/<layer>_min (the input
+  QuantizeLayer, whose name gets a suffix when a graph holds several); kernel_min/max
+  are the weights' and are left alone."""
+  found = {}
+  for v in layer.weights:
+    base = v.name.split("/")[-1].split(":")[0]
+    if not base.startswith("kernel_"):
+      for kind in ("min", "max"):
+        if base.endswith("_" + kind):
+          found[kind] = v
+  return (found["min"], found["max"]) if len(found) == 2 else None
+
+
+def widen_empty_kernel_ranges(model):
+  """Gives all-zero filters (dead ones a sparse encoder keeps) a non-empty weight range.
+
+  TF-MOT's per-channel range of an all-zero filter is [0, 0]; the converter turns it into
+  a zero weight scale, and the bias, quantised with input scale × weight scale, into
+  garbage. Any non-empty range quantises zeros to zero: the layer's widest one is used.
+  """
+  for layer in model.layers:
+    ranges = {v.name.split("/")[-1].split(":")[0]: v for v in layer.weights}
+    low, high = ranges.get("kernel_min"), ranges.get("kernel_max")
+    if low is None or high is None:
+      continue
+    empty = (high.numpy() - low.numpy()) <= 0
+    if empty.any():
+      widest = float(np.max(np.maximum(-low.numpy(), high.numpy()))) or 1.
+      low.assign(np.where(empty, -widest, low.numpy()))
+      high.assign(np.where(empty, widest, high.numpy()))
+
+
+def calibrate(integer, encoder, images):
+  """Sets the ranges of `integer` (from integer_encoder(encoder, …)) for inference: the
+  weight ranges to the weights' min/max (one training-mode call runs TF-MOT's
+  LastValueQuantizer), every activation range to the min/max that the float `encoder`'s
+  layers reach on `images` (float32 [1, h, w, 3] crops; TFLite's calibration rule), and
+  the input range to [0, 255·s] (step s: uint8 pixels are quantised exactly)."""
+  if not images:
+    raise TfcaeError("int8 calibration needs representative images")
+  model = integer.quantized
+  model(tf.constant(images[0], tf.float32) * integer.input_scale, training=True)
+  low, high = {}, {}
+  for image in images:
+    x = tf.constant(image, tf.float32)
+    for layer in encoder.layers:
+      x = layer(x)
+      name = "quant_" + layer.name
+      low[name] = min(low.get(name, 0.), float(tf.reduce_min(x)))
+      high[name] = max(high.get(name, 0.), float(tf.reduce_max(x)))
+  for layer in model.layers:
+    variables = _range_variables(layer)
+    if variables is not None:
+      is_input = isinstance(layer, QuantizeLayer)
+      variables[0].assign(0. if is_input else low[layer.name])
+      variables[1].assign(255. * integer.input_scale if is_input else high[layer.name])
+  widen_empty_kernel_ranges(model)
+
+
+def fine_tune(integer, model, files, steps, lmbda, distortion="mse", learning_rate=1e-5,
+              patch_size=128, batch_size=8, seed=0, verbose=1):
+  """Quantization-aware training of the int8 encoder's weights (TF-MOT's fake quantisers
+  with straight-through gradients), decoder and entropy model fixed: the server's
+  SavedModel decodes what the fine-tuned device encoder writes.
+
+  Loss R + λ·D on what the codec really does: ŷ = symbols + o (the int8 latent, step 1),
+  rate = −log2 p(ŷ) under the model's prior (TFC's information content, `training=False`),
+  D between the crops and synthesis(ŷ). Factorized models only (the hyperprior's side
+  information would need its own fine-tuning). Returns the last step's logs.
+  """
+  from tfcae.data import images as data
+  from tfcae.objectives.terms import StepContext, rate_distortion
+  if model.architecture != "factorized":
+    raise TfcaeError(f"quantization-aware fine-tuning supports the factorized model, not "
+                     f"{model.architecture!r}")
+  if steps <= 0:
+    raise TfcaeError("--qat_steps must be positive")
+  (entropy_model,) = model.entropy_models()
+  objective = rate_distortion(lmbda, distortion)
+  optimizer = tf.keras.optimizers.Adam(learning_rate)
+  variables = integer.quantized.trainable_variables
+
+  @tf.function
+  def step(x):
+    with tf.GradientTape() as tape:
+      y_hat = integer.latents(x, training=True)
+      _, bits = entropy_model(y_hat, training=False)
+      outputs = {"x_hat": model.synthesis_transform(y_hat), "bits": bits, "y": y_hat,
+                 "y_hat": y_hat}
+      loss, logs = objective(StepContext(model, x, outputs, training=False))
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return logs
+
+  progress = tf.keras.utils.Progbar(steps, verbose=verbose, unit_name="step")
+  batches = iter(data.train_dataset(files, patch_size, batch_size, seed))
+  for i in range(steps):
+    logs = {k: float(v) for k, v in step(next(batches)).items()}
+    if not np.isfinite(logs["loss"]):
+      raise TfcaeError(f"quantization-aware fine-tuning diverged at step {i + 1}")
+    progress.update(i + 1, list(logs.items()))
+  widen_empty_kernel_ranges(integer.quantized)  # training steps re-measured the ranges
+  return logs

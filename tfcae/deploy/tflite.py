@@ -1,0 +1,258 @@
+"""TFLite encoders for the device, and host-side coding of their latents (issue 7).
+
+Range coding cannot run inside TFLite, so the work is split:
+
+  device  the analysis transform and the rounding, as a TFLite flatbuffer of builtin ops
+          only. Input: float32 [1, H, W, 3] pixels in [0, 255] (uint8 for int8 models), H
+          and W multiples of the model's stride (the host edge-pads, as `compress` does).
+          Output "symbols": int32 [1, H/s, W/s, C] = round(y − o), exactly the integers
+          TFC's entropy coder codes (o: the model's `latent_offset()`, the per-channel
+          median offsets of the factorized prior, zero for the hyperprior).
+  host    `CompressionModel.compress_symbols` adds o back and calls the entropy model's
+          `compress`, which quantises round((k + o) − o) = k again, and writes the same
+          tfcae file format (tfcae.io.bitstream). For a float encoder whose symbols equal the
+          SavedModel's, the file is byte-identical to `bin/compress`'s; bin/decompress
+          on a server decodes it either way. The host side is tfcae.deploy.hostcoding (below
+          this module and tfcae.deploy.codec, so that neither imports the other).
+
+Quantisation (`quantize`): "none" (float32), "float16" (float16 weights, float compute) or
+"int8" (full-integer post-training quantisation calibrated on crops of representative
+images, built by `tfcae.deploy.qat`: uint8 input, int8 weights and activations, GDN in float, and
+an int8 latent with step 1 that already is the symbol round(y − o); its Keras model,
+`int8_encoder`, is the reference the flatbuffer's symbols are checked against).
+
+A sparse model's encoder with dead filters is exported physically reduced
+(`tfcae.deploy.reduction.reduce_encoder`, identical latents): XNNPACK gets no speed-up from
+zero weights in strided convolutions, only from fewer channels.
+"""
+import glob
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_compression  # noqa: F401  (registers the range coding ops)
+
+from tfcae import TfcaeError
+from tfcae.io.fileio import expand_images, load_rgb_image
+# The host side lives below both this module and tfcae.deploy.codec (which uses it for
+# `bin/compress --tflite`); its names stay importable from here, where they were.
+from tfcae.deploy.hostcoding import (HostCoder, TFLiteEncoder,  # noqa: F401  (re-exported)
+                              load_trained_model, pad_to_stride)
+
+__all__ = ["QUANTIZE", "encoder_function", "device_encoder", "representative_crops",
+           "convert", "convert_integer", "int8_encoder", "op_names", "host_coding_quality",
+           "write_export_info", "image_paths", "save_int8_reference", "fine_tune_int8",
+           "export_tflite"]
+
+QUANTIZE = ("none", "float16", "int8")
+_IMAGE = tf.TensorSpec([1, None, None, 3], tf.float32, name="image")
+
+
+# --- the trained Keras model ---------------------------------------------------------
+def encoder_function(model, encoder=None):
+  """tf.function: float32 [1, H, W, 3] pixels -> int32 symbols round(y − o)."""
+  encoder = encoder if encoder is not None else model.analysis_transform
+  offset = tf.constant(model.latent_offset().numpy(), tf.float32)
+
+  @tf.function(input_signature=[_IMAGE])
+  def encode(image):
+    y = encoder(image)
+    return {"symbols": tf.cast(tf.round(y - offset), tf.int32)}
+
+  return encode
+
+
+def device_encoder(model):
+  """(Keras encoder to put on the device, reduced?): the analysis transform rebuilt without
+  its dead filters (tfcae.deploy.reduction, same latents) when it has any, else itself."""
+  from tfcae.deploy import reduction
+  reduced, plans = reduction.reduce_encoder(model)
+  removed = any(len(p.keep_out) < p.out_channels or len(p.keep_in) < p.in_channels
+                for p in plans if p.kind in ("conv", "gdn"))
+  return (reduced, True) if removed else (model.analysis_transform, False)
+
+
+# --- conversion ----------------------------------------------------------------------
+def representative_crops(paths, crop=256, per_image=2, seed=0):
+  """float32 [1, crop, crop, 3] crops of the images (for int8 calibration)."""
+  rng = np.random.default_rng(seed)
+  crops = []
+  for path in paths:
+    image = load_rgb_image(path)
+    h, w = image.shape[:2]
+    size_h, size_w = min(crop, h), min(crop, w)
+    for _ in range(per_image):
+      top, left = rng.integers(0, h - size_h + 1), rng.integers(0, w - size_w + 1)
+      crops.append(image[None, top:top + size_h, left:left + size_w].astype(np.float32))
+  return crops
+
+
+def convert(model, quantize="none", representative=None, encoder=None):
+  """The device encoder as TFLite flatbuffer bytes (builtin ops only).
+
+  `representative`: a list of float32 [1, h, w, 3] arrays (int8 only: they calibrate the
+  activation ranges of `tfcae.deploy.qat.integer_encoder`).
+  """
+  if quantize not in QUANTIZE:
+    raise TfcaeError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+  if quantize == "int8":
+    if not representative:
+      raise TfcaeError("--quantize=int8 needs representative images "
+                       "(--representative_images=GLOB)")
+    return convert_integer(int8_encoder(model, representative, encoder))
+  function = encoder_function(model, encoder)
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [function.get_concrete_function()], model)
+  if quantize == "float16":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+  return _convert(converter)
+
+
+def convert_integer(integer):
+  """Flatbuffer bytes of a `tfcae.deploy.qat.IntegerEncoder` (calibrated, maybe fine-tuned)."""
+  function = tf.function(integer.scaled_symbols, input_signature=[_IMAGE])
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [function.get_concrete_function()], _variables_only(integer.quantized))
+  # The fake-quant ranges of the Keras model become the integer kernels' ranges.
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  converter.inference_input_type = tf.uint8
+  return _convert(converter)
+
+
+def _convert(converter):
+  # Builtins only: conversion fails rather than emitting Flex (TF) ops a phone lacks.
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  try:
+    return converter.convert()
+  except Exception as e:  # the converter raises several types; keep the tool's one line
+    raise TfcaeError(f"TFLite conversion failed: {str(e).splitlines()[0]}") from None
+
+
+def int8_encoder(model, representative, encoder=None):
+  """The calibrated `tfcae.deploy.qat.IntegerEncoder` of the device encoder: what an int8
+  flatbuffer computes, as a Keras model (its `symbols` are the int8 reference)."""
+  from tfcae.deploy import qat
+  encoder = encoder if encoder is not None else model.analysis_transform
+  integer = qat.integer_encoder(encoder, model.latent_offset().numpy())
+  qat.calibrate(integer, encoder, representative)
+  return integer
+
+
+def op_names(tflite_bytes):
+  """The flatbuffer's operator names (builtin ones are upper case, e.g. CONV_2D)."""
+  interpreter = tf.lite.Interpreter(model_content=tflite_bytes)
+  return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+
+# --- running it ----------------------------------------------------------------------
+def host_coding_quality(tflite, model_dir, paths):
+  """Per-image (bpp, PSNR) of `paths` coded through a TFLite encoder (path or bytes) and
+  host-side coding, decoded by the model's SavedModel: what a phone-to-server user gets."""
+  from tfcae.deploy.codec import Codec
+  from tfcae.objectives import metrics
+  host, codec = HostCoder(tflite, model_dir), Codec(model_dir)
+  results = []
+  for path in paths:
+    image = load_rgb_image(path)
+    stream = host.compress(image)
+    results.append((metrics.bpp(len(stream), *image.shape[:2]),
+                    float(metrics.psnr(image, codec.decompress(stream)))))
+  return results
+
+
+def write_export_info(tflite_path, info):
+  with open(tflite_path + ".json", "w", encoding="utf-8") as f:
+    json.dump(info, f, indent=2, sort_keys=True)
+
+
+def image_paths(pattern, flag="--representative_images"):
+  """Files of a glob (or a folder), for calibration or fine-tuning."""
+  if os.path.isdir(pattern):
+    return expand_images(pattern)
+  paths = sorted(glob.glob(pattern))
+  if not paths:
+    raise TfcaeError(f"{flag}={pattern}: no images")
+  return paths
+
+
+def _variables_only(keras_model):
+  """A tf.Module tracking only the model's variables. Handing the Keras model itself to
+  the converter (or to tf.saved_model.save) makes Keras serialise its layers, after which
+  TFC's GDN can no longer be traced: its Python branches on α and ε are left to
+  AutoGraph, which Keras' serialisation tracing turns off."""
+  module = tf.Module()
+  module.weights = list(keras_model.weights)
+  return module
+
+
+def save_int8_reference(integer, path):
+  """Saves an int8 encoder's Keras model as a SavedModel with one signature, `symbols`
+  (float32 [1, H, W, 3] pixels -> int32 symbols): the device's computation on a server
+  (≥ 99 % of its symbols equal the flatbuffer's, the rest off by one)."""
+  module = _variables_only(integer.quantized)
+
+  @tf.function(input_signature=[_IMAGE])
+  def symbols(image):  # a def, not a lambda: AutoGraph must convert GDN's Python branches
+    return {"symbols": integer.symbols(image)}
+
+  module.symbols = symbols
+  tf.saved_model.save(module, path, signatures={"symbols": symbols})
+
+
+def fine_tune_int8(integer, model_dir, model, qat_images, steps, learning_rate=1e-5,
+                   lmbda=None, verbose=1):
+  """Fine-tunes an int8 encoder quantization-aware (tfcae.deploy.qat.fine_tune) with the run's
+  objective: its --lmbda (unless `lmbda`) and --distortion. Returns what was done."""
+  from tfcae.deploy import qat
+  from tfcae.training.rundir import RunDir
+  if not qat_images:
+    raise TfcaeError("--qat_steps needs --qat_images=GLOB (training crops)")
+  config = RunDir(model_dir).read_config()
+  lmbda = lmbda or config.lmbda
+  final = qat.fine_tune(integer, model, image_paths(qat_images, "--qat_images"), steps, lmbda,
+                        config.distortion, learning_rate, verbose=verbose)
+  return {"steps": steps, "learning_rate": learning_rate, "lmbda": lmbda,
+          "distortion": config.distortion, "final": final}
+
+
+def export_tflite(model_dir, tflite_path, quantize="none", representative_images="",
+                  qat_steps=0, qat_images="", qat_learning_rate=1e-5, qat_lmbda=None,
+                  int8_reference=""):
+  """What bin/export does: writes the device encoder and `<tflite_path>.json`.
+
+  int8 only: `qat_steps` > 0 fine-tunes the calibrated int8 encoder quantization-aware on
+  crops of `qat_images` (tfcae.deploy.qat.fine_tune; λ: the run's --lmbda unless `qat_lmbda`);
+  `int8_reference` names a folder for the int8 encoder's SavedModel (save_int8_reference).
+  """
+  from tfcae.io.fileio import atomic_write_bytes
+  if quantize != "int8" and (qat_steps or int8_reference):
+    raise TfcaeError("--qat_steps and --int8_reference need --quantize=int8")
+  model = load_trained_model(model_dir)
+  encoder, reduced = device_encoder(model)
+  info = {"model_dir": os.path.abspath(model_dir), "quantize": quantize,
+          "reduced_encoder": reduced, "fingerprint": model.fingerprint.numpy().hex(),
+          "stride": model.stride, "latent_channels": model.latent_channels,
+          "input": "float32 [1, H, W, 3] in [0, 255]" if quantize != "int8" else
+                   "uint8 [1, H, W, 3]",
+          "output": "int32 symbols [1, H/stride, W/stride, C] = round(y - latent_offset)"}
+  if quantize == "int8":
+    if not representative_images:
+      raise TfcaeError("--quantize=int8 needs --representative_images=GLOB (crops of them "
+                       "calibrate the activation ranges)")
+    integer = int8_encoder(model, representative_crops(image_paths(representative_images)),
+                           encoder)
+    if qat_steps:
+      info["qat"] = fine_tune_int8(integer, model_dir, model, qat_images, qat_steps,
+                                   qat_learning_rate, qat_lmbda)
+    if int8_reference:
+      save_int8_reference(integer, int8_reference)
+      info["int8_reference"] = os.path.abspath(int8_reference)
+    data = convert_integer(integer)
+  else:
+    data = convert(model, quantize, None, encoder)
+  atomic_write_bytes(tflite_path, data)
+  info.update(ops=op_names(data), bytes=len(data))
+  write_export_info(tflite_path, info)
+  return info

@@ -1,0 +1,2 @@
+"""Evaluation: rate-distortion of learned and classical codecs on image sets, BD-rate,
+CompressAI-layout results, plots."""

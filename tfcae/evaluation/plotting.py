@@ -1,0 +1,184 @@
+"""Plots of rate-distortion results (matplotlib, Agg backend: no display needed).
+
+A module of plain functions taking results dicts (tfcae.evaluation.results layout) and an
+output path; every figure is written atomically.
+"""
+import io
+
+import numpy as np
+
+from tfcae.io.fileio import atomic_write_bytes
+
+__all__ = ["METRICS", "pyplot", "save_figure", "plot_rd", "read_lambda_trajectory",
+           "plot_lambda_trajectories", "plot_series", "plot_embeddings"]
+
+METRICS = {
+    "psnr": ("psnr-rgb", "PSNR RGB [dB]"),
+    "ms-ssim": ("ms-ssim-rgb", "MS-SSIM RGB [dB]  (-10 log10(1 - MS-SSIM))"),
+}
+
+
+def pyplot():
+  """matplotlib.pyplot on the Agg backend (headless), for every tfcae figure."""
+  import matplotlib
+  matplotlib.use("Agg")  # headless; must precede the pyplot import
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def save_figure(fig, output_png, dpi=120):
+  """Writes `fig` as a PNG atomically (a reader never sees half a file)."""
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+  atomic_write_bytes(output_png, buf.getvalue())
+
+
+def plot_rd(results_list, metric="psnr", output_png="rd.png", title=None, dpi=120):
+  """Rate-distortion curves, one per results dict, quality against bpp.
+
+  MS-SSIM is drawn in dB, where differences near 1 are visible. Returns the path.
+  """
+  from tfcae.objectives.metrics import ms_ssim_db
+  if metric not in METRICS:
+    raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+  if not results_list:
+    raise ValueError("nothing to plot: no results given")
+  key, ylabel = METRICS[metric]
+  plt = pyplot()
+  fig, ax = plt.subplots(figsize=(7, 5))
+  try:
+    for res in results_list:
+      r = res["results"]
+      if key not in r:
+        raise ValueError(f"{res.get('name', '?')}: results have no {key!r}")
+      rates = np.asarray(r["bpp"], dtype=np.float64)
+      values = np.asarray(r[key], dtype=np.float64)
+      if metric == "ms-ssim":
+        values = np.asarray([ms_ssim_db(v) for v in values])
+      order = np.argsort(rates)
+      ax.plot(rates[order], values[order], marker="o", markersize=4, linewidth=1.5,
+              label=res.get("name", "?"))
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"Rate-distortion ({'PSNR' if metric == 'psnr' else 'MS-SSIM'})")
+    ax.grid(True, which="both", alpha=0.4)
+    ax.legend(loc="lower right")
+    save_figure(fig, output_png, dpi)
+  finally:
+    plt.close(fig)
+  return output_png
+
+
+# --- D-CO: Lagrange multiplier trajectories (issue 4) -----------------------------------
+def read_lambda_trajectory(model_dir):
+  """(steps, λ) of a D-CO (or hinge) run from its history.csv and train_config.json.
+
+  λ after epoch e is the validation column `val_lambda` (the multiplier is constant during
+  validation, so this is its value at the end of the epoch), or the epoch mean `lambda`
+  when validation did not log it. Step 0 is the initial λ: --multiplier_init under the
+  paper's rule, the derived λ0 under the auto rule (tfcae.methods.dco.auto_multiplier_settings).
+  """
+  import csv
+  import os
+  from tfcae.training.rundir import HISTORY_FILE, RunDir
+  run = RunDir(model_dir)
+  history = run.history_path
+  try:
+    with open(history, encoding="utf-8") as f:
+      rows = list(csv.DictReader(f))
+  except OSError as e:
+    raise ValueError(f"{model_dir}: cannot read {HISTORY_FILE} ({e.strerror or e})") from None
+  column = next((c for c in ("val_lambda", "lambda") if rows and rows[0].get(c)), None)
+  if column is None:
+    raise ValueError(f"{history}: no λ column (was it trained with --objective=dco?)")
+  # As stored, not TrainConfig.load: a missing field must not take today's default.
+  settings = run.read_config_dict() if os.path.exists(run.config_path) else {}
+  per_epoch = int(settings.get("steps_per_epoch", 1))
+  steps, values = [], []
+  if "multiplier_init" in settings and settings.get("objective") in ("dco", "rco"):
+    initial = float(settings["multiplier_init"])
+    if settings.get("multiplier_rule", "paper") == "auto":
+      from tfcae.methods.dco import multiplier_settings
+      from tfcae.training.config import TrainConfig
+      initial = multiplier_settings(TrainConfig(**{
+          k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__}))[
+              "initial_value"]
+    steps.append(0)
+    values.append(initial)
+  for row in rows:  # history.csv is appended across resumes: the last row of an epoch wins
+    epoch_end = (int(row["epoch"]) + 1) * per_epoch
+    if steps and steps[-1] >= epoch_end:
+      keep = [i for i, s in enumerate(steps) if s < epoch_end]
+      steps, values = [steps[i] for i in keep], [values[i] for i in keep]
+    steps.append(epoch_end)
+    values.append(float(row[column]))
+  return np.asarray(steps), np.asarray(values)
+
+
+def plot_lambda_trajectories(runs, output_png="lambda.png", title=None, dpi=120,
+                             lambda_max=None):
+  """λ against training step for several runs on a log axis (van Rozendaal et al., Fig. 3).
+
+  Args:
+    runs: list of (label, steps, λ values).
+    lambda_max: draw the clip as a dashed line.
+  """
+  if not runs:
+    raise ValueError("nothing to plot: no runs given")
+  series = []
+  for label, steps, values in runs:
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+      raise ValueError(f"{label}: λ values must be finite and >= 0")
+    series.append((label, steps, np.maximum(values, 1e-6)))
+  return plot_series(series, "training step", "Lagrange multiplier λ", output_png,
+                     title or "D-CO: λ trajectories", logy=True, hline=lambda_max or None,
+                     hline_label="clip", marker=None, legend="upper right", dpi=dpi)
+
+
+def plot_series(series, xlabel, ylabel, output_png, title="", logx=False, logy=False,
+                hline=None, hline_label=None, marker="o", legend="lower right", dpi=120):
+  """Lines: series = [(label, xs, ys)]; hline draws a dashed reference (None: none)."""
+  if not series:
+    raise ValueError("nothing to plot: no series given")
+  plt = pyplot()
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  try:
+    for label, xs, ys in series:
+      ax.plot(xs, ys, marker=marker, markersize=4, linewidth=1.5, label=label)
+    if hline is not None:
+      ax.axhline(hline, color="gray", linestyle="--", linewidth=1, label=hline_label)
+    if logy:
+      ax.set_yscale("log")
+    if logx:
+      ax.set_xscale("log")
+      ticks = sorted({x for _, xs, _ in series for x in xs})
+      ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+      ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.4)
+    ax.legend(loc=legend, fontsize="small")
+    save_figure(fig, output_png, dpi)
+  finally:
+    plt.close(fig)
+  return output_png
+
+
+def plot_embeddings(panels, labels, output_png, dpi=120):
+  """Scatter plots of 2-D bottleneck codes, one panel per (title, codes [N, 2]), coloured
+  by digit label (the paper's Figure of the n = 2 embedding)."""
+  plt = pyplot()
+  fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
+  for ax, (title, codes) in zip(axes[0], panels):
+    if codes.shape[1] != 2:
+      raise ValueError(f"embedding plot needs 2-D codes, got {codes.shape}")
+    points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6,
+                        vmin=-0.5, vmax=9.5, rasterized=True)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("y₁")
+    ax.set_ylabel("y₂")
+  fig.colorbar(points, ax=axes[0].tolist(), ticks=range(10), label="digit")
+  save_figure(fig, output_png, dpi)
+  plt.close(fig)

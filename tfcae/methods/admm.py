@@ -1,0 +1,204 @@
+"""ADMM pruning of the latent code: Zhao & Liao, "CAE-ADMM: implicit bitrate optimization
+via ADMM-based pruning in compressive autoencoders" (CAE-P, arXiv:1901.07196).
+
+Instead of an entropy estimator, CAE-P promotes sparsity of the code E(x):
+
+  min_{E, D}  d(x, D(Q(E(x))))   s.t.  card(E(x)) ≤ ℓ,
+
+split with an auxiliary Z (the constrained copy of E(x)) and a scaled dual U, and solved by
+ADMM (the paper's three steps):
+
+  (1) train E, D on  d + ρ/2·‖E(x) − Z + U‖²                        (ADMMPenalty, a LossTerm)
+  (2) Z ← Π_ℓ(E(x) + U): keep the ℓ largest-magnitude entries, zero the rest
+  (3) U ← U + E(x) − Z                                                (ADMMUpdate, a hook)
+
+with (2)–(3) every `period` epochs (paper: 20 epochs, keep 10%). Π_ℓ is the Euclidean
+projection onto {z : card(z) ≤ ℓ} (`project_cardinality`). The reference code's mask
+compares *sort indices* (np.argsort output) with ℓ instead of ranks, so the entries it
+keeps are unrelated to their magnitudes; here the projection is the one the paper states.
+
+Scope of Z and U (`scope`):
+  "dataset" (default, the reference code's choice): Z, U have the latent shape of one
+    training crop, [h, w, M]; E(x) in steps (2)–(3) is the mean code over all crops seen
+    since the last update (accumulated in-graph by `after_apply`). The constraint is thus
+    on the *average* code per latent position: positions pruned in Z are pulled to zero
+    for every image, which is what makes the quantized code sparse. It needs crops of one
+    size (the training patch size). Before the first update there is no Z yet; the first
+    update sets Z⁰ = Π_ℓ(mean E(x)) with U⁰ = 0 (as in ADMM weight pruning, Zhang et al.
+    2018) and switches the penalty on, so the first period trains the unconstrained model.
+  "image": Z is the projection of each image's own code, recomputed every step, and
+    U ≡ 0. With random crops a code never recurs, so a per-example dual variable could not
+    accumulate; what is left of ADMM is the penalty ρ/2·dist(E(x), card ≤ ℓ)², which pulls
+    the smallest (1 − keep)·n entries of every code to zero. No epoch updates.
+
+The penalty is ρ/2 times the *mean* squared entry of E(x) − Z + U (the paper's ‖·‖²
+divided by the number of latent elements per image), so ρ does not depend on the crop size
+or the latent width. Z, U and the accumulators are tf.Variables owned by the term and the
+hook, hence part of the model's checkpoint and restored on resume.
+"""
+import numpy as np
+import tensorflow as tf
+
+from tfcae.objectives.terms import LossTerm, TrainingHook
+
+__all__ = ["SCOPES", "cardinality_mask", "project_cardinality", "keep_count", "ADMMState",
+           "ADMMPenalty", "ADMMUpdate", "admm_objective_parts"]
+
+SCOPES = ("dataset", "image")
+
+
+def cardinality_mask(x, k, per_example=False):
+  """1.0 at the k largest |x| (exactly k positions), 0.0 elsewhere.
+
+  Ties are broken by position (the lower flat index is kept): tf.math.top_k is stable.
+  With per_example=True, the first axis indexes examples and each keeps its own k.
+  """
+  x = tf.convert_to_tensor(x)
+  shape = tf.shape(x)
+  flat = tf.reshape(x, [shape[0], -1] if per_example else [1, -1])
+  n = tf.shape(flat)[1]
+  k = tf.convert_to_tensor(k, tf.int32)
+  with tf.control_dependencies([
+      tf.debugging.assert_greater_equal(k, 0, message="k must be >= 0"),
+      tf.debugging.assert_less_equal(k, n, message="k must be <= the number of entries")]):
+    _, indices = tf.math.top_k(tf.abs(flat), k=k, sorted=False)
+  # One row per example: mark the top-k columns of each row.
+  rows = tf.shape(flat)[0]
+  row_ids = tf.repeat(tf.range(rows), k)
+  positions = tf.stack([row_ids, tf.reshape(indices, [-1])], axis=1)
+  mask = tf.scatter_nd(positions, tf.ones([rows * k], x.dtype), [rows, n])
+  return tf.reshape(mask, shape)
+
+
+def project_cardinality(x, k, per_example=False):
+  """Euclidean projection onto {z : card(z) ≤ k}: keeps the k largest |x|, zeros the rest.
+
+  Exactly k entries are kept (0 ≤ k ≤ x.size); ties in |x| are broken by position.
+  """
+  x = tf.convert_to_tensor(x)
+  return x * cardinality_mask(x, k, per_example)
+
+
+def keep_count(keep_ratio, num_entries):
+  """ℓ = the number of entries kept for a keep ratio (nearest integer, at least 0)."""
+  return int(np.clip(round(keep_ratio * num_entries), 0, num_entries))
+
+
+class ADMMState(tf.Module):
+  """Z, U and the running sum of E(x), shared by ADMMPenalty and ADMMUpdate."""
+
+  def __init__(self, latent_shape, keep_ratio, scope="dataset", name="admm_state"):
+    super().__init__(name=name)
+    if scope not in SCOPES:
+      raise ValueError(f"unknown ADMM scope {scope!r}; expected one of {SCOPES}")
+    if not 0. <= keep_ratio <= 1.:
+      raise ValueError(f"keep ratio must be in [0, 1], got {keep_ratio}")
+    self.latent_shape = tuple(int(d) for d in latent_shape)
+    self.keep_ratio = float(keep_ratio)
+    self.scope = scope
+    self.k = keep_count(keep_ratio, int(np.prod(self.latent_shape)))
+    if scope == "dataset":
+      zeros = tf.zeros(self.latent_shape)
+      self.z = tf.Variable(zeros, trainable=False, name="Z")
+      self.u = tf.Variable(zeros, trainable=False, name="U")
+      # Sum and count of E(x) since the last update; SUM so replicas' updates add up.
+      self.y_sum = tf.Variable(zeros, trainable=False, name="y_sum",
+                               aggregation=tf.VariableAggregation.SUM)
+      self.count = tf.Variable(0., trainable=False, name="count",
+                               aggregation=tf.VariableAggregation.SUM)
+      # 0 until the first Z exists (see the module docstring), then 1.
+      self.active = tf.Variable(0., trainable=False, name="active")
+      self.updates = tf.Variable(0, trainable=False, dtype=tf.int64, name="updates")
+
+  def target(self, y):
+    """Z − U for a batch of codes y [B, h, w, M] (what the penalty pulls E(x) towards)."""
+    if self.scope == "image":
+      return tf.stop_gradient(project_cardinality(y, self.k, per_example=True))
+    return self.z - self.u
+
+  def z_for(self, y):
+    if self.scope == "image":
+      return tf.stop_gradient(project_cardinality(y, self.k, per_example=True))
+    return self.z
+
+  def get_config(self):
+    return {"latent_shape": list(self.latent_shape), "keep_ratio": self.keep_ratio,
+            "keep_count": self.k, "scope": self.scope}
+
+
+class ADMMPenalty(LossTerm):
+  """ADMM step (1): ρ/2·mean((E(x) − Z + U)²) over ctx["y"] (weight = ρ)."""
+
+  def __init__(self, state, rho, name="admm"):
+    super().__init__(weight=rho, name=name)
+    self.state = state
+
+  def value(self, ctx):
+    y = ctx["y"]
+    residual = y - self.state.target(y)
+    penalty = 0.5 * tf.reduce_mean(tf.square(residual))
+    if self.state.scope == "dataset":
+      penalty *= self.state.active
+    return penalty
+
+  def get_config(self):
+    return dict(super().get_config(), rho=self.weight, **self.state.get_config())
+
+
+class ADMMUpdate(TrainingHook):
+  """ADMM steps (2)–(3) every `period` epochs, and the sparsity logs.
+
+  `after_apply` (in-graph, every step) accumulates the mean code for the "dataset" scope
+  and logs `admm_zero_frac` (fraction of zeros in the quantized code ctx["y_hat"]) and
+  `admm_y_minus_z` (‖E(x) − Z‖ per image, mean over the batch).
+  """
+
+  def __init__(self, state, period, name="admm_update"):
+    super().__init__(name=name)
+    if period < 1:
+      raise ValueError(f"ADMM period must be >= 1 epoch, got {period}")
+    self.state = state
+    self.period = int(period)
+
+  def after_apply(self, model, ctx):
+    y = tf.stop_gradient(ctx["y"])
+    state = self.state
+    if state.scope == "dataset":
+      state.y_sum.assign_add(tf.reduce_sum(y, axis=0))
+      state.count.assign_add(tf.cast(tf.shape(y)[0], tf.float32))
+    distance = tf.sqrt(tf.reduce_sum(tf.square(y - state.z_for(y)), axis=[1, 2, 3]))
+    zero_frac = tf.reduce_mean(tf.cast(tf.equal(ctx["y_hat"], 0.), tf.float32))
+    return {"admm_zero_frac": zero_frac, "admm_y_minus_z": tf.reduce_mean(distance)}
+
+  def update(self):
+    """Steps (2)–(3) from the mean code accumulated since the last update (eager)."""
+    state = self.state
+    if state.scope != "dataset" or float(state.count.numpy()) == 0.:
+      return
+    mean_y = state.y_sum / state.count
+    if float(state.active.numpy()) == 0.:
+      # Z⁰ = Π(mean E(x)), U⁰ = 0: the penalty starts from the unconstrained code.
+      state.z.assign(project_cardinality(mean_y, state.k))
+      state.active.assign(1.)
+    else:
+      state.z.assign(project_cardinality(mean_y + state.u, state.k))  # step (2)
+      state.u.assign_add(mean_y - state.z)                             # step (3)
+    state.updates.assign_add(1)
+    state.y_sum.assign(tf.zeros_like(state.y_sum))
+    state.count.assign(0.)
+
+  def on_epoch_end(self, model, epoch, logs):
+    if (epoch + 1) % self.period == 0:
+      self.update()
+
+  def log_names(self):
+    return ["admm_zero_frac", "admm_y_minus_z"]
+
+  def get_config(self):
+    return dict(super().get_config(), period=self.period, **self.state.get_config())
+
+
+def admm_objective_parts(latent_shape, keep_ratio, period, rho, scope="dataset"):
+  """(term, hook) for CAE-P's latent pruning, sharing one ADMMState."""
+  state = ADMMState(latent_shape, keep_ratio, scope)
+  return ADMMPenalty(state, rho), ADMMUpdate(state, period)

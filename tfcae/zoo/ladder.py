@@ -1,0 +1,220 @@
+"""Training a zoo rate ladder and publishing it into zoo/ (issue 14; `make zoo`).
+
+A ladder is one recipe (a flagfile) at several λ. The cheap route trains an anchor
+quality from scratch and fine-tunes the others in a chain outwards from it, each from its
+neighbour on the anchor's side (neighbouring λ differ by ≈ 2×, so the transforms differ
+little and the rate moves within minutes; every step of the chain starts from a model
+that has already trained for all the steps before it), two jobs at a time, each pinned to
+one core (tfcae.training.jobs): with the anchor in the middle, both cores stay busy. Every job is a plain `bin/train` run with
+--time_budget_minutes, so the ladder's CPU time is fixed in advance and re-running the
+command resumes unfinished jobs and skips finished ones.
+
+`publish` copies a trained model's SavedModel into zoo/<family>/<quality>/ with its
+train_config.json and a card.json: training command, data, steps, CPU time, Kodak bpp /
+PSNR / MS-SSIM from real files, encoder and decoder MACs per pixel, fingerprint, size.
+"""
+import dataclasses
+import datetime
+import os
+import shutil
+
+from tfcae import TfcaeError, zoo
+from tfcae.io.fileio import atomic_write_json
+from tfcae.training import jobs
+from tfcae.training.rundir import CONFIG_FILE, EXPORT_INFO_FILE, VARIABLES_DIR, RunDir
+
+__all__ = ["ROOT", "TRAIN_DATA", "Ladder", "LADDERS", "run_dir", "train_command", "train",
+           "publish", "publish_ladder", "card_table"]
+
+# tfcae/zoo/ladder.py -> the repository
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN_DATA = "BSDS500 train+val+test (500 photographs, ../shared/data/train; the last 10 % " \
+             "by name validate)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Ladder:
+  name: str                    # the zoo family: its folder, zoo/<name>/<quality>
+  architecture: str            # the model's architecture (export info)
+  flagfile: str                # the recipe, relative to the repository
+  lambdas: dict                # quality -> λ (MSE on 0..255)
+  anchors: tuple               # qualities trained from scratch
+  anchor_minutes: float        # training time of an anchor, on one core
+  finetune_minutes: float      # training time of a fine-tuned quality, on one core
+  finetune_flags: tuple = ()   # bin/train flags of the fine-tunes (e.g. a lower peak lr)
+
+  def source(self, quality):
+    """The quality a quality is fine-tuned from: its neighbour towards the nearest anchor
+    (None for an anchor)."""
+    if quality in self.anchors:
+      return None
+    anchor = min(self.anchors, key=lambda a: (abs(a - quality), a))
+    ladder = sorted(self.lambdas)
+    i = ladder.index(quality)
+    return ladder[i - 1] if anchor < quality else ladder[i + 1]
+
+  def hops(self, quality):
+    """Fine-tunes between a quality and its anchor (0 for an anchor)."""
+    source = self.source(quality)
+    return 0 if source is None else 1 + self.hops(source)
+
+  def cpu_minutes(self):
+    n = len(self.lambdas)
+    return len(self.anchors) * self.anchor_minutes + (
+        n - len(self.anchors)) * self.finetune_minutes
+
+
+# λ of CompressAI's MSE zoo (its λ multiplies the MSE on 0..1 times 255², i.e. ours).
+LADDERS = {
+    "factorized": Ladder(
+        name="factorized", architecture="factorized", flagfile="configs/zoo_factorized.cfg",
+        lambdas={1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483,
+                 7: 0.0932},
+        anchors=(4,), anchor_minutes=45., finetune_minutes=20.,
+        finetune_flags=("--learning_rate=1e-4", "--lr_warmup=0", "--lr_schedule=constant")),
+    # MS-SSIM-optimised (λ·(1 − MS-SSIM) + bpp, CompressAI's ms-ssim λ for its qualities
+    # 1-6). N = 64: 3.1 MB per model keeps the zoo under its 80 MB budget, and at 176²
+    # crops (5-scale MS-SSIM needs ≥ 176) the narrow model gets the steps. Two anchors
+    # train side by side, so both cores are busy from the start.
+    "factorized-msssim": Ladder(
+        name="factorized-msssim", architecture="factorized",
+        flagfile="configs/zoo_factorized_msssim.cfg",
+        lambdas={1: 2.40, 2: 4.58, 3: 8.73, 4: 16.64, 5: 31.73, 6: 60.50},
+        anchors=(2, 5), anchor_minutes=50., finetune_minutes=25.,
+        finetune_flags=("--learning_rate=1e-4", "--lr_warmup=0", "--lr_schedule=constant")),
+}
+
+
+def run_dir(out, ladder, quality):
+  return os.path.join(out, ladder.name, str(quality))
+
+
+def train_command(ladder, quality, out):
+  args = [f"--flagfile={os.path.join(ROOT, ladder.flagfile)}",
+          f"--lmbda={ladder.lambdas[quality]}", f"--model_dir={run_dir(out, ladder, quality)}"]
+  source = ladder.source(quality)
+  if source is None:
+    args.append(f"--time_budget_minutes={ladder.anchor_minutes}")
+  else:
+    args += [f"--time_budget_minutes={ladder.finetune_minutes}",
+             f"--init_from={run_dir(out, ladder, source)}", *ladder.finetune_flags]
+  return jobs.python(os.path.join(ROOT, "bin", "train"), *args)
+
+
+def _done(model_dir):
+  return RunDir(model_dir).is_finished()
+
+
+def train(ladder, out, parallel=2, qualities=None, log=print):
+  """Trains (or resumes) the ladder's qualities; returns {quality: exit code}."""
+  qualities = sorted(qualities or ladder.lambdas)
+  # Anchors first, then outwards: a job starts once the one it is fine-tuned from is done.
+  order = sorted(qualities, key=lambda q: (ladder.hops(q), q))
+  work = []
+  for q in order:
+    model_dir = run_dir(out, ladder, q)
+    if _done(model_dir):
+      continue
+    source = ladder.source(q)
+    ready = None if source is None else (
+        lambda d=run_dir(out, ladder, source): _done(d))
+    work.append((q, train_command(ladder, q, out), os.path.join(model_dir, "train.log"),
+                 ready))
+  log(f"{ladder.name}: {len(work)} of {len(qualities)} qualities to train "
+      f"({ladder.cpu_minutes():.0f} CPU-minutes for the whole ladder, {parallel} at a time)")
+  return jobs.run_pinned(work, parallel, log)
+
+
+def _relative(path):
+  """A path inside the repository as the repository-relative path the commands use."""
+  if path and os.path.isabs(path) and path.startswith(ROOT + os.sep):
+    return os.path.relpath(path, ROOT)
+  return path
+
+
+def _folder_bytes(path):
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
+            progress=False, family=None):
+  """Copies an exported model into the zoo, as zoo/<family>/<quality> (family: the
+  architecture unless given, e.g. "factorized-msssim"), with its card; returns the card."""
+  family = family or architecture
+  from tfcae.analysis import accounting
+  from tfcae.deploy.codec import Codec
+  from tfcae.evaluation import rd as evaluation
+  from tfcae.training.export import load_trained
+  run = RunDir(model_dir)
+  if not run.is_exported():
+    raise TfcaeError(f"{model_dir}: no exported model to publish")
+  info = run.read_export_info()
+  if info["architecture"]["architecture"] != architecture:
+    raise TfcaeError(f"{model_dir} is a {info['architecture']['architecture']} model, not "
+                     f"{architecture}")
+  summary = run.read_summary()
+  target = os.path.join(zoo_root or zoo.root(), family, str(int(quality)))
+  staging = target + ".tmp"
+  shutil.rmtree(staging, ignore_errors=True)
+  os.makedirs(staging)
+  # The SavedModel only (its variables are the weights); no checkpoints, logs or slots.
+  shutil.copy2(run.saved_model_path, staging)
+  shutil.copytree(run.variables_dir, os.path.join(staging, VARIABLES_DIR))
+  for name in (EXPORT_INFO_FILE, CONFIG_FILE):
+    shutil.copy2(run.join(name), staging)
+  records = evaluation.evaluate_codec(Codec(staging), images, progress=progress)
+  mean = lambda k: float(sum(r[k] for r in records) / len(records))
+  report = accounting.analyze(load_trained(staging, for_compression=False))
+  settings = summary["settings"]
+  card = {
+      "name": f"{family}/{int(quality)}", "family": family, "architecture": architecture,
+      "quality": int(quality), "config": info["architecture"],
+      "fingerprint": info["fingerprint"], "lmbda": settings["lmbda"],
+      "distortion": settings["distortion"],
+      "training": {
+          "command": command, "data": TRAIN_DATA, "steps": summary.get("steps"),
+          "cpu_seconds": summary.get("train_seconds"), "cores": 1,
+          "init_from": _relative(settings.get("init_from")) or None,
+          "patch_size": settings["patch_size"], "batch_size": settings["batch_size"],
+          "tensorflow": summary.get("tensorflow")},
+      "kodak": {"images": len(records), "bpp": mean("bpp"), "psnr-rgb": mean("psnr-rgb"),
+                "ms-ssim-rgb": mean("ms-ssim-rgb")},
+      "macs_per_pixel": {"encoder": report["encoder"]["total"]["maccs_per_pixel"],
+                         "decoder": report["decoder"]["total"]["maccs_per_pixel"]},
+      "date": datetime.date.today().isoformat(),
+  }
+  card["bytes"] = _folder_bytes(staging)
+  atomic_write_json(os.path.join(staging, zoo.CARD), card)
+  shutil.rmtree(target, ignore_errors=True)
+  os.replace(staging, target)
+  return dict(card, path=target)
+
+
+def publish_ladder(ladder, out, images, zoo_root=None, log=print, qualities=None):
+  cards = []
+  for q in sorted(qualities or ladder.lambdas):
+    model_dir = run_dir(out, ladder, q)
+    if not _done(model_dir):
+      log(f"{ladder.name}/{q}: not trained, not published")
+      continue
+    command = " ".join(["bin/train"] + [a.replace(ROOT + os.sep, "") for a in
+                                        train_command(ladder, q, out)[2:]])
+    card = publish(model_dir, ladder.architecture, q, images, command, zoo_root,
+                   family=ladder.name)
+    log(f"published {card['name']}: {card['kodak']['bpp']:.3f} bpp, "
+        f"{card['kodak']['psnr-rgb']:.2f} dB, {card['bytes'] / 1e6:.1f} MB")
+    cards.append(card)
+  return cards
+
+
+def card_table(cards):
+  """The README's zoo table (markdown)."""
+  lines = ["| model | λ | steps | CPU min | Kodak bpp | PSNR (dB) | MS-SSIM | enc / dec "
+           "kMAC/px | MB | fingerprint |", "|---|---|---|---|---|---|---|---|---|---|"]
+  for c in cards:
+    t, k, m = c["training"], c["kodak"], c["macs_per_pixel"]
+    lines.append(f"| {c['name']} | {c['lmbda']} | {t['steps']} | "
+                 f"{(t['cpu_seconds'] or 0) / 60:.0f} | {k['bpp']:.3f} | {k['psnr-rgb']:.2f} | "
+                 f"{k['ms-ssim-rgb']:.4f} | {m['encoder'] / 1e3:.1f} / {m['decoder'] / 1e3:.1f} | "
+                 f"{c['bytes'] / 1e6:.1f} | `{c['fingerprint']}` |")
+  return "\n".join(lines)
