@@ -1,5 +1,5 @@
 """The registries (issue 15, item 2): the generic Registry, the architectures it lists
-and the settings they declare, and the classical codecs.
+and the settings they declare, the classical codecs, and the training methods.
 
 Why: an architecture used to be named in three places (models.MODELS, the --model flag's
 choices, an if-ladder in TrainConfig.architecture()) and the codecs in a string if-ladder;
@@ -65,8 +65,9 @@ def test_lookup_error_type_and_lazy_names():
   assert list(names) == ["z"] and "z" in names and "y" not in names and loads
 
 
-def test_config_and_registry_import_without_tensorflow():
-  code = ("import sys, tfcae.training.config, tfcae.registry, tfcae.evaluation.classical; "
+def test_registry_and_classical_codecs_import_without_tensorflow():
+  # (TrainConfig imports the methods, whose settings it is made of: TensorFlow.)
+  code = ("import sys, tfcae.registry, tfcae.evaluation.classical; "
           "assert 'tensorflow' not in sys.modules, 'TF imported'")
   r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                      env=dict(os.environ, PYTHONPATH=REPO))
@@ -300,3 +301,124 @@ def test_codecs_are_registered_classes_and_the_tables_come_from_them():
     assert codec.description().startswith(f"{name} via Pillow ")
   with pytest.raises(TfcaeError, match="^unknown codec 'gif'; available: jpeg, webp, "):
     classical.get("gif")
+
+
+# --- methods -------------------------------------------------------------------------
+# The flags of the four methods as they were when they were TrainConfig's own fields:
+# every flagfile and train_config.json names them, so a method's settings keep them.
+METHOD_FLAGS = {
+    "dco": ("objective", "target_distortion", "target_bpp", "hinge_lambda",
+            "target_tolerance", "multiplier_rule", "multiplier_lr", "multiplier_momentum",
+            "multiplier_dampening", "multiplier_max", "multiplier_init", "multiplier_signal"),
+    "decorrelation": ("decorrelation_weight", "decorrelation_form"),
+    "admm": ("admm_keep_ratio", "admm_period", "admm_rho", "admm_scope"),
+    "double_descent": ("sparsity_constraint", "sparsity_groups", "sparsity_radius",
+                       "sparsity_relative_radius", "sparsity_layers", "first_descent_epochs",
+                       "project_every"),
+}
+
+
+def test_methods_are_registered_and_own_todays_flags():
+  import dataclasses
+  from tfcae.methods.registry import METHODS
+  from tfcae.training.config import CoreSettings
+  assert METHODS.names() == tuple(METHOD_FLAGS)
+  fields = {f.name for f in dataclasses.fields(TrainConfig)}
+  core = {f.name for f in dataclasses.fields(CoreSettings)}
+  claimed = list(core)
+  for name, flags_ in METHOD_FLAGS.items():
+    own = tuple(f.name for f in dataclasses.fields(METHODS.get(name).settings))
+    assert own == flags_, name
+    assert set(own) <= fields
+    claimed += own
+  # No setting is declared twice (a dataclass would silently keep one of the two).
+  assert sorted(claimed) == sorted(fields) and len(set(claimed)) == len(claimed)
+
+
+def _term_and_hook_classes(objective):
+  return ([type(t).__name__ for t in objective.terms],
+          [type(h).__name__ for h in objective.hooks])
+
+
+@pytest.mark.parametrize("overrides, terms, hooks", [
+    ({}, ["Rate", "Distortion"], []),
+    ({"decorrelation_weight": 0.1}, ["Rate", "Distortion", "Decorrelation"], []),
+    ({"objective": "dco", "target_distortion": 40., "decorrelation_weight": 0.1},
+     ["Rate", "ConstrainedDistortion", "Decorrelation"], ["DualAscent"]),
+    ({"objective": "hinge", "target_distortion": 40.}, ["Rate", "Hinge"], []),
+    ({"objective": "rco", "target_bpp": 0.5}, ["Distortion", "ConstrainedRate"],
+     ["DualAscent"]),
+    ({"model": "caep", "admm_keep_ratio": 0.5}, ["Rate", "Distortion", "ADMMPenalty"],
+     ["ADMMUpdate"]),
+    ({"sparsity_constraint": "l11", "epochs": 3}, ["Rate", "Distortion"], ["DoubleDescent"]),
+])
+def test_build_objective_is_a_loop_over_the_methods(tmp_path, overrides, terms, hooks):
+  """What each method contributes, and that D-CO/R-CO/hinge replace R + λ·D while the
+  others add to it (the if-ladder this loop replaced did the same)."""
+  from tfcae.training import loop
+  from conftest import tiny_config
+  config = tiny_config(tmp_path, **overrides)
+  config.validate()
+  assert _term_and_hook_classes(loop.build_objective(config)) == (terms, hooks)
+
+
+def test_mnist_composes_its_objective_from_the_same_methods():
+  import dataclasses
+  from tfcae.methods.decorrelation import DecorrelationSettings
+  from tfcae.training import mnist
+  own = [f.name for f in dataclasses.fields(DecorrelationSettings)]
+  assert set(own) <= {f.name for f in dataclasses.fields(mnist.MnistConfig)}
+  objective = mnist.build_objective(mnist.MnistConfig(decorrelation_weight=0.5))
+  assert _term_and_hook_classes(objective) == (["BinaryCrossEntropy", "Decorrelation"], [])
+  assert objective.terms[1].weight == 0.5
+  with pytest.raises(ValueError, match="decorrelation_weight must be >= 0"):
+    mnist.MnistConfig(decorrelation_weight=-1.).validate()
+
+
+def test_a_new_method_is_one_file(tmp_path):
+  """A method written as one module -- its settings, checks, and the term it adds -- is
+  a flag of TrainConfig and part of the objective once imported, with no edit of the
+  config or the training loop."""
+  (tmp_path / "toy_method.py").write_text('''
+import dataclasses
+import tensorflow as tf
+from tfcae.methods.registry import METHODS, Method
+from tfcae.objectives.terms import LossTerm
+from tfcae.registry import setting
+
+class KernelL2(LossTerm):
+  def value(self, ctx):
+    return tf.add_n([tf.reduce_sum(tf.square(v)) for v in ctx.model.trainable_variables
+                     if "kernel" in v.name])
+
+@dataclasses.dataclass
+class ToySettings:
+  toy_weight: float = setting(0.0, "Weight decay of the kernels; 0 disables it.")
+
+@METHODS.register
+class Toy(Method):
+  name = "toy"
+  settings = ToySettings
+  def enabled(config): return config.toy_weight > 0
+  def validate(config):
+    if config.toy_weight < 0: raise ValueError("--toy_weight must be >= 0")
+  def parts(config): return [KernelL2(config.toy_weight, "kernel_l2")], []
+''')
+  code = """
+import toy_method
+from tfcae.training import loop
+from tfcae.training.config import TrainConfig
+c = TrainConfig(model_dir="m", train_images="t", toy_weight=1e-3)
+c.validate()
+print([type(t).__name__ for t in loop.build_objective(c).terms])
+try:
+  TrainConfig(model_dir="m", train_images="t", toy_weight=-1.).validate()
+except ValueError as e:
+  print(e)
+"""
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                     env=dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}"),
+                     timeout=300)
+  assert r.returncode == 0, r.stderr
+  assert r.stdout.splitlines()[-2:] == ["['Rate', 'Distortion', 'KernelL2']",
+                                        "--toy_weight must be >= 0"]

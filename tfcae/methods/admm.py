@@ -36,12 +36,15 @@ divided by the number of latent elements per image), so ρ does not depend on th
 or the latent width. Z, U and the accumulators are tf.Variables owned by the term and the
 hook, hence part of the model's checkpoint and restored on resume.
 """
+import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from tfcae.methods.registry import METHODS, Method
 from tfcae.objectives.terms import LossTerm, TrainingHook
+from tfcae.registry import setting
 
-__all__ = ["SCOPES", "cardinality_mask", "project_cardinality", "keep_count", "ADMMState",
+__all__ = ["AdmmSettings", "AdmmLatentPruning", "SCOPES", "cardinality_mask", "project_cardinality", "keep_count", "ADMMState",
            "ADMMPenalty", "ADMMUpdate", "admm_objective_parts"]
 
 SCOPES = ("dataset", "image")
@@ -202,3 +205,46 @@ def admm_objective_parts(latent_shape, keep_ratio, period, rho, scope="dataset")
   """(term, hook) for CAE-P's latent pruning, sharing one ADMMState."""
   state = ADMMState(latent_shape, keep_ratio, scope)
   return ADMMPenalty(state, rho), ADMMUpdate(state, period)
+
+
+@dataclasses.dataclass
+class AdmmSettings:
+  """The flags of ADMM pruning of the latent code (issue 5)."""
+  admm_keep_ratio: float = setting(0., "ADMM latent pruning (CAE-P): fraction of latent "
+                                   "entries kept by the projection; 0 disables ADMM.")
+  admm_period: int = setting(20, "Epochs between ADMM Z/U updates (paper: 20).")
+  admm_rho: float = setting(1.0, "ADMM ρ: the penalty is ρ/2·mean((E(x) − Z + U)²).")
+  admm_scope: str = setting("dataset", "dataset: Z, U per latent position of a crop, from "
+                            "the mean code (reference code); image: each code's own "
+                            "projection every step, U = 0.", ("dataset", "image"))
+
+
+@METHODS.register
+class AdmmLatentPruning(Method):
+  """CAE-P's ADMM latent pruning: the penalty ρ/2·‖E(x) − Z + U‖² and the Z/U updates.
+
+  For caep the Rate term only fits the prior (the model stop-gradients y into it), so the
+  transforms see λ·D + ρ/2·‖E(x) − Z + U‖²: only ρ/λ matters to them (Zhao & Liao)."""
+
+  name = "admm"
+  settings = AdmmSettings
+
+  @classmethod
+  def enabled(cls, config):
+    return config.admm_keep_ratio > 0
+
+  @classmethod
+  def validate(cls, config):
+    if cls.enabled(config) and config.strategy == "multi_worker":
+      # Each worker would compute Z and U from its own shard of the data.
+      raise ValueError("--strategy=multi_worker cannot run with ADMM latent pruning "
+                       "(--admm_keep_ratio)")
+
+  @classmethod
+  def parts(cls, config):
+    from tfcae.models import MODELS  # the stride of the architecture
+    side = config.patch_size // MODELS[config.model].stride  # Z, U: one crop's latent
+    latent_shape = (side, side, config.latent_channels or config.num_filters)
+    term, hook = admm_objective_parts(latent_shape, config.admm_keep_ratio,
+                                      config.admm_period, config.admm_rho, config.admm_scope)
+    return [term], [hook]

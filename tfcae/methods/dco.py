@@ -57,13 +57,16 @@ planned run instead:
 
 "paper" keeps the paper's update with the --multiplier_* settings (defaults the paper's).
 """
+import dataclasses
 import math
 
 import tensorflow as tf
 
+from tfcae.methods.registry import METHODS, Method
 from tfcae.objectives.terms import DISTORTIONS, LossTerm, Rate, StepContext, TrainingHook
+from tfcae.registry import setting
 
-__all__ = ["OBJECTIVES", "SIGNALS", "RULES", "RATE", "auto_multiplier_settings",
+__all__ = ["DcoSettings", "ConstrainedOptimization", "OBJECTIVES", "SIGNALS", "RULES", "RATE", "auto_multiplier_settings",
            "LagrangeMultiplier", "ConstrainedDistortion", "ConstrainedRate", "Hinge",
            "DualAscent", "dco_objective_parts", "rco_objective_parts",
            "multiplier_settings", "signal_of", "objective_parts"]
@@ -469,3 +472,101 @@ def objective_parts(config):
   return dco_objective_parts(config.target_distortion, config.distortion,
                              config.target_tolerance, signal_of(config),
                              **multiplier_settings(config))
+
+
+@dataclasses.dataclass
+class DcoSettings:
+  """The flags of D-CO, R-CO and the hinge baseline (issues 4, 17)."""
+  objective: str = setting("beta", "beta: R + λ·D (--lmbda); dco: min R s.t. D ≤ "
+                           "--target_distortion by Lagrangian dual ascent (van Rozendaal et "
+                           "al.); rco: min D s.t. R ≤ --target_bpp, the same machinery; "
+                           "hinge: R + --hinge_lambda·max(D/c_D − 1, 0).",
+                           ("beta", "dco", "hinge", "rco"))
+  target_distortion: float = setting(0.0, "c_D for dco/hinge, in --distortion's units (MSE "
+                                     "on 0..255, or 1 − MS-SSIM); must be > 0.")
+  target_bpp: float = setting(0.0, "c_R for rco: bits per pixel (of the training crops, from "
+                              "the entropy model); must be > 0.")
+  hinge_lambda: float = setting(10.0, "The fixed λ of the hinge objective.")
+  target_tolerance: float = setting(0.02, "summary.json counts the target as met when the "
+                                    "validation distortion (rco: bpp) is ≤ c·(1 + this).")
+  multiplier_rule: str = setting("auto", "dco/rco: auto derives the multiplier's settings "
+                                 "from the target and the run (λ0 = --lmbda·c_D, or c_R for "
+                                 "rco; step 40/steps; anti-windup; tfcae/methods/dco.py); paper uses "
+                                 "the --multiplier_* settings (defaults: van Rozendaal et "
+                                 "al.'s).", ("auto", "paper"))
+  multiplier_lr: float = setting(5e-3, "D-CO (--multiplier_rule=paper): learning rate of μ "
+                                 "(λ = exp μ); paper 5e-3.")
+  multiplier_momentum: float = setting(0.99, "D-CO (--multiplier_rule=paper): momentum of "
+                                       "μ's SGD; paper 0.99.")
+  multiplier_dampening: float = setting(0.99, "D-CO (--multiplier_rule=paper): dampening of "
+                                        "μ's SGD; paper 0.99.")
+  multiplier_max: float = setting(1e3, "D-CO: clip λ ≤ this; paper 1e3.")
+  multiplier_init: float = setting(1e3, "D-CO (--multiplier_rule=paper): initial λ (≤ "
+                                   "--multiplier_max); paper 1e3.")
+  multiplier_signal: str = setting("auto", "D-CO: the measure the dual ascent steers on: "
+                                   "train (each training batch, noisy proxy; the paper), "
+                                   "validation (one held-out batch per step, real quantizer; "
+                                   "Cotter et al. 2019), so the target holds on held-out data; "
+                                   "auto: validation on one device, train under a strategy.",
+                                   ("auto", "train", "validation"))
+
+
+@METHODS.register
+class ConstrainedOptimization(Method):
+  """D-CO (min R s.t. D ≤ c_D), R-CO (min D s.t. R ≤ c_R) and the hinge baseline: each
+  replaces R + λ·D with its own rate and constraint terms (`objective_parts`)."""
+
+  name = "dco"
+  settings = DcoSettings
+  replaces_rate_distortion = True
+
+  @classmethod
+  def enabled(cls, config):
+    return config.objective != "beta"
+
+  @classmethod
+  def validate(cls, config):
+    constrained = config.objective in ("dco", "rco")
+    if config.objective == "rco" and not config.target_bpp > 0:
+      raise ValueError(f"--objective=rco needs --target_bpp > 0 (the constraint is "
+                       f"R/c_R − 1), got {config.target_bpp}")
+    if constrained and config.multiplier_rule == "auto":
+      fields = DcoSettings.__dataclass_fields__
+      changed = [f"--{name}" for name in ("multiplier_lr", "multiplier_momentum",
+                                          "multiplier_dampening", "multiplier_init")
+                 if getattr(config, name) != fields[name].default]
+      if changed:
+        raise ValueError(f"{', '.join(changed)} apply to --multiplier_rule=paper; the auto "
+                         "rule derives them from the target and the run length")
+      if config.time_budget_minutes:
+        raise ValueError("--multiplier_rule=auto sets the multiplier's step from the planned "
+                         "steps (--epochs × --steps_per_epoch), which a time budget leaves "
+                         "open: drop --time_budget_minutes or use --multiplier_rule=paper")
+    if config.objective in ("dco", "hinge"):  # checked again by the terms themselves
+      if not config.target_distortion > 0:
+        raise ValueError(f"--objective={config.objective} needs --target_distortion > 0 "
+                         f"(the constraint is D/c_D − 1), got {config.target_distortion}")
+      if config.distortion != "mse" and config.target_distortion >= 1:
+        raise ValueError(f"--target_distortion for {config.distortion} is 1 − similarity: "
+                         "< 1")
+      if not (config.hinge_lambda > 0 and config.multiplier_lr > 0 and
+              0 < config.multiplier_init <= config.multiplier_max):
+        raise ValueError("--hinge_lambda and --multiplier_lr must be > 0 and 0 < "
+                         "--multiplier_init <= --multiplier_max")
+    if constrained and config.multiplier_signal == "validation":
+      # The held-out batches of each step are not distributed.
+      if config.strategy == "multi_worker":
+        raise ValueError("--strategy=multi_worker cannot run with "
+                         "--multiplier_signal=validation")
+      if config.strategy != "default":
+        raise ValueError("--multiplier_signal=validation runs on one device only (its "
+                         "held-out batches are not distributed); use --strategy=default")
+
+  @classmethod
+  def parts(cls, config):
+    return objective_parts(config)
+
+  @classmethod
+  def upgrade(cls, saved):
+    # Runs saved before --multiplier_rule existed used the paper's rule (issue 17).
+    saved.setdefault("multiplier_rule", "paper")

@@ -3,11 +3,14 @@ bottleneck representations in autoencoders" — a loss term α·Σ_{i≠j} C_ij�
 bottleneck, for the compressive autoencoders (`--decorrelation_weight`) and the MNIST
 study (tfcae.training.mnist).
 """
+import dataclasses
 import tensorflow as tf
 
+from tfcae.methods.registry import METHODS, Method
 from tfcae.objectives.terms import LossTerm
+from tfcae.registry import setting
 
-__all__ = ["DECORRELATION_FORMS", "Decorrelation", "decorrelation_penalty"]
+__all__ = ["DecorrelationSettings", "BottleneckDecorrelation", "DECORRELATION_FORMS", "Decorrelation", "decorrelation_penalty"]
 
 DECORRELATION_FORMS = ("squared", "abs")
 
@@ -78,3 +81,34 @@ class Decorrelation(LossTerm):
 
   def get_config(self):
     return dict(super().get_config(), form=self.form, key=self.key)
+
+
+@dataclasses.dataclass
+class DecorrelationSettings:
+  """The flags of the bottleneck decorrelation term (issue 6; also bin/train_mnist's)."""
+  decorrelation_weight: float = setting(0.0, "α of the bottleneck decorrelation term "
+                                       "α·Σ_{i≠j} C_ij² over the bottleneck (a CAE's "
+                                       "latents y; Laakom et al.); 0 disables it.")
+  decorrelation_form: str = setting("squared", "Off-diagonal covariances summed squared or "
+                                    "as absolute values.", ("squared", "abs"))
+
+
+@METHODS.register
+class BottleneckDecorrelation(Method):
+  """Adds α·Σ_{i≠j} C_ij² over the latents y to the objective (Laakom et al., eq. 2)."""
+
+  name = "decorrelation"
+  settings = DecorrelationSettings
+
+  @classmethod
+  def enabled(cls, config):
+    return config.decorrelation_weight != 0
+
+  @classmethod
+  def validate(cls, config):
+    if config.decorrelation_weight < 0:
+      raise ValueError("--decorrelation_weight must be >= 0")
+
+  @classmethod
+  def parts(cls, config):
+    return [Decorrelation(config.decorrelation_weight, config.decorrelation_form)], []

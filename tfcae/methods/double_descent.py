@@ -17,13 +17,16 @@ All of it is one `TrainingHook` (docs/design.md, "The objective seam"): masks,
 initial weights, the phase and the per-layer radii are variables of the hook, hence in
 the model's checkpoint, and a run killed in either descent resumes where it was.
 """
+import dataclasses
 import numpy as np
 import tensorflow as tf
 
 from tfcae.methods import constraints as constraints_lib
+from tfcae.methods.registry import METHODS, Method
 from tfcae.objectives.terms import TrainingHook
+from tfcae.registry import setting
 
-__all__ = ["CONSTRAINTS", "PROJECT_EVERY", "make_constraint", "DoubleDescent"]
+__all__ = ["SparsitySettings", "DoubleDescentMethod", "CONSTRAINTS", "PROJECT_EVERY", "make_constraint", "DoubleDescent"]
 
 CONSTRAINTS = {"l1": constraints_lib.L1Ball, "l11": constraints_lib.L11Ball,
                "l1inf": constraints_lib.L1InfBall}
@@ -216,3 +219,54 @@ class DoubleDescent(TrainingHook):
                 radius=self.radius, relative=self.relative, layers=list(self.layer_names),
                 first_descent_epochs=self.first_descent_epochs,
                 project_every=self.project_every, prune_biases=self.prune_biases)
+
+
+@dataclasses.dataclass
+class SparsitySettings:
+  """The flags of weight sparsity by double descent (issue 3)."""
+  sparsity_constraint: str = setting("none", "Double descent (Gille et al., Algorithm 2) with "
+                                     "the encoder kernels projected onto this ball; none "
+                                     "trains dense.", ("none", "l1", "l11", "l1inf"))
+  sparsity_groups: str = setting("output_filters", "How a kernel is split into groups for "
+                                 "l11/l1inf (l1 ignores it).",
+                                 ("output_filters", "input_channels", "kernel_positions"))
+  sparsity_radius: float = setting(0.2, "Radius of the ball, per layer: a fraction of the "
+                                   "layer's norm at the start of training (fixed then), or "
+                                   "absolute with --nosparsity_relative_radius.")
+  sparsity_relative_radius: bool = setting(True, "Read --sparsity_radius as relative.")
+  sparsity_layers: str = setting("", "Comma-separated encoder layers to constrain (e.g. "
+                                 "conv_0,conv_1); empty: every encoder layer with a kernel.")
+  first_descent_epochs: int = setting(1, "Epochs of the first descent; the rest of --epochs "
+                                      "is the masked second descent.")
+  project_every: str = setting("step", "When the first descent projects.",
+                               ("step", "epoch", "end"))
+
+
+@METHODS.register
+class DoubleDescentMethod(Method):
+  """Structured weight sparsity of the encoder: the DoubleDescent hook (projections in the
+  first descent, masks in the second; Gille et al., Algorithm 2)."""
+
+  name = "double_descent"
+  settings = SparsitySettings
+
+  @classmethod
+  def enabled(cls, config):
+    return config.sparsity_constraint != "none"
+
+  @classmethod
+  def validate(cls, config):
+    if cls.enabled(config) and not 1 <= config.first_descent_epochs < config.epochs:
+      raise ValueError("--first_descent_epochs must leave at least one epoch of --epochs "
+                       "for the second descent")
+    if config.sparsity_radius < 0:
+      raise ValueError("--sparsity_radius must be >= 0")
+
+  @classmethod
+  def parts(cls, config):
+    return [], [DoubleDescent(
+        config.sparsity_constraint, config.sparsity_groups, config.sparsity_radius,
+        relative=config.sparsity_relative_radius,
+        layers=[n for n in config.sparsity_layers.split(",") if n],
+        first_descent_epochs=config.first_descent_epochs,
+        project_every=config.project_every)]

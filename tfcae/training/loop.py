@@ -18,8 +18,9 @@ import tensorflow as tf
 from tfcae import TfcaeError
 from tfcae.data import images as data
 from tfcae.data import records
+from tfcae.methods import registry as methods
 from tfcae.models import build_model
-from tfcae.objectives.terms import Distortion, Objective, ObjectiveEpochCallback, Rate
+from tfcae.objectives.terms import Distortion, ObjectiveEpochCallback, Rate
 from tfcae.training import export
 from tfcae.training.config import ARCHITECTURE_FIELDS, TrainConfig
 from tfcae.training.rundir import RunDir
@@ -33,41 +34,10 @@ __all__ = ["build_objective", "ProgressSchedule", "learning_rate_schedule", "Tim
 
 
 def build_objective(config):
-  """The objective for a config: the one place where the methods plug their loss terms
-  and training hooks in (docs/design.md, "The objective seam"); models never change."""
-  terms = [Rate(), Distortion(config.lmbda, config.distortion)]
-  hooks = []
-  # --- D-CO and hinge replace R + λ·D (issue 4; tfcae/methods/dco.py) ---
-  if config.objective != "beta":  # min R s.t. D ≤ c_D, or the hinge baseline
-    from tfcae.methods import dco
-    terms, dco_hooks = dco.objective_parts(config)
-    hooks.extend(dco_hooks)
-  # --- Bottleneck decorrelation (issue 6) ---
-  if config.decorrelation_weight:  # α·Σ_{i≠j} C_ij² over y; the constructor rejects α < 0
-    from tfcae.methods.decorrelation import Decorrelation
-    terms.append(Decorrelation(config.decorrelation_weight, config.decorrelation_form))
-  # --- ADMM pruning of the latent code (issue 5; tfcae/methods/admm.py) ---
-  # For caep the Rate term only fits the prior (the model stop-gradients y into it), so the
-  # transforms see λ·D + ρ/2·‖E(x) − Z + U‖²: only ρ/λ matters to them (Zhao & Liao).
-  if config.admm_keep_ratio > 0:
-    from tfcae.methods import admm
-    from tfcae.models import MODELS
-    side = config.patch_size // MODELS[config.model].stride  # Z, U: one crop's latent
-    latent_shape = (side, side, config.latent_channels or config.num_filters)
-    term, hook = admm.admm_objective_parts(latent_shape, config.admm_keep_ratio,
-                                           config.admm_period, config.admm_rho,
-                                           config.admm_scope)
-    terms.append(term)
-    hooks.append(hook)
-  # --- Weight sparsity and double descent (issue 3; tfcae/methods/double_descent.py) ---
-  if config.sparsity_constraint != "none":
-    from tfcae.methods.double_descent import DoubleDescent
-    hooks.append(DoubleDescent(
-        config.sparsity_constraint, config.sparsity_groups, config.sparsity_radius,
-        relative=config.sparsity_relative_radius,
-        layers=[n for n in config.sparsity_layers.split(",") if n],
-        first_descent_epochs=config.first_descent_epochs, project_every=config.project_every))
-  return Objective(terms, hooks)
+  """The objective for a config: R + λ·D with every enabled method's terms and hooks
+  (tfcae.methods.registry.build_objective: a loop over the registered methods; docs/
+  design.md, "The objective seam"); models never change."""
+  return methods.build_objective(config, [Rate(), Distortion(config.lmbda, config.distortion)])
 
 
 class ProgressSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):

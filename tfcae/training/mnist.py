@@ -17,10 +17,11 @@ import tensorflow as tf
 
 from tfcae import TfcaeError
 from tfcae.data import images as data
-from tfcae.methods.decorrelation import DECORRELATION_FORMS, Decorrelation, \
-  decorrelation_penalty
+from tfcae.methods import registry as methods
+from tfcae.methods.decorrelation import decorrelation_penalty
 from tfcae.models.mnist import MnistAutoencoder
-from tfcae.objectives.terms import BinaryCrossEntropy, Objective
+from tfcae.objectives.terms import BinaryCrossEntropy
+from tfcae.registry import setting
 from tfcae.training.rundir import SUMMARY_FILE, RunDir
 
 __all__ = ["WEIGHTS", "MnistConfig", "load_splits", "build_objective", "rmse", "bottleneck",
@@ -29,32 +30,33 @@ __all__ = ["WEIGHTS", "MnistConfig", "load_splits", "build_objective", "rmse", "
 WEIGHTS = "weights"  # TF checkpoint prefix inside model_dir
 
 
-def _field(default, help_text, choices=None):
-  return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices})
+# The methods that apply to the MNIST autoencoder (it has no entropy model or conv kernels).
+METHOD_NAMES = ("decorrelation",)
 
 
 @dataclasses.dataclass
-class MnistConfig:
-  """Every setting of one MNIST autoencoder run (each is a bin/train_mnist flag)."""
-  model_dir: str = _field("", "Output directory: weights, history.csv, summary.json.")
-  mnist_dir: str = _field("../shared/data/mnist", "Folder with the four standard MNIST IDX "
-                          ".gz files (train-images-idx3-ubyte.gz, ...).")
-  use_tfds: bool = _field(False, "Read a locally prepared TFDS 'mnist' instead of "
-                          "--mnist_dir (never downloads).")
-  tfds_data_dir: str = _field("", "TFDS data_dir (default: TFDS's own).")
-  num_validation: int = _field(10000, "Last training images held out for validation.")
-  bottleneck: int = _field(8, "Bottleneck size n (784-128-64-n).")
-  decorrelation_weight: float = _field(0.0, "α of α·Σ_{i≠j} C_ij² over the bottleneck; "
-                                       "0: the standard loss.")
-  decorrelation_form: str = _field("squared", "Off-diagonal covariances squared or "
-                                   "absolute.", DECORRELATION_FORMS)
-  epochs: int = _field(100, "Epochs over the 50k training images.")
-  batch_size: int = _field(128, "Batch size.")
-  learning_rate: float = _field(5e-4, "Adam learning rate.")
-  validation_freq: int = _field(10, "Evaluate the validation loss every this many epochs.")
-  seed: int = _field(0, "Random seed (weights, shuffling).")
-  steps_per_execution: int = _field(50, "Training steps per compiled call (speed only).")
-  verbose: int = _field(0, "Keras verbosity (0 silent, 1 progress bar, 2 one line/epoch).")
+class _MnistCore:
+  model_dir: str = setting("", "Output directory: weights, history.csv, summary.json.")
+  mnist_dir: str = setting("../shared/data/mnist", "Folder with the four standard MNIST IDX "
+                           ".gz files (train-images-idx3-ubyte.gz, ...).")
+  use_tfds: bool = setting(False, "Read a locally prepared TFDS 'mnist' instead of "
+                           "--mnist_dir (never downloads).")
+  tfds_data_dir: str = setting("", "TFDS data_dir (default: TFDS's own).")
+  num_validation: int = setting(10000, "Last training images held out for validation.")
+  bottleneck: int = setting(8, "Bottleneck size n (784-128-64-n).")
+  epochs: int = setting(100, "Epochs over the 50k training images.")
+  batch_size: int = setting(128, "Batch size.")
+  learning_rate: float = setting(5e-4, "Adam learning rate.")
+  validation_freq: int = setting(10, "Evaluate the validation loss every this many epochs.")
+  seed: int = setting(0, "Random seed (weights, shuffling).")
+  steps_per_execution: int = setting(50, "Training steps per compiled call (speed only).")
+  verbose: int = setting(0, "Keras verbosity (0 silent, 1 progress bar, 2 one line/epoch).")
+
+
+@dataclasses.dataclass
+class MnistConfig(*reversed(methods.settings_classes(METHOD_NAMES)), _MnistCore):
+  """Every setting of one MNIST autoencoder run (each is a bin/train_mnist flag): its own
+  and those of the methods that apply (METHOD_NAMES, declared in tfcae/methods/)."""
 
   def validate(self):
     for f in dataclasses.fields(self):
@@ -67,8 +69,8 @@ class MnistConfig:
         raise ValueError(f"--{name} must be positive")
     if self.learning_rate <= 0:
       raise ValueError("--learning_rate must be positive")
-    if self.decorrelation_weight < 0:
-      raise ValueError("--decorrelation_weight must be >= 0")
+    for name in METHOD_NAMES:
+      methods.METHODS.get(name).validate(self)
 
   def to_dict(self):
     return dataclasses.asdict(self)
@@ -87,11 +89,9 @@ def load_splits(config):
 
 
 def build_objective(config):
-  """BCE, plus α·Σ_{i≠j} C_ij² over the bottleneck y when α > 0 (Laakom et al., eq. 2)."""
-  terms = [BinaryCrossEntropy()]
-  if config.decorrelation_weight:
-    terms.append(Decorrelation(config.decorrelation_weight, config.decorrelation_form))
-  return Objective(terms)
+  """BCE, plus the enabled methods' terms (α·Σ_{i≠j} C_ij² over the bottleneck y when
+  α > 0: Laakom et al., eq. 2), composed by the loop the codecs use."""
+  return methods.build_objective(config, [BinaryCrossEntropy()], METHOD_NAMES)
 
 
 def rmse(model, images, batch_size=2000):
