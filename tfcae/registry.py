@@ -112,9 +112,10 @@ class LazyNames(collections.abc.Sequence):
   """The names of a registry that `load()` returns, looked up on first use.
 
   Why: a registry is filled by importing its members, and some members import heavy
-  libraries (the architectures import TensorFlow). A module that must stay cheap to
-  import (tfcae.training.config, whose fields become flags) holds this view instead, e.g. as a
-  flag's choices; the members are imported only when the names are first read.
+  libraries (the architectures import TensorFlow and TFC). A module that need not load
+  them to be imported (tfcae.training.config, whose fields become flags) holds this view
+  instead, e.g. as a flag's choices; the members are imported only when the names are
+  first read.
   """
 
   def __init__(self, load):

@@ -27,7 +27,7 @@ SWITCH = "switch"      # only when not the default, so that the configs (and fin
 
 
 def _architectures():
-  from tfcae.models import ARCHITECTURES  # imports TensorFlow: only when the names are read
+  from tfcae.models import ARCHITECTURES  # the model classes: only when the names are read
   return ARCHITECTURES
 
 
