@@ -62,7 +62,7 @@ def main(argv):
                  "converter_ptq": converter_ptq(model, encoder, representative)}
   devices = {name: tflite.TFLiteEncoder(data) for name, data in flatbuffers.items()
              if name != "float32"}
-  offset = model.latent_offset().numpy()
+  offset = model.latent_codec().offset().numpy()
   counts = {name: {"equal_float": 0, "equal_int8_reference": 0, "max_abs_diff_float": 0}
             for name in devices}
   total = 0

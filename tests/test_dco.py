@@ -398,6 +398,38 @@ def test_auto_rule_derives_lambda0_and_the_step_from_target_and_run_length():
   assert multiplier.get_config()["engage_below"] == 0.5
 
 
+def test_auto_rule_holds_a_distortion_target_from_scratch_for_half_the_run():
+  """From scratch D falls with training whatever λ is: a distortion target holds λ0 for
+  T/2 steps, then integrates with the whole run's authority over the remaining half; a
+  rate target, or any warm start, integrates as soon as the filter allows."""
+  scratch = dco.auto_multiplier_settings(445., 1500, lmbda=0.01, from_scratch=True)
+  assert scratch["engage_after"] == 750
+  assert scratch["learning_rate"] == pytest.approx(40. / 750)
+  assert scratch["initial_value"] == pytest.approx(4.45)
+  for s in (dco.auto_multiplier_settings(445., 1500, lmbda=0.01),
+            dco.auto_multiplier_settings(0.5, 1500, metric=dco.RATE, from_scratch=True)):
+    assert "engage_after" not in s and s["learning_rate"] == pytest.approx(40. / 1500)
+  from tfcae.training.config import TrainConfig
+  base = dict(objective="dco", target_distortion=445., epochs=10, steps_per_epoch=150)
+  assert dco.multiplier_settings(TrainConfig(**base))["engage_after"] == 750
+  warm = dco.multiplier_settings(TrainConfig(init_from="zoo:factorized/1", **base))
+  assert "engage_after" not in warm
+  # The multiplier holds λ0 through the first engage_after updates even where the filtered
+  # constraint is already small, then integrates; the setting is in its config.
+  m = dco.LagrangeMultiplier(learning_rate=0.1, initial_value=2., constraint_clip=1.,
+                             engage_below=0.5, engage_after=3)
+  mus = []
+  for g in [0.2, 0.2, 0.2, 0.2, 0.2]:
+    m.update(tf.constant(g))
+    mus.append(float(m.mu.numpy()))
+  np.testing.assert_allclose(mus[:3], np.log(2.), atol=1e-7)
+  assert mus[3] > mus[2] and mus[4] > mus[3] and bool(m.engaged.numpy())
+  assert m.get_config()["engage_after"] == 3
+  for bad in (-1, 1.5):
+    with pytest.raises(ValueError, match="engage_after"):
+      dco.LagrangeMultiplier(engage_after=bad)
+
+
 def reference_auto(constraints, lr, init, clip=1., engage=0.5, m=0.9):
   mu, buf, engaged, out = np.float32(np.log(init)), None, False, []
   for g in constraints:

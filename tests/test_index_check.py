@@ -45,8 +45,8 @@ def _scale_indices(model, image):
   output: clipped to the table and truncated, as TFC's range coder takes them."""
   x = edge_pad(tf.cast(image, tf.float32)[None], *model.padded_shape(*image.shape[:2]))
   z = model.hyper_analysis_transform(abs(model.analysis_transform(x)))
-  _, indexes = model._mean_and_indexes(model.entropy_models()[1].quantize(z),
-                                        model.entropy_models()[1])
+  codec = model.latent_codec()
+  _, indexes = codec.mean_and_indexes(codec.side_model.quantize(z))
   return np.clip(indexes.numpy(), 0, NUM_SCALES - 1).astype(np.int32)
 
 

@@ -42,9 +42,9 @@ def model():
 
 def _indices(model, image, exact):
   x = edge_pad(tf.cast(image, tf.float32)[None], *model.padded_shape(*image.shape[:2]))
-  side = model.entropy_models()[1]
+  codec = model.latent_codec()
   z = model.hyper_analysis_transform(abs(model.analysis_transform(x)))
-  return model._mean_and_indexes(side.quantize(z), side, exact=exact)[1].numpy()
+  return codec.mean_and_indexes(codec.side_model.quantize(z), exact=exact)[1].numpy()
 
 
 @pytest.mark.parametrize("rounding", ["nearest", "floor"])

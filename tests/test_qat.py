@@ -53,7 +53,7 @@ def compare(model, encoder=None):
   assert device._input["dtype"] == np.uint8 and zero_point == 0
   assert abs(scale * 255. - 1.) < 1e-6
   reference = tflite.int8_encoder(model, rep, encoder)
-  offset = model.latent_offset().numpy()
+  offset = model.latent_codec().offset().numpy()
   same_ref = same_float = total = 0
   worst_ref = worst_float = 0
   for image in images():
@@ -74,7 +74,7 @@ def compare(model, encoder=None):
 
 def test_int8_tflite_reproduces_its_keras_reference():
   model = dense_model()
-  assert np.abs(model.latent_offset().numpy()).max() > 0.01  # o really folded
+  assert np.abs(model.latent_codec().offset().numpy()).max() > 0.01  # o really folded
   equal_ref, equal_float, worst_ref, worst_float = compare(model)
   assert equal_ref >= 0.99 and worst_ref <= 1, (equal_ref, worst_ref)
   # Against the float model: int8 weights and activations move some symbols by one, more
@@ -95,7 +95,7 @@ def test_int8_reduced_encoder_keeps_constant_channels():
   # The dead latent channels are computed in float after the integer part: exact.
   integer = tflite.int8_encoder(model, representative(), reduced)
   symbols = integer.symbols(tf.constant(images()[0][None, :96, :96], tf.float32)).numpy()
-  offset = model.latent_offset().numpy()
+  offset = model.latent_codec().offset().numpy()
   assert np.all(symbols[..., 2] == np.round(np.float32(-1.3) - offset[2]))
   assert np.all(symbols[..., 4] == np.round(-offset[4]))
 
@@ -109,7 +109,7 @@ def test_integer_encoder_latent_is_the_symbol():
   k = integer.quantized(x / 255., training=False).numpy()
   np.testing.assert_array_equal(k, np.round(k))
   assert k.min() >= -128 and k.max() <= 127
-  floats = model.analysis_transform(x).numpy() - model.latent_offset().numpy()
+  floats = model.analysis_transform(x).numpy() - model.latent_codec().offset().numpy()
   assert np.max(np.abs(k - floats)) < 1.5
   # The input quantiser covers the Rescaling's [0, 1] in 255 steps: pixels map to themselves.
   layer = integer.quantized.layers[1]
@@ -123,7 +123,7 @@ def test_int8_refusals():
     tflite.convert(model, "int8", [])
   with pytest.raises(TfcaeError, match="representative"):
     qat.calibrate(qat.integer_encoder(model.analysis_transform,
-                                      model.latent_offset().numpy()),
+                                      model.latent_codec().offset().numpy()),
                   model.analysis_transform, [])
   shifted = tf.keras.Sequential([tf.keras.layers.Rescaling(1 / 255., offset=-.5),
                                  tf.keras.layers.Conv2D(4, 3)])
@@ -169,11 +169,12 @@ def test_fine_tune_trains_the_int8_encoder_only_and_stays_convertible():
 
 
 def test_fine_tune_refusals():
-  from tfcae.models import HyperpriorModel
+  from tfcae.models import MeanScaleHyperpriorModel
   model = dense_model()
   integer = tflite.int8_encoder(model, representative())
   with pytest.raises(TfcaeError, match="positive"):
     qat.fine_tune(integer, model, [], steps=0, lmbda=0.01)
-  hyper = HyperpriorModel(num_filters=8)
-  with pytest.raises(TfcaeError, match="factorized"):
-    qat.fine_tune(integer, hyper, [], steps=3, lmbda=0.01)
+  # Its symbols round(y − mean) need the side information: no device encoder to tune.
+  meanscale = MeanScaleHyperpriorModel(num_filters=8)
+  with pytest.raises(TfcaeError, match="meanscale"):
+    qat.fine_tune(integer, meanscale, [], steps=3, lmbda=0.01)

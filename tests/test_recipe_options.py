@@ -94,7 +94,7 @@ def test_mixed_quantization_feeds_rounded_latents_to_the_decoder(architecture):
     loss = tf.reduce_mean(tf.square(out["x_hat"] - x))
   y_hat = out["y_hat"].numpy()
   if architecture == "factorized":
-    offset = model.latent_offset().numpy()
+    offset = model.latent_codec().offset().numpy()
     np.testing.assert_allclose(y_hat - offset, np.round(y_hat - offset), atol=1e-4)
   elif architecture == "hyperprior":
     np.testing.assert_array_equal(y_hat, np.round(y_hat))
@@ -121,7 +121,7 @@ def test_meanscale_codes_around_the_predicted_mean():
                               tf.uint8)[0, :96, :130].numpy()
   assert np.mean(np.abs(expected.astype(int) - decoded)) < 0.01  # decoder = forward pass
   with pytest.raises(NotImplementedError):
-    model.latent_offset()
+    model.latent_codec().offset()
 
 
 def test_cached_training_data_matches_the_files():

@@ -46,7 +46,7 @@ def reference_symbols(model, image):
   from tfcae.deploy import tflite
   padded = tflite.pad_to_stride(image, model.stride)
   y = model.analysis_transform(tf.constant(padded[None], tf.float32))
-  return np.round(y.numpy() - model.latent_offset().numpy()).astype(np.int32)
+  return np.round(y.numpy() - model.latent_codec().offset().numpy()).astype(np.int32)
 
 
 def test_float_tflite_builtin_ops_and_equal_latents(trained, float_tflite):

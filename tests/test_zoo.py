@@ -183,6 +183,28 @@ def test_ladder_fine_tunes_in_a_chain_outwards_from_the_anchor():
   assert "--time_budget_minutes=1" in argv
 
 
+def test_a_two_stage_anchor_polishes_in_float32_from_its_first_run():
+  """polish_minutes > 0: the anchor's first run (its flags, the time but the polish) and a
+  second that warm-starts from it for the last minutes; fine-tunes are unchanged."""
+  spec = ladder.Ladder(name="f", architecture="factorized", flagfile="x.cfg",
+                       lambdas={1: 0.001, 2: 0.002, 3: 0.004}, anchors=(2,),
+                       anchor_minutes=45, finetune_minutes=20,
+                       anchor_flags=("--precision=mixed_bfloat16",), polish_minutes=9,
+                       polish_flags=("--learning_rate=5e-5",))
+  first = ladder.train_command(spec, 2, "out", first_stage=True)
+  assert "--time_budget_minutes=36" in first and "--precision=mixed_bfloat16" in first
+  assert f"--model_dir={os.path.join('out', 'f', '2-stage1')}" in first
+  assert not any(a.startswith("--init_from") for a in first)
+  polish = ladder.train_command(spec, 2, "out")
+  assert "--time_budget_minutes=9" in polish and "--learning_rate=5e-5" in polish
+  assert f"--init_from={os.path.join('out', 'f', '2-stage1')}" in polish
+  assert "--precision=mixed_bfloat16" not in polish
+  assert f"--model_dir={os.path.join('out', 'f', '2')}" in polish
+  tune = ladder.train_command(spec, 3, "out")
+  assert "--time_budget_minutes=20" in tune and "--precision=mixed_bfloat16" not in tune
+  assert spec.cpu_minutes() == 45 + 2 * 20
+
+
 @pytest.mark.slow
 def test_ladder_trains_resumes_and_publishes(tmp_path):
   """A two-quality ladder end to end: the anchor from scratch, the other fine-tuned from it
@@ -194,12 +216,13 @@ def test_ladder_trains_resumes_and_publishes(tmp_path):
       "--validation_batches=1", "--learning_rate=5e-3", "--image_summaries=false",
       "--verbose=0"]) + "\n")
   spec = ladder.Ladder(name="tiny-msssim", architecture="factorized", flagfile=str(flagfile),
-                       lambdas={1: 0.003, 2: 0.03}, anchors=(2,), anchor_minutes=0.15,
-                       finetune_minutes=0.1, finetune_flags=("--learning_rate=1e-3",))
+                       lambdas={1: 0.003, 2: 0.03}, anchors=(2,), anchor_minutes=0.2,
+                       finetune_minutes=0.1, finetune_flags=("--learning_rate=1e-3",),
+                       polish_minutes=0.05, polish_flags=("--learning_rate=1e-3",))
   assert spec.source(1) == 2 and spec.source(2) is None
   out = str(tmp_path / "runs")
   codes = ladder.train(spec, out, parallel=2, log=lambda *_: None)
-  assert codes == {2: 0, 1: 0}
+  assert codes == {"2-stage1": 0, 2: 0, 1: 0}
   with open(os.path.join(out, "tiny-msssim", "1", "train_config.json")) as f:
     assert json.load(f)["init_from"] == os.path.join(out, "tiny-msssim", "2")
   assert ladder.train(spec, out, parallel=2, log=lambda *_: None) == {}  # all done
@@ -211,5 +234,10 @@ def test_ladder_trains_resumes_and_publishes(tmp_path):
   assert os.path.isdir(tmp_path / "zoo" / "tiny-msssim" / "1")
   assert cards[0]["training"]["init_from"].endswith(os.path.join("tiny-msssim", "2"))
   assert "--init_from=" in cards[0]["training"]["command"]
+  # The two-stage anchor's card counts both runs and names both commands.
+  stages = [json.load(open(os.path.join(out, "tiny-msssim", d, "summary.json")))["steps"]
+            for d in ("2-stage1", "2")]
+  assert cards[1]["training"]["steps"] == sum(stages) and cards[1]["training"]["init_from"] is None
+  assert cards[1]["training"]["command"].count("bin/train") == 2
   table = ladder.card_table(cards)
   assert table.count("\n") == 3 and cards[1]["fingerprint"] in table

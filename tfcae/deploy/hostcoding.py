@@ -3,7 +3,10 @@
 The device runs the analysis transform and the rounding (tfcae.deploy.tflite builds that
 flatbuffer); the host runs it here in a plain tf.lite.Interpreter and range-codes its
 int32 symbols round(y − o) with the trained model's entropy model
-(`CompressionModel.compress_symbols`), writing the ordinary tfcae file format.
+(`CompressionModel.compress_symbols`), writing the ordinary tfcae file format. An export
+with the `compress_symbols` signature (tfcae.training.export) is all the host needs: the
+SavedModel's function codes the symbols, with no Keras model rebuilt from a checkpoint.
+Older exports fall back to the checkpoint (checked against the export).
 
 This is the piece both tfcae.deploy.codec (`TFLiteCodec`, what `bin/compress --tflite` uses)
 and tfcae.deploy.tflite (conversion, quality checks) need. It lived in tfcae.deploy.tflite, which made
@@ -116,18 +119,27 @@ class HostCoder:
 
   def __init__(self, tflite_path, model_dir, num_threads=1):
     self.encoder = TFLiteEncoder(tflite_path, num_threads)
-    self.model = load_trained_model(model_dir)
+    run = RunDir(model_dir).require_export()
+    info = run.read_export_info()
+    if "compress_symbols" in info.get("signatures", ()):
+      self._module = tf.saved_model.load(os.fspath(run.path))  # keeps its variables alive
+      self._code = self._module.compress_symbols
+    else:  # exported before the signature existed
+      self._model = load_trained_model(model_dir)  # a tf.function method holds it weakly
+      self._code = self._model.compress_symbols
+    self.stride = int(info["stride"])
+    architecture = info["architecture"]
+    latent_channels = int(architecture.get("latent_channels") or architecture["num_filters"])
     channels = self.encoder.latent_channels
-    if channels not in (-1, self.model.latent_channels):
+    if channels not in (-1, latent_channels):
       raise TfcaeError(f"{tflite_path} outputs {channels} latent channels, the model in "
-                       f"{model_dir} codes {self.model.latent_channels}")
+                       f"{model_dir} codes {latent_channels}")
 
   def compress(self, image):
     """uint8 [H, W, 3] -> bytes of a tfcae file."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
       raise TfcaeError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
-    symbols = self.encoder.symbols(pad_to_stride(image, self.model.stride))
-    return self.model.compress_symbols(tf.constant(symbols, tf.int32),
-                                       tf.constant(image.shape[0], tf.int32),
-                                       tf.constant(image.shape[1], tf.int32)).numpy()
+    symbols = self.encoder.symbols(pad_to_stride(image, self.stride))
+    return self._code(tf.constant(symbols, tf.int32), tf.constant(image.shape[0], tf.int32),
+                      tf.constant(image.shape[1], tf.int32)).numpy()

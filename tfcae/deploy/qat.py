@@ -262,18 +262,20 @@ def fine_tune(integer, model, files, steps, lmbda, distortion="mse", learning_ra
   SavedModel decodes what the fine-tuned device encoder writes.
 
   Loss R + λ·D on what the codec really does: ŷ = symbols + o (the int8 latent, step 1),
-  rate = −log2 p(ŷ) under the model's prior (TFC's information content, `training=False`),
-  D between the crops and synthesis(ŷ). Factorized models only (the hyperprior's side
-  information would need its own fine-tuning). Returns the last step's logs.
+  rate: what the host codes ŷ to (the model's latent codec at `training=False`: the prior's
+  information content, with the side information a hyperprior's host derives from ŷ), D
+  between the crops and synthesis(ŷ). Any architecture whose codec takes device symbols
+  (not the mean-scale hyperprior). Returns the last step's logs.
   """
   from tfcae.data import images as data
   from tfcae.objectives.terms import StepContext, rate_distortion
-  if model.architecture != "factorized":
-    raise TfcaeError(f"quantization-aware fine-tuning supports the factorized model, not "
-                     f"{model.architecture!r}")
+  codec = model.latent_codec()
+  try:
+    codec.offset()
+  except NotImplementedError as e:
+    raise TfcaeError(f"quantization-aware fine-tuning of {model.architecture}: {e}") from None
   if steps <= 0:
     raise TfcaeError("--qat_steps must be positive")
-  (entropy_model,) = model.entropy_models()
   objective = rate_distortion(lmbda, distortion)
   optimizer = tf.keras.optimizers.Adam(learning_rate)
   variables = integer.quantized.trainable_variables
@@ -281,10 +283,11 @@ def fine_tune(integer, model, files, steps, lmbda, distortion="mse", learning_ra
   @tf.function
   def step(x):
     with tf.GradientTape() as tape:
-      y_hat = integer.latents(x, training=True)
-      _, bits = entropy_model(y_hat, training=False)
-      outputs = {"x_hat": model.synthesis_transform(y_hat), "bits": bits, "y": y_hat,
-                 "y_hat": y_hat}
+      y_hat = integer.latents(x, training=True)  # symbols + o, straight-through
+      # The synthesis sees ŷ itself (the codec's rounding of ŷ is the identity on it, but
+      # would cut the gradient to the encoder).
+      outputs = dict(codec.forward(y_hat, training=False), x_hat=model.decode(y_hat),
+                     y=y_hat, y_hat=y_hat)
       loss, logs = objective(StepContext(model, x, outputs, training=False))
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return logs

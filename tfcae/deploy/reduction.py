@@ -48,7 +48,7 @@ import tensorflow_compression as tfc
 from tfcae.io import bitstream
 from tfcae.models.base import edge_pad
 
-__all__ = ["ChannelSelect", "ChannelInsert", "LayerPlan", "plan_reduction",
+__all__ = ["ChannelSelect", "ChannelInsert", "LayerPlan", "can_reduce", "plan_reduction",
            "reduce_encoder", "ReducedCompressor"]
 
 
@@ -175,6 +175,16 @@ def _conv_constants(layer):
 def _analysis_layers(model):
   """The chain to reduce: the analysis transform (the model's y = g_a(x))."""
   return list(model.analysis_transform.layers)
+
+
+def can_reduce(model):
+  """Whether the analysis transform is a chain `reduce_encoder` rebuilds (a leading
+  Rescaling, Conv2D and GDN layers), e.g. not CAE-P's residual blocks."""
+  try:
+    _check_chain(_analysis_layers(model))
+  except ValueError:
+    return False
+  return True
 
 
 def plan_reduction(model_or_layers):
@@ -330,5 +340,5 @@ class ReducedCompressor(tf.Module):
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     x = tf.cast(image, tf.float32)[None]
     x = edge_pad(x, *self.model.padded_shape(height, width))
-    strings, index_check = self.model.code_latents(self.reduced(x))
+    strings, index_check = self.model.latent_codec().compress(self.reduced(x))
     return bitstream.pack_tf(self.model.fingerprint, height, width, strings, index_check)

@@ -6,10 +6,11 @@ Range coding cannot run inside TFLite, so the work is split:
           only. Input: float32 [1, H, W, 3] pixels in [0, 255] (uint8 for int8 models), H
           and W multiples of the model's stride (the host edge-pads, as `compress` does).
           Output "symbols": int32 [1, H/s, W/s, C] = round(y − o), exactly the integers
-          TFC's entropy coder codes (o: the model's `latent_offset()`, the per-channel
-          median offsets of the factorized prior, zero for the hyperprior).
-  host    `CompressionModel.compress_symbols` adds o back and calls the entropy model's
-          `compress`, which quantises round((k + o) − o) = k again, and writes the same
+          TFC's entropy coder codes (o: the offset of the model's latent codec, the
+          per-channel median offsets of the factorized prior, zero for the hyperprior
+          and CAE-P).
+  host    `CompressionModel.compress_symbols` (its latent codec's, tfcae.models.
+          latent_codecs) adds o back and calls the entropy model's `compress`, which quantises round((k + o) − o) = k again, and writes the same
           tfcae file format (tfcae.io.bitstream). For a float encoder whose symbols equal the
           SavedModel's, the file is byte-identical to `bin/compress`'s; bin/decompress
           on a server decodes it either way. The host side is tfcae.deploy.hostcoding (below
@@ -40,7 +41,7 @@ from tfcae.io.fileio import expand_images, load_rgb_image
 from tfcae.deploy.hostcoding import (HostCoder, TFLiteEncoder,  # noqa: F401  (re-exported)
                               load_trained_model, pad_to_stride)
 
-__all__ = ["QUANTIZE", "encoder_function", "device_encoder", "representative_crops",
+__all__ = ["QUANTIZE", "latent_offset", "encoder_function", "device_encoder", "representative_crops",
            "convert", "convert_integer", "int8_encoder", "op_names", "host_coding_quality",
            "write_export_info", "image_paths", "save_int8_reference", "fine_tune_int8",
            "export_tflite"]
@@ -50,10 +51,19 @@ _IMAGE = tf.TensorSpec([1, None, None, 3], tf.float32, name="image")
 
 
 # --- the trained Keras model ---------------------------------------------------------
+def latent_offset(model):
+  """The offset o of the symbols round(y − o) a device encoder of `model` sends (its latent
+  codec's); a one-line error for a codec that has none (the mean-scale hyperprior)."""
+  try:
+    return model.latent_codec().offset().numpy()
+  except NotImplementedError as e:
+    raise TfcaeError(f"{model.architecture}: {e}") from None
+
+
 def encoder_function(model, encoder=None):
   """tf.function: float32 [1, H, W, 3] pixels -> int32 symbols round(y − o)."""
   encoder = encoder if encoder is not None else model.analysis_transform
-  offset = tf.constant(model.latent_offset().numpy(), tf.float32)
+  offset = tf.constant(latent_offset(model), tf.float32)
 
   @tf.function(input_signature=[_IMAGE])
   def encode(image):
@@ -67,6 +77,8 @@ def device_encoder(model):
   """(Keras encoder to put on the device, reduced?): the analysis transform rebuilt without
   its dead filters (tfcae.deploy.reduction, same latents) when it has any, else itself."""
   from tfcae.deploy import reduction
+  if not reduction.can_reduce(model):  # e.g. CAE-P's residual blocks: exported as they are
+    return model.analysis_transform, False
   reduced, plans = reduction.reduce_encoder(model)
   removed = any(len(p.keep_out) < p.out_channels or len(p.keep_in) < p.in_channels
                 for p in plans if p.kind in ("conv", "gdn"))
@@ -135,7 +147,7 @@ def int8_encoder(model, representative, encoder=None):
   flatbuffer computes, as a Keras model (its `symbols` are the int8 reference)."""
   from tfcae.deploy import qat
   encoder = encoder if encoder is not None else model.analysis_transform
-  integer = qat.integer_encoder(encoder, model.latent_offset().numpy())
+  integer = qat.integer_encoder(encoder, latent_offset(model))
   qat.calibrate(integer, encoder, representative)
   return integer
 

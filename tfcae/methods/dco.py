@@ -53,6 +53,15 @@ planned run instead:
   and each step's constraint is clipped to [−1, 1] (conditional integration and a
   bounded error, the standard anti-windup measures). A warm start is already there and
   integrates from its first step.
+- A distortion target from scratch also holds λ0 for the **first half of the run**
+  (conditional integration on time): a distortion constraint states where the *trained*
+  model must end, and in a short run from scratch D keeps falling with training whatever
+  λ is (measured on the quick start: 1,858 → 330 at every λ from 4 to 514), so the
+  violation seen during the descent says little about the end. An integrator engaged in it
+  winds up (×1.3: λ 4.4 → 208 at 7 of 10 epochs) and the run ends far below the target.
+  After the hold, η = 40/(T/2) gives the remaining half the authority the rule gives a
+  whole run. The rate follows λ within a few hundred steps (R-CO met its targets from
+  scratch without this hold), so rate targets do not hold.
 - The signal is held-out batches on one device (`signal="auto"`), see DualAscent.
 
 "paper" keeps the paper's update with the --multiplier_* settings (defaults the paper's).
@@ -101,10 +110,11 @@ def _measure(ctx, metric):
 
 
 def auto_multiplier_settings(target, total_steps, lmbda=0.01, metric="mse",
-                             max_value=1e3):
+                             max_value=1e3, from_scratch=False):
   """The default ("auto") rule's LagrangeMultiplier settings for a run of `total_steps`
   with target c (c_D, or c_R for metric=RATE) and the β (= --lmbda) of the trade-off the
-  run starts from; see the module docstring for the derivation."""
+  run starts from; `from_scratch`: no warm start (a distortion target then holds λ0 for
+  the first half). See the module docstring for the derivation."""
   target = _check_target(target, metric)
   if not (isinstance(total_steps, int) and total_steps > 0):
     raise ValueError(f"the auto multiplier rule needs the planned number of steps > 0, "
@@ -115,9 +125,13 @@ def auto_multiplier_settings(target, total_steps, lmbda=0.01, metric="mse",
   if not initial <= max_value:
     raise ValueError(f"the auto rule's initial λ = {initial:g} exceeds the clip "
                      f"--multiplier_max={max_value:g}; raise the clip")
-  return {"initial_value": initial, "learning_rate": 40. / total_steps, "momentum": 0.9,
-          "dampening": 0.9, "max_value": float(max_value), "constraint_clip": 1.0,
-          "engage_below": 0.5}
+  hold = total_steps // 2 if from_scratch and metric != RATE else 0
+  settings = {"initial_value": initial, "learning_rate": 40. / (total_steps - hold),
+              "momentum": 0.9, "dampening": 0.9, "max_value": float(max_value),
+              "constraint_clip": 1.0, "engage_below": 0.5}
+  if hold:
+    settings["engage_after"] = hold
+  return settings
 
 
 class LagrangeMultiplier(tf.Module):
@@ -133,9 +147,10 @@ class LagrangeMultiplier(tf.Module):
   the buffer turns negative (clipping only λ would let μ wander above the clip and stick
   there). λ = exp(μ) is never negative. A step whose g is NaN or ±Inf changes nothing.
 
-  Two anti-windup options (the "auto" rule's; off by default, as in the paper): each g is
+  Anti-windup options (the "auto" rule's; off by default, as in the paper): each g is
   clipped to [−constraint_clip, constraint_clip], and μ holds its initial value until the
-  buffer first falls to ≤ engage_below (`engaged` then stays true, and is checkpointed).
+  buffer first falls to ≤ engage_below after at least `engage_after` updates (`engaged`
+  then stays true, and is checkpointed with the update count).
 
   Every variable is created with aggregation ONLY_FIRST_REPLICA: under tf.distribute each
   replica computes the identical update (DualAscent averages D over replicas first) and
@@ -144,7 +159,7 @@ class LagrangeMultiplier(tf.Module):
 
   def __init__(self, learning_rate=5e-3, momentum=0.99, dampening=0.99, max_value=1e3,
                initial_value=1e3, constraint_clip=math.inf, engage_below=math.inf,
-               name="lagrange_multiplier"):
+               engage_after=0, name="lagrange_multiplier"):
     super().__init__(name=name)
     if not learning_rate > 0:
       raise ValueError(f"multiplier learning rate must be > 0, got {learning_rate}")
@@ -160,6 +175,10 @@ class LagrangeMultiplier(tf.Module):
       raise ValueError(f"the constraint clip must be > 0, got {constraint_clip}")
     if math.isnan(engage_below):
       raise ValueError("engage_below must be a number (inf: integrate from the first step)")
+    if not (isinstance(engage_after, int) and engage_after >= 0):
+      raise ValueError(f"engage_after must be a whole number of steps >= 0, got "
+                       f"{engage_after!r}")
+    self.engage_after = engage_after
     self.constraint_clip = float(constraint_clip)
     self.engage_below = float(engage_below)
     self.learning_rate = float(learning_rate)
@@ -193,7 +212,8 @@ class LagrangeMultiplier(tf.Module):
       g = tf.clip_by_value(g, -self.constraint_clip, self.constraint_clip)
     buffer = tf.where(self.steps == 0, g,
                       self.momentum * self.momentum_buffer + (1. - self.dampening) * g)
-    engaged = tf.logical_and(finite, tf.logical_or(self.engaged, buffer <= self.engage_below))
+    ready = tf.logical_and(buffer <= self.engage_below, self.steps >= self.engage_after)
+    engaged = tf.logical_and(finite, tf.logical_or(self.engaged, ready))
     mu = tf.minimum(self.mu + self.learning_rate * buffer, self.mu_max)
     self.momentum_buffer.assign(tf.where(finite, buffer, self.momentum_buffer))
     self.mu.assign(tf.where(engaged, mu, self.mu))
@@ -210,6 +230,8 @@ class LagrangeMultiplier(tf.Module):
               "initial_value": self.initial_value}
     if math.isfinite(self.constraint_clip) or math.isfinite(self.engage_below):
       config.update(constraint_clip=self.constraint_clip, engage_below=self.engage_below)
+    if self.engage_after:
+      config["engage_after"] = self.engage_after
     return config
 
 
@@ -438,7 +460,8 @@ def multiplier_settings(config):
   metric = RATE if config.objective == "rco" else config.distortion
   if config.multiplier_rule == "auto":
     return auto_multiplier_settings(constrained, config.epochs * config.steps_per_epoch,
-                                    config.lmbda, metric, config.multiplier_max)
+                                    config.lmbda, metric, config.multiplier_max,
+                                    from_scratch=not config.init_from)
   return {"learning_rate": config.multiplier_lr, "momentum": config.multiplier_momentum,
           "dampening": config.multiplier_dampening, "max_value": config.multiplier_max,
           "initial_value": config.multiplier_init}

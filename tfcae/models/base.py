@@ -1,18 +1,12 @@
 """CompressionModel: the generic Keras model every tfcae architecture derives from.
 
 A sub-class provides the transforms and the entropy model (in the spirit of TFC's
-models/bls2017.py) through four methods:
+models/bls2017.py), as CompressAI's models are split:
 
-  forward(x, training)                  -> dict(x_hat, bits [B], y, ...) for training/eval
-  _compress_latents(x)                  -> (S scalar strings, index check or None)
-                                           (x padded, [1, H, W, 3])
-  _decompress_latents(strings, shape, index_check)
-                                        -> x_hat [1, H, W, 3] (shape = padded image shape)
-  _make_entropy_models(compression)     -> builds the entropy model(s)
-
-The index check (file format version 2, tfcae.io.bitstream) is the CRC-32 of the coding-table
-indices of a model whose decoder recomputes them (a hyperprior); None when the tables are
-fixed (factorized), and the file is then version 1.
+  analysis_transform, synthesis_transform   Keras layers: encode(x) -> y, decode(ŷ) -> x̂
+  _make_entropy_models(compression)         -> its TFC entropy model(s)
+  latent_codec()                            -> the tfcae.models.latent_codecs view over them:
+                                               ŷ and bits in training, strings in coding
 
 and the class attributes `stride` (total down-sampling, the padding multiple) and
 `num_strings`. Everything else lives here once: the generic train/test step driven by the
@@ -29,8 +23,7 @@ import tensorflow as tf
 from tfcae import TfcaeError
 from tfcae.io import bitstream, safedecode
 
-__all__ = ["to_float32", "edge_pad", "batched_min_bytes", "ObjectiveModel",
-           "CompressionModel"]
+__all__ = ["to_float32", "edge_pad", "ObjectiveModel", "CompressionModel"]
 
 
 
@@ -51,15 +44,6 @@ def edge_pad(image, height, width):
   pad_w = width - tf.shape(image)[2]
   image = tf.concat([image, tf.repeat(image[:, -1:], pad_h, axis=1)], axis=1)
   return tf.concat([image, tf.repeat(image[:, :, -1:], pad_w, axis=2)], axis=2)
-
-
-def batched_min_bytes(entropy_model, padded_shape, stride):
-  """safedecode.min_payload_bytes of the string of a batched (one row per channel)
-  entropy model's latents at `stride` of a padded_shape image."""
-  positions = (tf.cast(padded_shape[0] // stride, tf.float64) *
-               tf.cast(padded_shape[1] // stride, tf.float64))
-  bits = positions * tf.reduce_sum(safedecode.row_min_bits_tf(entropy_model.cdf))
-  return safedecode.min_payload_bytes(bits)
 
 
 class ObjectiveModel(tf.keras.Model):
@@ -162,33 +146,27 @@ class CompressionModel(ObjectiveModel):
       return tuple(self._coders)
     return self._make_entropy_models(compression=False)
 
-  def _compress_latents(self, x):
-    """x padded [1, H, W, 3] -> (list of S scalar strings, index check or None)."""
-    raise NotImplementedError
+  def encode(self, x, training=False):
+    """x [B, H, W, 3] in [0, 255] -> latents y (float32 whatever the Keras policy)."""
+    return to_float32(self.analysis_transform(x, training=training))
 
-  def code_latents(self, y):
-    """The range coding of latents y, the analysis transform's output: what
-    _compress_latents returns (tfcae.deploy.reduction codes a reduced encoder's y with it)."""
-    raise NotImplementedError
+  def decode(self, y_hat, training=False):
+    """Quantised latents ŷ -> x̂ [B, H, W, 3]."""
+    return self.synthesis_transform(y_hat, training=training)
 
-  def _decompress_latents(self, strings, padded_shape, index_check):
-    """index_check: the file's (int64; bitstream.NO_INDEX_CHECK in a version-1 file)."""
+  def forward(self, x, training):
+    y = self.encode(x, training)
+    mixed = training and self.decoder_quantization == "mixed"
+    outputs = self.latent_codec().forward(y, training, mixed)
+    return dict(outputs, y=y, x_hat=self.decode(outputs["y_hat"], training))
+
+  def latent_codec(self):
+    """The model's latent codec (tfcae.models.latent_codecs): ŷ and bits in training, the
+    strings in coding; a view over the model's entropy models and modules."""
     raise NotImplementedError
 
   def encoder_layers(self):
     """The layers that run on the sender (for projections, accounting, TFLite)."""
-    raise NotImplementedError
-
-  def latent_offset(self):
-    """The offset o the entropy coder subtracts before rounding: symbols = round(y − o).
-
-    [latent_channels] float32. A device-side encoder (tfcae.deploy.tflite) outputs these
-    symbols; `compress_symbols` turns them back into a tfcae file.
-    """
-    raise NotImplementedError
-
-  def _compress_symbols(self, symbols):
-    """int32 symbols [1, h, w, C] (= round(y − o)) -> (S scalar strings, index check)."""
     raise NotImplementedError
 
   def get_config(self):
@@ -253,7 +231,7 @@ class CompressionModel(ObjectiveModel):
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     x = tf.cast(image, tf.float32)[None]
     x = edge_pad(x, *self.padded_shape(height, width))
-    strings, index_check = self._compress_latents(x)
+    strings, index_check = self.latent_codec().compress(self.encode(x))
     return bitstream.pack_tf(self.fingerprint, height, width, strings, index_check)
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="bitstream")])
@@ -274,19 +252,15 @@ class CompressionModel(ObjectiveModel):
     padded_shape = self.padded_shape(height, width)
     # Before any latent tensor exists: a payload shorter than the tables allow for this
     # many symbols cannot be the image the header claims (issue 18).
-    minimum = self.min_payload_bytes(padded_shape)
+    codec = self.latent_codec()
+    minimum = codec.min_payload_bytes(padded_shape)
     checks = bitstream.require_in_order([
         (tf.cast(tf.strings.length(string), tf.int64) >= least, safedecode.TOO_SHORT)
         for string, least in zip(strings, minimum)])
     with tf.control_dependencies(checks):
-      x_hat = self._decompress_latents([tf.identity(s) for s in strings], padded_shape,
-                                       index_check)
+      y_hat = codec.decompress([tf.identity(s) for s in strings], padded_shape, index_check)
+      x_hat = self.decode(y_hat)
     return tf.saturate_cast(tf.round(x_hat[0, :height, :width]), tf.uint8)
-
-  def min_payload_bytes(self, padded_shape):
-    """The fewest bytes each string of a padded_shape image can have (int64 scalars,
-    safedecode.min_payload_bytes of the fewest bits its symbols cost)."""
-    raise NotImplementedError
 
   @tf.function(input_signature=[tf.TensorSpec([1, None, None, None], tf.int32, name="symbols"),
                                 tf.TensorSpec([], tf.int32, name="height"),
@@ -294,7 +268,7 @@ class CompressionModel(ObjectiveModel):
   def compress_symbols(self, symbols, height, width):
     """Host-side coding: the quantised latents of a [height, width] image (as a TFLite
     encoder outputs them, tfcae.deploy.tflite) -> scalar string, the complete tfcae file."""
-    strings, index_check = self._compress_symbols(symbols)
+    strings, index_check = self.latent_codec().compress_symbols(symbols)
     return bitstream.pack_tf(self.fingerprint, height, width, strings, index_check)
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])

@@ -28,10 +28,9 @@ quantizer, so what the decoder decodes at inference is round(E(x)), as in traini
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfcae.io import safedecode
-from tfcae.models.base import CompressionModel, batched_min_bytes, to_float32
+from tfcae.models.base import CompressionModel
+from tfcae.models.latent_codecs import StochasticRoundingLatentCodec
 from tfcae.models.registry import ARCHITECTURES
-from tfcae.nn.quantizers import stochastic_round
 
 __all__ = ["MIN_PADDED_SIDE", "ReflectionPad", "DepthToSpace", "BottleneckBlock",
            "analysis_transform", "synthesis_transform", "CaepModel"]
@@ -196,30 +195,6 @@ class CaepModel(CompressionModel):
                                               offset_heuristic=False,
                                               bottleneck_dtype=tf.float32),)
 
-  def forward(self, x, training):
+  def latent_codec(self):
     (entropy_model,) = self.entropy_models()
-    y = to_float32(self.analysis_transform(x, training=training))
-    y_hat = stochastic_round(y, training)
-    # The prior sees y through stop_gradient: the Rate term fits the prior only (noisy
-    # upper bound in training, information of round(y) = y_hat at inference).
-    _, bits = entropy_model(tf.stop_gradient(y), training=training)
-    x_hat = self.synthesis_transform(y_hat, training=training)
-    return {"x_hat": x_hat, "bits": bits, "y": y, "y_hat": y_hat}
-
-  def _compress_latents(self, x):
-    return self.code_latents(self.analysis_transform(x, training=False))
-
-  def code_latents(self, y):
-    (entropy_model,) = self.entropy_models()
-    return [entropy_model.compress(y)[0]], None
-
-  def _decompress_latents(self, strings, padded_shape, index_check=None):
-    y_shape = [padded_shape[0] // self.stride, padded_shape[1] // self.stride]
-    (entropy_model,) = self.entropy_models()
-    # TFC's decoder fed so that it cannot hang, and checked (issue 18; the same values).
-    y_hat = safedecode.decompress_batched(entropy_model, strings[0], y_shape)
-    return self.synthesis_transform(y_hat, training=False)
-
-  def min_payload_bytes(self, padded_shape):
-    (entropy_model,) = self.entropy_models()
-    return [batched_min_bytes(entropy_model, padded_shape, self.stride)]
+    return StochasticRoundingLatentCodec(entropy_model, self.stride, self.latent_channels)

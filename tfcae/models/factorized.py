@@ -12,8 +12,8 @@ TF-MOT wraps them natively, and they convert to TFLite builtin ops.
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfcae.io import safedecode
-from tfcae.models.base import CompressionModel, batched_min_bytes, to_float32
+from tfcae.models.base import CompressionModel
+from tfcae.models.latent_codecs import FactorizedLatentCodec
 from tfcae.models.registry import ARCHITECTURES
 from tfcae.nn import layers
 
@@ -78,43 +78,6 @@ class FactorizedModel(CompressionModel):
                                               compression=compression,
                                               bottleneck_dtype=tf.float32),)
 
-  def forward(self, x, training):
+  def latent_codec(self):
     (entropy_model,) = self.entropy_models()
-    y = to_float32(self.analysis_transform(x))
-    y_hat, bits = entropy_model(y, training=training)
-    if training and self.decoder_quantization == "mixed":
-      y_hat = entropy_model.quantize(y)  # straight-through rounding (Minnen & Singh 2020)
-    x_hat = self.synthesis_transform(y_hat)
-    return {"x_hat": x_hat, "bits": bits, "y": y, "y_hat": y_hat}
-
-  def _compress_latents(self, x):
-    return self.code_latents(self.analysis_transform(x))
-
-  def code_latents(self, y):
-    """Latents y -> ([string], None): the coding tables are fixed, no index check."""
-    (entropy_model,) = self.entropy_models()
-    return [entropy_model.compress(y)[0]], None
-
-  def latent_offset(self):
-    (entropy_model,) = self.entropy_models()
-    offset = entropy_model.quantization_offset  # TFC's median heuristic; None when all zero
-    return tf.zeros([self.latent_channels]) if offset is None else offset
-
-  def _compress_symbols(self, symbols):
-    (entropy_model,) = self.entropy_models()
-    # compress() quantises round(y − o) again: round((k + o) − o) = k exactly (the float
-    # error of the round trip is ≪ ½), so these are the device's symbols, bit for bit.
-    y = tf.cast(symbols, tf.float32) + self.latent_offset()
-    return [entropy_model.compress(y)[0]], None
-
-  def _decompress_latents(self, strings, padded_shape, index_check=None):
-    y_shape = [padded_shape[0] // self.stride, padded_shape[1] // self.stride]
-    (entropy_model,) = self.entropy_models()
-    # TFC's decoder fed so that it cannot hang, and checked (issue 18; the same values).
-    y_hat = safedecode.decompress_batched(entropy_model, strings[0], y_shape)
-    return self.synthesis_transform(y_hat)
-
-  def min_payload_bytes(self, padded_shape):
-    (entropy_model,) = self.entropy_models()
-    return [batched_min_bytes(entropy_model, padded_shape, self.stride)]
-
+    return FactorizedLatentCodec(entropy_model, self.stride, self.latent_channels)

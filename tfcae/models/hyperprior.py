@@ -9,9 +9,9 @@ log-spaced table, used by `tfc.LocationScaleIndexedEntropyModel`. Total stride 6
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfcae.io import bitstream, safedecode
-from tfcae.models.base import CompressionModel, batched_min_bytes, to_float32
+from tfcae.models.base import CompressionModel
 from tfcae.models.integer import IntegerHyperSynthesis
+from tfcae.models.latent_codecs import HyperpriorLatentCodec
 from tfcae.models.registry import ARCHITECTURES
 from tfcae.nn import layers
 
@@ -132,59 +132,13 @@ class HyperpriorModel(CompressionModel):
                                              bottleneck_dtype=tf.float32)
     return latent, side
 
-  def forward(self, x, training):
+  def latent_codec(self):
     latent_model, side_model = self.entropy_models()
-    y = to_float32(self.analysis_transform(x))
-    z = to_float32(self.hyper_analysis_transform(abs(y)))
-    z_hat, side_bits = side_model(z, training=training)
-    mixed = training and self.decoder_quantization == "mixed"
-    if mixed or self.integer_hyper_synthesis:
-      # Minnen & Singh (2020): rate on noise, the decoders on rounded values; an integer
-      # hyper-synthesis sees the integer symbols it will see in coding.
-      z_hat = side_model.quantize(z)
-    mean, indexes = self._mean_and_indexes(z_hat, side_model)
-    mean, indexes = (None if mean is None else to_float32(mean)), to_float32(indexes)
-    y_hat, bits = latent_model(y, indexes, loc=mean, training=training)
-    if mixed:
-      y_hat = latent_model.quantize(y, loc=mean)
-    x_hat = self.synthesis_transform(y_hat)
-    return {"x_hat": x_hat, "bits": bits + side_bits, "y": y, "y_hat": y_hat, "z": z,
-            "side_bits": side_bits}
-
-  def _compress_latents(self, x):
-    return self.code_latents(self.analysis_transform(x))
-
-  def code_latents(self, y):
-    """Latents y -> ([y string, z string], index check)."""
-    latent_model, side_model = self.entropy_models()
-    z = self.hyper_analysis_transform(abs(y))
-    mean, indexes = self._mean_and_indexes(side_model.quantize(z), side_model, exact=True)
-    strings = [latent_model.compress(y, indexes, loc=mean)[0], side_model.compress(z)[0]]
-    return strings, self.index_check(indexes)
-
-  def index_check(self, indexes):
-    """CRC-32 of the scale-table index of every latent element, one byte each: the
-    integers the range coder uses (the entropy model's own clipping and truncation of
-    the hyper-synthesis output), which the decoder must recompute identically."""
-    latent_model = self.entropy_models()[0]
-    flat = latent_model._flatten_indexes(latent_model._normalize_indexes(indexes))
-    return bitstream.crc32_bytes_tf(tf.reshape(flat, [-1]))  # NUM_SCALES ≤ 256: one byte
-
-  def _mean_and_indexes(self, z_hat, side_model, exact=False):
-    """(mean or None, scale indexes) of the latents' Gaussians, from the side info ẑ.
-
-    exact: for coding. An integer hyper-synthesis then runs on its frozen integers
-    (tfcae.models.integer); in training and estimation it runs straight-through."""
-    if not self.integer_hyper_synthesis:
-      return None, self.hyper_synthesis_transform(z_hat)
-    offset = self._side_offset(side_model)
-    ihs = self.hyper_synthesis_transform
-    return None, (ihs.exact if exact else ihs)(z_hat - offset, offset)
-
-  def _side_offset(self, side_model):
-    """The side prior's quantization offsets o (ẑ = k + o); TFC gives None for zeros."""
-    offset = side_model.quantization_offset
-    return tf.zeros([self.hyper_filters]) if offset is None else offset
+    return HyperpriorLatentCodec(
+        latent_model, side_model, self.hyper_analysis_transform,
+        self.hyper_synthesis_transform, self.stride // 4, self.latent_channels,
+        self.hyper_filters, integer=self.integer_hyper_synthesis,
+        mean=self.outputs_per_latent == 2)
 
   def prepare_for_compression(self):
     if self.integer_hyper_synthesis:
@@ -193,61 +147,10 @@ class HyperpriorModel(CompressionModel):
 
   def calibrate(self, x):
     if self.integer_hyper_synthesis:
-      side_model = self.entropy_models()[1]
-      z = self.hyper_analysis_transform(abs(self.analysis_transform(x)))
-      offset = self._side_offset(side_model)
-      self.hyper_synthesis_transform.calibrate(side_model.quantize(z) - offset, offset)
-
-  def latent_offset(self):
-    # The indexed (Gaussian) model codes round(y − loc) with loc = 0: integer offsets.
-    return tf.zeros([self.latent_channels])
-
-  def _compress_symbols(self, symbols):
-    latent_model, side_model = self.entropy_models()
-    y_hat = tf.cast(symbols, tf.float32)
-    # The device sends only ŷ, so the host's hyper-analysis sees |ŷ| instead of |y|: z
-    # (the side information) can differ from the server path's, but the file is valid and
-    # decodes to the same ŷ, since the decoder derives the scales from ẑ alone.
-    z = self.hyper_analysis_transform(abs(y_hat))
-    _, indexes = self._mean_and_indexes(side_model.quantize(z), side_model, exact=True)
-    strings = [latent_model.compress(y_hat, indexes)[0], side_model.compress(z)[0]]
-    return strings, self.index_check(indexes)
-
-  def _decompress_latents(self, strings, padded_shape,
-                          index_check=bitstream.NO_INDEX_CHECK):
-    latent_model, side_model = self.entropy_models()
-    z_shape = [padded_shape[0] // self.stride, padded_shape[1] // self.stride]
-    # TFC's decoders fed so that they cannot hang, and checked (issue 18; the same values).
-    z_hat = safedecode.decompress_batched(side_model, strings[1], z_shape)
-    mean, indexes = self._mean_and_indexes(z_hat, side_model, exact=True)
-    # Before range decoding: with one index decided differently from the encoder's, the
-    # decoder would desynchronise and write garbage (or not terminate). Version-1 files
-    # carry no check and decode as before.
-    recorded = tf.cast(index_check, tf.int64)
-    same = tf.logical_or(tf.equal(recorded, bitstream.NO_INDEX_CHECK),
-                         tf.equal(self.index_check(indexes), recorded))
-    # With the indexes known, the bound on the latents' string is exact per element.
-    flat = latent_model._flatten_indexes(latent_model._normalize_indexes(indexes))
-    bits = tf.reduce_sum(tf.gather(safedecode.row_min_bits_tf(latent_model.cdf),
-                                   tf.reshape(flat, [-1])))
-    long_enough = (tf.cast(tf.strings.length(strings[0]), tf.int64) >=
-                   safedecode.min_payload_bytes(bits))
-    checks = bitstream.require_in_order([(same, bitstream.PLATFORM_MISMATCH),
-                                         (long_enough, safedecode.TOO_SHORT)])
-    with tf.control_dependencies(checks):
-      y_hat = safedecode.decompress_indexed(latent_model, strings[0], indexes, loc=mean)
-    return self.synthesis_transform(y_hat)
-
-  def min_payload_bytes(self, padded_shape):
-    """y: every element at least the cheapest scale's cost (the indexes are not known
-    before z is decoded); z: its channels' rows."""
-    latent_model, side_model = self.entropy_models()
-    y_stride = self.stride // 4  # the hyper-analysis has two stride-2 convolutions
-    elements = (tf.cast(padded_shape[0] // y_stride, tf.float64) *
-                tf.cast(padded_shape[1] // y_stride, tf.float64) * self.latent_channels)
-    y_bits = elements * tf.reduce_min(safedecode.row_min_bits_tf(latent_model.cdf))
-    return [safedecode.min_payload_bytes(y_bits),
-            batched_min_bytes(side_model, padded_shape, self.stride)]
+      codec = self.latent_codec()
+      z = self.hyper_analysis_transform(abs(self.encode(x)))
+      offset = codec.side_offset()
+      self.hyper_synthesis_transform.calibrate(codec.side_model.quantize(z) - offset, offset)
 
 
 @ARCHITECTURES.register(settings=("num_filters", "latent_channels", "gdn", "hyper_filters"))
@@ -260,18 +163,3 @@ class MeanScaleHyperpriorModel(HyperpriorModel):
 
   architecture = "meanscale"
   outputs_per_latent = 2
-
-  def _mean_and_indexes(self, z_hat, side_model, exact=False):
-    params = self.hyper_synthesis_transform(z_hat)
-    mean, indexes = tf.split(params, 2, axis=-1)
-    return mean, indexes
-
-  def latent_offset(self):
-    raise NotImplementedError("meanscale has no constant latent offset: the mean of each "
-                              "element comes from the side information")
-
-  def _compress_symbols(self, symbols):
-    raise NotImplementedError(
-        "meanscale codes round(y − mean) with a mean predicted from the side information, "
-        "so a device cannot output its symbols without the hyper-transforms; export the "
-        "whole encoder instead")

@@ -8,6 +8,10 @@ The SavedModel in `model_dir` has three named signatures:
                                     -> {"image": uint8 [H, W, 3]}  with a size limit (0: none);
                                        decompress's is bitstream.DEFAULT_MAX_PIXELS
   estimate_bits(image: uint8 [H, W, 3]) -> {"bits": float32}  entropy-model estimate
+  compress_symbols(symbols: int32 [1, h, w, C], height: int32 [], width: int32 [])
+                                    -> {"bitstream": string}  the file of a device encoder's
+                                       symbols round(y − o) (tfcae.deploy.tflite); absent
+                                       where the latent codec takes none (meanscale)
 
 and the same functions as attributes (`loaded.compress(...)`), plus `loaded.fingerprint`.
 Loading needs only `import tensorflow, tensorflow_compression` (TFC registers the range
@@ -19,7 +23,7 @@ import tensorflow as tf
 
 from tfcae.training.rundir import RunDir
 
-__all__ = ["export_model", "assign_matching", "restore_keras", "load_trained"]
+__all__ = ["export_model", "takes_symbols", "assign_matching", "restore_keras", "load_trained"]
 
 
 def export_model(model, model_dir, extra_info=None):
@@ -40,6 +44,9 @@ def export_model(model, model_dir, extra_info=None):
   module.decompress = model.decompress
   module.decompress_limited = model.decompress_limited
   module.estimate_bits = model.estimate_bits
+  if takes_symbols(model):  # host coding from the SavedModel alone
+    signatures["compress_symbols"] = _named(model.compress_symbols, "bitstream")
+    module.compress_symbols = model.compress_symbols
   module.fingerprint = model.fingerprint
   module.model_variables = model.state_variables() + [
       v for coder in model.entropy_models() for v in coder.variables]
@@ -50,6 +57,15 @@ def export_model(model, model_dir, extra_info=None):
   info.update(extra_info or {})
   RunDir(model_dir).write_export_info(info)
   return info
+
+
+def takes_symbols(model):
+  """Whether the model's latent codec codes device symbols (all but meanscale's)."""
+  try:
+    model.latent_codec().offset()
+  except NotImplementedError:
+    return False
+  return True
 
 
 def _named(function, output_name):

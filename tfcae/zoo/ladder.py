@@ -9,6 +9,12 @@ one core (tfcae.training.jobs): with the anchor in the middle, both cores stay b
 --time_budget_minutes, so the ladder's CPU time is fixed in advance and re-running the
 command resumes unfinished jobs and skips finished ones.
 
+An anchor may train in two stages (`polish_minutes` > 0): a first run with `anchor_flags`
+(e.g. --precision=mixed_bfloat16 at a constant peak learning rate: ≈ 2× the steps on a CPU
+with bf16 kernels) and, warm-started from it, a float32 run of the last minutes with
+`polish_flags` (the lower learning rate of the schedule's last phase): the precision that
+the last, small steps need (docs/results.md, "bf16 with a float32 polish").
+
 `publish` copies a trained model's SavedModel into zoo/<family>/<quality>/ with its
 train_config.json and a card.json: training command, data, steps, CPU time, Kodak bpp /
 PSNR / MS-SSIM from real files, encoder and decoder MACs per pixel, fingerprint, size.
@@ -42,6 +48,9 @@ class Ladder:
   anchor_minutes: float        # training time of an anchor, on one core
   finetune_minutes: float      # training time of a fine-tuned quality, on one core
   finetune_flags: tuple = ()   # bin/train flags of the fine-tunes (e.g. a lower peak lr)
+  anchor_flags: tuple = ()     # flags of an anchor's (first-stage) run
+  polish_minutes: float = 0.   # > 0: an anchor's last minutes, a run of its own
+  polish_flags: tuple = ()     # that run's flags (it warm-starts from the first stage)
 
   def source(self, quality):
     """The quality a quality is fine-tuned from: its neighbour towards the nearest anchor
@@ -89,12 +98,28 @@ def run_dir(out, ladder, quality):
   return os.path.join(out, ladder.name, str(quality))
 
 
-def train_command(ladder, quality, out):
+def first_stage_dir(out, ladder, quality):
+  """The first stage of a two-stage anchor (polish_minutes > 0)."""
+  return run_dir(out, ladder, quality) + "-stage1"
+
+
+def _two_stage(ladder, quality):
+  return ladder.source(quality) is None and ladder.polish_minutes > 0
+
+
+def train_command(ladder, quality, out, first_stage=False):
+  """bin/train's argv for a quality (first_stage: a two-stage anchor's first run)."""
+  model_dir = first_stage_dir(out, ladder, quality) if first_stage else run_dir(
+      out, ladder, quality)
   args = [f"--flagfile={os.path.join(ROOT, ladder.flagfile)}",
-          f"--lmbda={ladder.lambdas[quality]}", f"--model_dir={run_dir(out, ladder, quality)}"]
+          f"--lmbda={ladder.lambdas[quality]}", f"--model_dir={model_dir}"]
   source = ladder.source(quality)
-  if source is None:
-    args.append(f"--time_budget_minutes={ladder.anchor_minutes}")
+  if source is None and _two_stage(ladder, quality) and not first_stage:
+    args += [f"--time_budget_minutes={ladder.polish_minutes}",
+             f"--init_from={first_stage_dir(out, ladder, quality)}", *ladder.polish_flags]
+  elif source is None:
+    minutes = ladder.anchor_minutes - ladder.polish_minutes
+    args += [f"--time_budget_minutes={minutes:g}", *ladder.anchor_flags]
   else:
     args += [f"--time_budget_minutes={ladder.finetune_minutes}",
              f"--init_from={run_dir(out, ladder, source)}", *ladder.finetune_flags]
@@ -118,9 +143,16 @@ def train(ladder, out, parallel=2, qualities=None, log=print):
     source = ladder.source(q)
     ready = None if source is None else (
         lambda d=run_dir(out, ladder, source): _done(d))
+    if _two_stage(ladder, q):
+      first = first_stage_dir(out, ladder, q)
+      if not _done(first):
+        work.append((f"{q}-stage1", train_command(ladder, q, out, first_stage=True),
+                     os.path.join(first, "train.log"), None))
+      ready = lambda d=first: _done(d)  # noqa: E731
     work.append((q, train_command(ladder, q, out), os.path.join(model_dir, "train.log"),
                  ready))
-  log(f"{ladder.name}: {len(work)} of {len(qualities)} qualities to train "
+  log(f"{ladder.name}: {len({j[0] for j in work if isinstance(j[0], int)})} of "
+      f"{len(qualities)} qualities to train "
       f"({ladder.cpu_minutes():.0f} CPU-minutes for the whole ladder, {parallel} at a time)")
   return jobs.run_pinned(work, parallel, log)
 
@@ -137,9 +169,11 @@ def _folder_bytes(path):
 
 
 def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
-            progress=False, family=None):
+            progress=False, family=None, earlier_stages=()):
   """Copies an exported model into the zoo, as zoo/<family>/<quality> (family: the
-  architecture unless given, e.g. "factorized-msssim"), with its card; returns the card."""
+  architecture unless given, e.g. "factorized-msssim"), with its card; returns the card.
+  earlier_stages: run folders it was warm-started through from scratch (a two-stage
+  anchor's first run): their steps and time count in the card's."""
   family = family or architecture
   from tfcae.analysis import accounting
   from tfcae.deploy.codec import Codec
@@ -166,15 +200,20 @@ def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
   mean = lambda k: float(sum(r[k] for r in records) / len(records))
   report = accounting.analyze(load_trained(staging, for_compression=False))
   settings = summary["settings"]
+  steps, seconds = summary.get("steps"), summary.get("train_seconds")
+  init_from = _relative(settings.get("init_from")) or None
+  for stage in earlier_stages:
+    earlier = RunDir(stage).read_summary()
+    steps, seconds = steps + earlier["steps"], seconds + earlier["train_seconds"]
+    init_from = _relative(earlier["settings"].get("init_from")) or None
   card = {
       "name": f"{family}/{int(quality)}", "family": family, "architecture": architecture,
       "quality": int(quality), "config": info["architecture"],
       "fingerprint": info["fingerprint"], "lmbda": settings["lmbda"],
       "distortion": settings["distortion"],
       "training": {
-          "command": command, "data": TRAIN_DATA, "steps": summary.get("steps"),
-          "cpu_seconds": summary.get("train_seconds"), "cores": 1,
-          "init_from": _relative(settings.get("init_from")) or None,
+          "command": command, "data": TRAIN_DATA, "steps": steps,
+          "cpu_seconds": seconds, "cores": 1, "init_from": init_from,
           "patch_size": settings["patch_size"], "batch_size": settings["batch_size"],
           "tensorflow": summary.get("tensorflow")},
       "kodak": {"images": len(records), "bpp": mean("bpp"), "psnr-rgb": mean("psnr-rgb"),
@@ -197,10 +236,14 @@ def publish_ladder(ladder, out, images, zoo_root=None, log=print, qualities=None
     if not _done(model_dir):
       log(f"{ladder.name}/{q}: not trained, not published")
       continue
-    command = " ".join(["bin/train"] + [a.replace(ROOT + os.sep, "") for a in
-                                        train_command(ladder, q, out)[2:]])
+    shown = lambda argv: " ".join(  # noqa: E731
+        ["bin/train"] + [a.replace(ROOT + os.sep, "") for a in argv[2:]])
+    command, earlier = shown(train_command(ladder, q, out)), ()
+    if _two_stage(ladder, q):
+      command = f"{shown(train_command(ladder, q, out, first_stage=True))} && {command}"
+      earlier = (first_stage_dir(out, ladder, q),)
     card = publish(model_dir, ladder.architecture, q, images, command, zoo_root,
-                   family=ladder.name)
+                   family=ladder.name, earlier_stages=earlier)
     log(f"published {card['name']}: {card['kodak']['bpp']:.3f} bpp, "
         f"{card['kodak']['psnr-rgb']:.2f} dB, {card['bytes'] / 1e6:.1f} MB")
     cards.append(card)

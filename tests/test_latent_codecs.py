@@ -1,0 +1,177 @@
+"""The latent-codec seam (issue 15, tfcae.models.latent_codecs): every architecture codes
+through its codec, the codec's strings are the model's file, device symbols round-trip,
+and the deployment paths (TFLite host coding, int8 fine-tuning) work for every
+architecture whose codec takes device symbols.
+
+Untrained models with random weights: coding does not need training.
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import SAMPLE_TRAIN, sample_image
+from tfcae import TfcaeError
+from tfcae.deploy import qat, tflite
+from tfcae.io import bitstream
+from tfcae.models import ARCHITECTURES, build_model, edge_pad
+
+CONFIGS = {
+    "factorized": {"num_filters": 8},
+    "hyperprior": {"num_filters": 8},
+    "meanscale": {"num_filters": 8},
+    "caep": {"num_filters": 8, "latent_channels": 4, "caep_blocks": 1},
+}
+DEVICE = [a for a in CONFIGS if a != "meanscale"]  # codecs that take device symbols
+
+
+def model_of(architecture):
+  tf.keras.utils.set_random_seed(5)
+  model = build_model({"architecture": architecture, **CONFIGS[architecture]})
+  model.prepare_for_compression()
+  return model
+
+
+def image():
+  return sample_image()[:100, :140]  # not a multiple of any stride: padding is covered
+
+
+def padded(model, img):
+  x = tf.cast(img, tf.float32)[None]
+  return edge_pad(x, *model.padded_shape(*img.shape[:2]))
+
+
+def test_every_architecture_has_a_config_here():
+  assert set(CONFIGS) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("architecture", sorted(CONFIGS))
+def test_the_codec_strings_are_the_model_file(architecture):
+  """model.compress = header + codec.compress(encode(x)); decompress inverts it to
+  decode(ŷ), and the codec's ŷ at inference is the forward pass's."""
+  model = model_of(architecture)
+  img = image()
+  codec = model.latent_codec()
+  assert codec.num_strings == model.num_strings
+  y = model.encode(padded(model, img))
+  strings, index_check = codec.compress(y)
+  data = model.compress(tf.constant(img)).numpy()
+  stream = bitstream.parse(data, model.fingerprint.numpy())
+  assert list(stream.strings) == [s.numpy() for s in strings]
+  assert (index_check is None) == (architecture in ("factorized", "caep"))
+  y_hat = codec.decompress(strings, padded(model, img).shape[1:3],
+                           bitstream.NO_INDEX_CHECK if index_check is None else index_check)
+  np.testing.assert_allclose(y_hat.numpy(), codec.forward(y, training=False)["y_hat"].numpy(),
+                             atol=1e-4)
+  expected = tf.saturate_cast(tf.round(model.decode(y_hat)), tf.uint8)[0, :100, :140]
+  np.testing.assert_array_equal(model.decompress(tf.constant(data)).numpy(), expected.numpy())
+  least = [int(n) for n in codec.min_payload_bytes(padded(model, img).shape[1:3])]
+  # A lower bound on each string (0 where the cheapest symbols cost under a byte: an
+  # untrained hyperprior's y), that the real file meets.
+  assert all(0 <= n <= len(s) for n, s in zip(least, stream.strings)) and sum(least) > 0
+
+
+@pytest.mark.parametrize("architecture", DEVICE)
+def test_device_symbols_round_trip(architecture):
+  """What a device encoder sends, round(y − o), becomes a file that decodes to exactly
+  ŷ = symbols + o; with one string (fixed tables) it is the server's file, byte for byte."""
+  model = model_of(architecture)
+  img = image()
+  codec = model.latent_codec()
+  y = model.encode(padded(model, img))
+  symbols = tf.cast(tf.round(y - codec.offset()), tf.int32)
+  data = model.compress_symbols(symbols, tf.constant(100), tf.constant(140)).numpy()
+  stream = bitstream.parse(data, model.fingerprint.numpy())
+  y_hat = codec.decompress([tf.constant(s) for s in stream.strings], padded(model, img).shape[1:3],
+                           stream.index_check)
+  np.testing.assert_allclose(y_hat.numpy(), symbols.numpy() + codec.offset().numpy(), atol=1e-4)
+  if codec.num_strings == 1:
+    assert data == model.compress(tf.constant(img)).numpy()
+
+
+def test_meanscale_refuses_device_symbols_in_one_line():
+  model = model_of("meanscale")
+  with pytest.raises(NotImplementedError, match="mean"):
+    model.latent_codec().offset()
+  with pytest.raises(TfcaeError, match="^meanscale: .*mean") as error:
+    tflite.latent_offset(model)
+  assert "\n" not in str(error.value)
+  with pytest.raises(TfcaeError, match="meanscale"):  # before it looks at the encoder
+    qat.fine_tune(None, model, [], steps=3, lmbda=0.01)
+  from tfcae.training.export import takes_symbols
+  assert not takes_symbols(model) and takes_symbols(model_of("hyperprior"))
+
+
+def test_caep_exports_to_a_float_tflite_encoder():
+  """CAE-P had no device path (no latent offset, no symbol coding): its encoder converts
+  to builtin ops, the flatbuffer's symbols are round(y), and the host writes the server's
+  file from them."""
+  model = model_of("caep")
+  encoder, reduced = tflite.device_encoder(model)
+  assert not reduced and encoder is model.analysis_transform  # residual blocks: as they are
+  device = tflite.TFLiteEncoder(tflite.convert(model, "none", None, encoder))
+  img = image()
+  x = tflite.pad_to_stride(img, model.stride)
+  symbols = device.symbols(x)
+  expected = np.round(model.encode(tf.constant(x[None], tf.float32)).numpy()).astype(np.int32)
+  assert np.mean(symbols == expected) >= 0.99 and np.abs(symbols - expected).max() <= 1
+  data = model.compress_symbols(tf.constant(symbols), tf.constant(100), tf.constant(140))
+  assert model.decompress(data).shape == img.shape
+  with pytest.raises(TfcaeError, match="no quantisation rule"):
+    tflite.int8_encoder(model, representative())
+
+
+def representative():
+  import os
+  paths = [os.path.join(SAMPLE_TRAIN, f) for f in sorted(os.listdir(SAMPLE_TRAIN))[:4]]
+  return tflite.representative_crops(paths[:2], crop=64, per_image=1)
+
+
+def test_hyperprior_int8_encoder_fine_tunes_through_its_codec():
+  """Quantization-aware fine-tuning used to be factorized only: through the codec, the
+  hyperprior's int8 encoder trains on what its host codes (side information from ŷ),
+  its float weights move, the decoder's do not, and the result still writes files."""
+  import os
+  model = model_of("hyperprior")
+  integer = tflite.int8_encoder(model, representative())
+  before = [v.numpy().copy() for v in integer.quantized.trainable_variables]
+  fixed = [v.numpy().copy() for v in model.synthesis_transform.trainable_variables +
+           model.hyper_analysis_transform.trainable_variables]
+  files = [os.path.join(SAMPLE_TRAIN, f) for f in sorted(os.listdir(SAMPLE_TRAIN))[:4]]
+  logs = qat.fine_tune(integer, model, files, steps=2, lmbda=0.01, learning_rate=1e-3,
+                       patch_size=64, batch_size=1, verbose=0)
+  assert np.isfinite(logs["loss"]) and logs["bpp"] > 0
+  assert any(not np.array_equal(b, a.numpy())
+             for b, a in zip(before, integer.quantized.trainable_variables))
+  for value, variable in zip(fixed, model.synthesis_transform.trainable_variables +
+                             model.hyper_analysis_transform.trainable_variables):
+    np.testing.assert_array_equal(value, variable.numpy())
+  x = tflite.pad_to_stride(image(), model.stride)
+  symbols = integer.symbols(tf.constant(x[None], tf.float32))
+  data = model.compress_symbols(tf.cast(symbols, tf.int32), tf.constant(100), tf.constant(140))
+  assert model.decompress(data).shape == image().shape
+
+
+def test_host_coding_from_the_savedmodel_alone(tmp_path):
+  """The export carries a compress_symbols signature where the codec takes symbols: the
+  host codes a TFLite encoder's output with the SavedModel alone (no checkpoint here), to
+  the server's bytes; an export without the signature (older) falls back to restoring the
+  Keras model from the SavedModel's variables, with the same bytes."""
+  import json
+  import os
+  from tfcae.deploy.hostcoding import HostCoder
+  from tfcae.training.export import export_model
+  from tfcae.training.rundir import RunDir
+  model = model_of("factorized")
+  info = export_model(model, tmp_path / "m")
+  assert "compress_symbols" in info["signatures"]  # meanscale's export has none (above)
+  flatbuffer = tflite.convert(model, "none")
+  img = image()
+  expected = model.compress(tf.constant(img)).numpy()
+  assert HostCoder(flatbuffer, tmp_path / "m").compress(img) == expected
+  path = RunDir(tmp_path / "m").export_info_path
+  with open(path) as f:
+    old = json.load(f)
+  old["signatures"].remove("compress_symbols")
+  with open(path, "w") as f:
+    json.dump(old, f)
+  assert HostCoder(flatbuffer, os.fspath(tmp_path / "m")).compress(img) == expected
