@@ -238,7 +238,8 @@ class CompressionModel(ObjectiveModel):
   def decompress(self, data):
     """Scalar string (a tfcae file) -> uint8 [H, W, 3]; InvalidArgumentError if bad.
     Images over bitstream.DEFAULT_MAX_PIXELS are refused (see decompress_limited)."""
-    return self._decompress(data, bitstream.DEFAULT_MAX_PIXELS)
+    # One copy of the decoder's graph in a SavedModel (≈ 0.5 MB): the limited one's.
+    return self.decompress_limited(data, tf.constant(bitstream.DEFAULT_MAX_PIXELS, tf.int64))
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="bitstream"),
                                 tf.TensorSpec([], tf.int64, name="max_pixels")])
