@@ -270,10 +270,9 @@ def fine_tune(integer, model, files, steps, lmbda, distortion="mse", learning_ra
   from tfcae.data import images as data
   from tfcae.objectives.terms import StepContext, rate_distortion
   codec = model.latent_codec()
-  try:
-    codec.offset()
-  except NotImplementedError as e:
-    raise TfcaeError(f"quantization-aware fine-tuning of {model.architecture}: {e}") from None
+  if codec.symbols_refusal:
+    raise TfcaeError(f"quantization-aware fine-tuning of {model.architecture}: "
+                     f"{codec.symbols_refusal}")
   if steps <= 0:
     raise TfcaeError("--qat_steps must be positive")
   objective = rate_distortion(lmbda, distortion)

@@ -10,7 +10,8 @@ Range coding cannot run inside TFLite, so the work is split:
           per-channel median offsets of the factorized prior, zero for the hyperprior
           and CAE-P).
   host    `CompressionModel.compress_symbols` (its latent codec's, tfcae.models.
-          latent_codecs) adds o back and calls the entropy model's `compress`, which quantises round((k + o) − o) = k again, and writes the same
+          latent_codecs) adds o back and calls the entropy model's `compress`, which
+          quantises round((k + o) − o) = k again, and writes the same
           tfcae file format (tfcae.io.bitstream). For a float encoder whose symbols equal the
           SavedModel's, the file is byte-identical to `bin/compress`'s; bin/decompress
           on a server decodes it either way. The host side is tfcae.deploy.hostcoding (below
@@ -41,8 +42,8 @@ from tfcae.io.fileio import expand_images, load_rgb_image
 from tfcae.deploy.hostcoding import (HostCoder, TFLiteEncoder,  # noqa: F401  (re-exported)
                               load_trained_model, pad_to_stride)
 
-__all__ = ["QUANTIZE", "latent_offset", "encoder_function", "device_encoder", "representative_crops",
-           "convert", "convert_integer", "int8_encoder", "op_names", "host_coding_quality",
+__all__ = ["QUANTIZE", "latent_offset", "encoder_function", "device_encoder",
+           "representative_crops", "convert", "convert_integer", "int8_encoder", "op_names", "host_coding_quality",
            "write_export_info", "image_paths", "save_int8_reference", "fine_tune_int8",
            "export_tflite"]
 
@@ -54,10 +55,10 @@ _IMAGE = tf.TensorSpec([1, None, None, 3], tf.float32, name="image")
 def latent_offset(model):
   """The offset o of the symbols round(y − o) a device encoder of `model` sends (its latent
   codec's); a one-line error for a codec that has none (the mean-scale hyperprior)."""
-  try:
-    return model.latent_codec().offset().numpy()
-  except NotImplementedError as e:
-    raise TfcaeError(f"{model.architecture}: {e}") from None
+  codec = model.latent_codec()
+  if codec.symbols_refusal:
+    raise TfcaeError(f"{model.architecture}: {codec.symbols_refusal}")
+  return codec.offset().numpy()
 
 
 def encoder_function(model, encoder=None):

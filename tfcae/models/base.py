@@ -8,8 +8,8 @@ models/bls2017.py), as CompressAI's models are split:
   latent_codec()                            -> the tfcae.models.latent_codecs view over them:
                                                ŷ and bits in training, strings in coding
 
-and the class attributes `stride` (total down-sampling, the padding multiple) and
-`num_strings`. Everything else lives here once: the generic train/test step driven by the
+and the class attribute `stride` (total down-sampling, the padding multiple); the number
+of strings a file holds is its codec's. Everything else lives here once: the generic train/test step driven by the
 objective seam (tfcae.objectives.terms), padding, the bitstream, and the `compress` /
 `decompress` / `estimate_bits` tf.functions with fixed input signatures that become the
 SavedModel's serving signatures.
@@ -120,7 +120,6 @@ class CompressionModel(ObjectiveModel):
   """Base class; see the module docstring."""
 
   stride = 1
-  num_strings = 1
   architecture = None  # registry name, set by sub-classes
   # What the synthesis sees in training ("noise" or "mixed"); a training setting that
   # tfcae.training.loop sets, not part of the architecture (the weights do not depend on it).
@@ -159,6 +158,11 @@ class CompressionModel(ObjectiveModel):
     mixed = training and self.decoder_quantization == "mixed"
     outputs = self.latent_codec().forward(y, training, mixed)
     return dict(outputs, y=y, x_hat=self.decode(outputs["y_hat"], training))
+
+  @property
+  def num_strings(self):
+    """How many range-coded strings a file of this model holds: its codec's."""
+    return self.latent_codec().num_strings
 
   def latent_codec(self):
     """The model's latent codec (tfcae.models.latent_codecs): ŷ and bits in training, the

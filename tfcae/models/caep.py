@@ -161,7 +161,6 @@ class CaepModel(CompressionModel):
 
   architecture = "caep"
   stride = 8
-  num_strings = 1
 
   def __init__(self, num_filters=128, latent_channels=None, caep_blocks=15, objective=None,
                **kwargs):

@@ -51,7 +51,6 @@ class FactorizedModel(CompressionModel):
 
   architecture = "factorized"
   stride = 16
-  num_strings = 1
 
   def __init__(self, num_filters=128, latent_channels=None, gdn="simplified", objective=None,
                **kwargs):

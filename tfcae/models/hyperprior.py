@@ -80,7 +80,6 @@ class HyperpriorModel(CompressionModel):
 
   architecture = "hyperprior"
   stride = 64
-  num_strings = 2  # latents y, then side information z
 
   # Hyper-synthesis outputs per latent element: a scale index (1), or a mean and a scale
   # index (2, MeanScaleHyperpriorModel).

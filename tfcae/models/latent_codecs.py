@@ -19,6 +19,7 @@ Interface (latents are float32 [B, h, w, C]; coding works on B = 1):
   forward(y, training, mixed)            -> {"y_hat", "bits" [B], ...}
   compress(y)                            -> (list of scalar strings, index check or None)
   offset()                               -> o [C]: a device encoder sends round(y − o)
+  symbols_refusal                        None, or why the codec takes no device symbols
   compress_symbols(symbols)              -> what compress returns, from the int32 symbols
   decompress(strings, padded_shape, index_check) -> ŷ
   min_payload_bytes(padded_shape)        -> the fewest bytes each string can have (issue 18)
@@ -54,6 +55,7 @@ class LatentCodec:
   """Base class; see the module docstring. `stride`: the down-sampling of the latents y."""
 
   num_strings = 1
+  symbols_refusal = None  # why offset() and compress_symbols() refuse, where they do
 
   def __init__(self, stride, channels):
     self.stride = int(stride)
@@ -150,6 +152,11 @@ class HyperpriorLatentCodec(LatentCodec):
     self.side_stride = self.stride * 4  # the hyper-analysis has two stride-2 convolutions
     self.side_channels = int(side_channels)
     self.integer, self.mean = bool(integer), bool(mean)
+    if self.mean:
+      self.symbols_refusal = (
+          "meanscale has no constant latent offset: the mean of each element comes from "
+          "the side information, so a device cannot output its symbols without the "
+          "hyper-transforms; export the whole encoder instead")
 
   def side_offset(self):
     """The side prior's quantization offsets o (ẑ = k + o)."""
@@ -207,11 +214,8 @@ class HyperpriorLatentCodec(LatentCodec):
     return self._code(y, self.hyper_analysis(abs(y)))
 
   def offset(self):
-    if self.mean:
-      raise NotImplementedError(
-          "meanscale has no constant latent offset: the mean of each element comes from "
-          "the side information, so a device cannot output its symbols without the "
-          "hyper-transforms; export the whole encoder instead")
+    if self.symbols_refusal:
+      raise NotImplementedError(self.symbols_refusal)
     # The indexed (Gaussian) model codes round(y − loc) with loc = 0: integer offsets.
     return tf.zeros([self.channels])
 

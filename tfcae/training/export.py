@@ -61,11 +61,7 @@ def export_model(model, model_dir, extra_info=None):
 
 def takes_symbols(model):
   """Whether the model's latent codec codes device symbols (all but meanscale's)."""
-  try:
-    model.latent_codec().offset()
-  except NotImplementedError:
-    return False
-  return True
+  return model.latent_codec().symbols_refusal is None
 
 
 def _named(function, output_name):

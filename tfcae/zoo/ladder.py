@@ -114,7 +114,7 @@ def train_command(ladder, quality, out, first_stage=False):
   args = [f"--flagfile={os.path.join(ROOT, ladder.flagfile)}",
           f"--lmbda={ladder.lambdas[quality]}", f"--model_dir={model_dir}"]
   source = ladder.source(quality)
-  if source is None and _two_stage(ladder, quality) and not first_stage:
+  if _two_stage(ladder, quality) and not first_stage:
     args += [f"--time_budget_minutes={ladder.polish_minutes}",
              f"--init_from={first_stage_dir(out, ladder, quality)}", *ladder.polish_flags]
   elif source is None:
@@ -135,11 +135,10 @@ def train(ladder, out, parallel=2, qualities=None, log=print):
   qualities = sorted(qualities or ladder.lambdas)
   # Anchors first, then outwards: a job starts once the one it is fine-tuned from is done.
   order = sorted(qualities, key=lambda q: (ladder.hops(q), q))
+  todo = [q for q in order if not _done(run_dir(out, ladder, q))]
   work = []
-  for q in order:
+  for q in todo:
     model_dir = run_dir(out, ladder, q)
-    if _done(model_dir):
-      continue
     source = ladder.source(q)
     ready = None if source is None else (
         lambda d=run_dir(out, ladder, source): _done(d))
@@ -151,8 +150,7 @@ def train(ladder, out, parallel=2, qualities=None, log=print):
       ready = lambda d=first: _done(d)  # noqa: E731
     work.append((q, train_command(ladder, q, out), os.path.join(model_dir, "train.log"),
                  ready))
-  log(f"{ladder.name}: {len({j[0] for j in work if isinstance(j[0], int)})} of "
-      f"{len(qualities)} qualities to train "
+  log(f"{ladder.name}: {len(todo)} of {len(qualities)} qualities to train "
       f"({ladder.cpu_minutes():.0f} CPU-minutes for the whole ladder, {parallel} at a time)")
   return jobs.run_pinned(work, parallel, log)
 
@@ -229,6 +227,11 @@ def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
   return dict(card, path=target)
 
 
+def _shown(argv):
+  """A bin/train argv as the command a card shows (repository-relative paths)."""
+  return " ".join(["bin/train"] + [a.replace(ROOT + os.sep, "") for a in argv[2:]])
+
+
 def publish_ladder(ladder, out, images, zoo_root=None, log=print, qualities=None):
   cards = []
   for q in sorted(qualities or ladder.lambdas):
@@ -236,11 +239,9 @@ def publish_ladder(ladder, out, images, zoo_root=None, log=print, qualities=None
     if not _done(model_dir):
       log(f"{ladder.name}/{q}: not trained, not published")
       continue
-    shown = lambda argv: " ".join(  # noqa: E731
-        ["bin/train"] + [a.replace(ROOT + os.sep, "") for a in argv[2:]])
-    command, earlier = shown(train_command(ladder, q, out)), ()
+    command, earlier = _shown(train_command(ladder, q, out)), ()
     if _two_stage(ladder, q):
-      command = f"{shown(train_command(ladder, q, out, first_stage=True))} && {command}"
+      command = f"{_shown(train_command(ladder, q, out, first_stage=True))} && {command}"
       earlier = (first_stage_dir(out, ladder, q),)
     card = publish(model_dir, ladder.architecture, q, images, command, zoo_root,
                    family=ladder.name, earlier_stages=earlier)
