@@ -26,6 +26,15 @@ def test_crc32_tf_matches_zlib(message):
   assert int(bitstream.crc32_tf(tf.constant(message))) == zlib.crc32(message)
 
 
+def test_crc32_graph_constants_are_small():
+  """Every coding function of a SavedModel embeds its own copy of the CRC's GF(2)
+  matrices: stored bit-packed they are 12 kB per copy, not 393 kB (the zoo's budget)."""
+  graph = tf.function(bitstream.crc32_tf).get_concrete_function(
+      tf.TensorSpec([], tf.string)).graph.as_graph_def()
+  consts = sum(n.ByteSize() for n in graph.node if n.op == "Const")
+  assert 12288 <= consts < 16384
+
+
 @pytest.mark.parametrize("n", [0, 1, 300, 196608])
 def test_crc32_bytes_tf_matches_zlib(n):
   values = np.random.default_rng(n).integers(0, 64, n, dtype=np.uint8)

@@ -50,3 +50,79 @@ def test_image_files_accepts_folders_globs_and_lists():
 def test_tfds_dataset_not_prepared_is_a_clear_error(tmp_path):
   with pytest.raises(TfcaeError, match="not prepared|TFDS dataset"):
     data.tfds_datasets("mnist", 32, 4, data_dir=str(tmp_path))
+
+
+# A TFDS dataset prepared on this machine from the shipped sample (no download), by a
+# builder defined only in the preparing process: bin/train then reads it from its files,
+# as it would read a user's `tfds build` output.
+PREPARE_TFDS = r"""
+import sys, glob
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+
+class TfcaeSample(tfds.core.GeneratorBasedBuilder):
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+        {"image": tfds.features.Image(shape=(None, None, 3))}))
+
+  def _split_generators(self, dl_manager):
+    files = sorted(glob.glob(sys.argv[2] + "/*.jpg"))
+    return {"train": self._generate_examples(files[:-4]),
+            "validation": self._generate_examples(files[-4:])}
+
+  def _generate_examples(self, files):
+    for f in files:
+      yield f, {"image": np.asarray(Image.open(f).convert("RGB"))}
+
+
+TfcaeSample(data_dir=sys.argv[1]).download_and_prepare()
+"""
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+  import subprocess
+  import sys
+  folder = tmp_path_factory.mktemp("tfds")
+  r = subprocess.run([sys.executable, "-c", PREPARE_TFDS, str(folder), SAMPLE_TRAIN],
+                     capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  return str(folder)
+
+
+def test_a_prepared_tfds_dataset_is_read_from_its_files(tfds_dir):
+  train, val = data.tfds_datasets("tfcae_sample", 64, 4, data_dir=tfds_dir, max_val_batches=1)
+  batch = next(iter(train))
+  assert batch.shape == (4, 64, 64, 3) and batch.dtype == tf.float32
+  assert float(tf.reduce_max(batch)) > 1.  # pixels on 0..255
+  assert [b.shape[0] for b in val] == [4]
+
+
+def test_tfds_training_shards_by_data_and_keeps_validation_whole(tfds_dir, tmp_path):
+  """Under several workers tf.data deals the TFDS training stream element by element
+  (policy DATA, set explicitly, since the dataset may have fewer files than workers);
+  every worker validates on the whole split, as with a folder."""
+  from tfcae.training import loop as training
+  from conftest import tiny_config
+  config = tiny_config(tmp_path, train_images="", dataset="tfcae_sample",
+                       tfds_data_dir=tfds_dir)
+  train, val = training.datasets(config, worker=1, workers=2)
+  policy = tf.data.experimental.AutoShardPolicy
+  assert train.options().experimental_distribute.auto_shard_policy == policy.DATA
+  assert val.options().experimental_distribute.auto_shard_policy == policy.OFF
+  assert next(iter(train)).shape == (2, 64, 64, 3)
+
+
+@pytest.mark.slow
+def test_bin_train_on_a_prepared_tfds_dataset(tfds_dir, tmp_path):
+  from conftest import run_tool
+  r = run_tool("train", f"--model_dir={tmp_path}", "--dataset=tfcae_sample",
+               f"--tfds_data_dir={tfds_dir}", "--num_filters=8", "--patch_size=64",
+               "--batch_size=2", "--epochs=1", "--steps_per_epoch=3",
+               "--validation_batches=1", "--verbose=0", "--image_summaries=false")
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert (tmp_path / "saved_model.pb").is_file() and (tmp_path / "summary.json").is_file()

@@ -123,8 +123,7 @@ def test_int8_refusals():
     tflite.convert(model, "int8", [])
   with pytest.raises(TfcaeError, match="representative"):
     qat.calibrate(qat.integer_encoder(model.analysis_transform,
-                                      model.latent_codec().offset().numpy()),
-                  model.analysis_transform, [])
+                                      model.latent_codec().offset().numpy()), [])
   shifted = tf.keras.Sequential([tf.keras.layers.Rescaling(1 / 255., offset=-.5),
                                  tf.keras.layers.Conv2D(4, 3)])
   shifted.build((None, None, None, 3))

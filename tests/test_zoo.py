@@ -7,6 +7,7 @@ Most tests use a zoo built here from a tiny trained model (TFCAE_ZOO points at i
 import dataclasses
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -166,6 +167,45 @@ def test_family_is_the_folder_for_cards_written_before_families(tiny_zoo, tmp_pa
   assert zoo.path("old-family", 2) == str(legacy)
   with pytest.raises(TfcaeError, match="available: old-family 2"):
     zoo.path("factorized", 2)
+
+
+def test_refresh_rewrites_a_shipped_model_with_the_same_files(tiny_zoo, tmp_path):
+  root, card = tiny_zoo
+  folder = tmp_path / "factorized" / "2"
+  shutil.copytree(root / "factorized" / "2", folder)
+  data = Codec(str(folder)).compress(sample_image())
+  fresh = ladder.refresh(str(folder), IMAGE)
+  assert sorted(os.listdir(folder)) == sorted(os.listdir(root / "factorized" / "2"))
+  assert fresh["fingerprint"] == card["fingerprint"] and "exported" in fresh
+  assert json.loads((folder / "card.json").read_text()) == fresh
+  assert fresh["bytes"] == sum(os.path.getsize(os.path.join(d, f))
+                               for d, _, fs in os.walk(folder) for f in fs if f != "card.json")
+  codec = Codec(str(folder))
+  assert codec.compress(sample_image()) == data
+  assert codec.fingerprint.hex() == card["fingerprint"]
+  assert not os.path.exists(str(folder) + ".tmp") and not os.path.exists(str(folder) + ".old")
+
+
+def test_refresh_keeps_the_old_model_when_the_new_one_decodes_differently(
+    tiny_zoo, tmp_path, monkeypatch):
+  from tfcae.training import export
+  root, _ = tiny_zoo
+  folder = tmp_path / "factorized" / "2"
+  shutil.copytree(root / "factorized" / "2", folder)
+  before = (folder / "saved_model.pb").read_bytes()
+  real = export.restore_keras
+
+  def perturbed(model_dir, for_compression=True):  # same fingerprint, other synthesis
+    model = real(model_dir, for_compression)
+    kernel = model.synthesis_transform.trainable_variables[0]
+    kernel.assign(kernel + 0.05)
+    return model
+
+  monkeypatch.setattr(export, "restore_keras", perturbed)
+  with pytest.raises(TfcaeError, match="codes .* differently; kept the old"):
+    ladder.refresh(str(folder), IMAGE)
+  assert (folder / "saved_model.pb").read_bytes() == before
+  assert sorted(os.listdir(tmp_path / "factorized")) == ["2"]
 
 
 def test_ladder_fine_tunes_in_a_chain_outwards_from_the_anchor():

@@ -13,14 +13,21 @@ quantization-aware Keras model in which
   per-tensor asymmetric outputs);
 * a GDN keeps its float parameters and quantises only its output (TFLite has no integer
   DIV/RSQRT: it runs in float between DEQUANTIZE and QUANTIZE, as it does after PTQ);
-* a ChannelSelect (gather, reduced encoders) keeps its input's scale;
+* a ChannelSelect (gather, reduced encoders) and a reflection padding keep their input's
+  scale;
+* a PReLU keeps its float slopes and quantises its output (TF-MOT has no rule for it; the
+  converter quantises the slopes into TFLite's int8 PRELU);
+* a residual block (CAE-P's bottleneck, `BottleneckBlock`) is unrolled into its
+  convolutions with each BatchNorm folded in (inference statistics: W·s, (b − μ)·s + β,
+  s = γ/√(σ² + ε)), PReLUs and an Add (TF-MOT's default: output quantised), so that the
+  skip connection is an int8 ADD;
 * the last convolution's bias absorbs the latent offset o, and its output y − o is
   quantised with the FIXED range [−128, 127] — step 1, zero point 0 — so the int8 latent
   IS round(y − o), the symbol the entropy coder codes: int8 adds no latent quantisation
   beyond the codec's own rounding.
 
-`calibrate` sets the remaining ranges from representative crops (min/max of the float
-layers, as TFLite's calibration does), i.e. this is post-training quantisation; the same
+`calibrate` sets the remaining ranges from representative crops (min/max of each layer of
+the same graph run in float, as TFLite's calibration does), i.e. this is post-training quantisation; the same
 graph can be fine-tuned quantization-aware. Converted with `Optimize.DEFAULT`, the
 flatbuffer runs integer kernels with exactly the ranges of the Keras model, so its symbols
 equal the Keras model's (the reference) but for rare requantisation-rounding ties.
@@ -35,6 +42,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer
   QuantizeLayer
 
 from tfcae import TfcaeError
+from tfcae.models.caep import BottleneckBlock, ReflectionPad
 from tfcae.nn import layers as tfcae_layers
 
 __all__ = ["OutputQuantizeConfig", "PassThroughQuantizeConfig", "SymbolQuantizeConfig",
@@ -91,7 +99,8 @@ class SymbolQuantizeConfig(_registry8.Default8BitConvQuantizeConfig):
 
 SCOPE = {"OutputQuantizeConfig": OutputQuantizeConfig,
          "PassThroughQuantizeConfig": PassThroughQuantizeConfig,
-         "SymbolQuantizeConfig": SymbolQuantizeConfig, "GDN": tfcae_layers.GDN}
+         "SymbolQuantizeConfig": SymbolQuantizeConfig, "GDN": tfcae_layers.GDN,
+         "ReflectionPad": ReflectionPad}
 
 
 class IntegerEncoder:
@@ -103,10 +112,13 @@ class IntegerEncoder:
   it, else None. `symbols(image)` (pixels in [0, 255]) is the reference the flatbuffer's
   symbols are compared with; the flatbuffer is converted from `scaled_symbols` (its uint8
   input has scale s: the integers are the pixels). `latents` are ŷ = symbols + o.
+  `probe`: the same graph in float, returning {quantised layer name: its output} (what
+  `calibrate` measures).
   """
 
-  def __init__(self, quantized, insert, offset, kept_offset, input_scale):
+  def __init__(self, quantized, insert, offset, kept_offset, input_scale, probe):
     self.quantized = quantized
+    self.probe = probe
     self.insert = insert
     self.offset = tf.constant(offset, tf.float32)
     self.kept_offset = tf.constant(kept_offset, tf.float32)
@@ -165,32 +177,88 @@ def integer_encoder(encoder, offset):
       raise TfcaeError(f"{chain[0].name}: a Rescaling with an offset cannot be absorbed")
     input_scale = float(chain.pop(0).scale)
   inputs = tf.keras.Input([None, None, 3], name="image")
-  x, copies = inputs, []
+  graph = _Graph(inputs)
   for i, layer in enumerate(chain):
-    weights = []  # what the clone gets (GDN: set by _trainable_gdn)
     if isinstance(layer, tf.keras.layers.Conv2D):
       weights = [w.numpy() for w in layer.weights]
       if i == len(chain) - 1:
         weights[1] = weights[1] - kept_offset
-        config = SymbolQuantizeConfig()
+        graph.add(_clone(layer), SymbolQuantizeConfig(), weights)
       else:
-        config = None  # TF-MOT's default for Conv2D
-    elif isinstance(layer, ChannelSelect):  # a gather keeps its input's scale
-      config = PassThroughQuantizeConfig()
+        graph.add(_clone(layer), None, weights)  # TF-MOT's default for Conv2D
+    elif isinstance(layer, (ChannelSelect, ReflectionPad)):  # keep the input's scale
+      graph.add(_clone(layer), PassThroughQuantizeConfig())
     elif isinstance(layer, tfc.GDN) and not layer.inverse:
-      config = OutputQuantizeConfig()
+      graph.add(_trainable_gdn(layer), OutputQuantizeConfig())  # weights: its own
+    elif isinstance(layer, tf.keras.layers.PReLU):
+      graph.add(_clone(layer), OutputQuantizeConfig(), [w.numpy() for w in layer.weights])
+    elif isinstance(layer, BottleneckBlock):
+      _unroll_bottleneck(graph, layer)
     else:
       raise TfcaeError(f"int8 export: no quantisation rule for layer {layer.name} "
                        f"({type(layer).__name__})")
-    copy = _trainable_gdn(layer) if isinstance(layer, tfc.GDN) else _clone(layer)
-    x = _qkeras.quantize_annotate_layer(copy, config)(x)
-    copies.append((copy, weights))
-  for copy, weights in copies:  # after the calls above have built the clones
-    if weights:
-      copy.set_weights(weights)
+  graph.set_weights()
   with _qkeras.quantize_scope(SCOPE):
-    quantized = _qkeras.quantize_apply(tf.keras.Model(inputs, x, name="analysis_int8"))
-  return IntegerEncoder(quantized, insert, offset, kept_offset, input_scale)
+    quantized = _qkeras.quantize_apply(tf.keras.Model(inputs, graph.x, name="analysis_int8"))
+  probe = tf.keras.Model(inputs, graph.float_outputs, name="analysis_float_probe")
+  return IntegerEncoder(quantized, insert, offset, kept_offset, input_scale, probe)
+
+
+class _Graph:
+  """The encoder rebuilt twice from the same layer copies: annotated for TF-MOT (`x`), and
+  in float (`float_outputs`: {"quant_<name>": output}, the names quantize_apply gives)."""
+
+  def __init__(self, inputs):
+    self.x = self.float_x = inputs
+    self.float_outputs = {}
+    self.copies = []
+
+  def add(self, layer, config, weights=(), inputs=None):
+    annotated = _qkeras.quantize_annotate_layer(layer, config)
+    args = inputs if inputs is not None else (self.x, self.float_x)
+    self.x = annotated(args[0])
+    self.float_x = self.float_outputs["quant_" + layer.name] = layer(args[1])
+    self.copies.append((layer, list(weights)))
+
+  def set_weights(self):  # after the calls above have built the copies
+    for layer, weights in self.copies:
+      if weights:
+        layer.set_weights(weights)
+
+
+def _folded(conv, bn, name):
+  """(a Conv2D like `conv` named `name`, its weights with the BatchNorm `bn` folded in)."""
+  s = bn.gamma.numpy() / np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
+  kernel = conv.kernel.numpy() * s
+  bias = conv.bias.numpy() if conv.use_bias else 0.
+  bias = (bias - bn.moving_mean.numpy()) * s + bn.beta.numpy()
+  config = dict(conv.get_config(), name=name, use_bias=True)
+  return tf.keras.layers.Conv2D.from_config(config), [kernel, bias.astype(np.float32)]
+
+
+def _unroll_bottleneck(graph, block):
+  """BottleneckBlock.call, in layers TF-MOT can quantise (see the module docstring)."""
+  name = block.name
+  skip, float_skip = graph.x, graph.float_x
+  for conv, bn, act in ((block.conv1, block.bn1, block.act1), (block.conv2, block.bn2,
+                                                                block.act2)):
+    if conv is block.conv2:
+      graph.add(ReflectionPad(block.pad2.pad, name=f"{name}_pad2"),
+                PassThroughQuantizeConfig())
+    folded, weights = _folded(conv, bn, f"{name}_{conv.name}")
+    graph.add(folded, None, weights)
+    graph.add(_clone_named(act, f"{name}_{act.name}"), OutputQuantizeConfig(),
+              [w.numpy() for w in act.weights])
+  conv3, weights = _folded(block.conv3, block.bn3, f"{name}_conv3")
+  graph.add(conv3, None, weights)
+  add = tf.keras.layers.Add(name=f"{name}_add")
+  graph.add(add, None, (), inputs=([skip, graph.x], [float_skip, graph.float_x]))
+  graph.add(_clone_named(block.act3, f"{name}_{block.act3.name}"), OutputQuantizeConfig(),
+            [w.numpy() for w in block.act3.weights])
+
+
+def _clone_named(layer, name):
+  return layer.__class__.from_config(dict(layer.get_config(), name=name))
 
 
 def _range_variables(layer):
@@ -228,22 +296,20 @@ def widen_empty_kernel_ranges(model):
       high.assign(np.where(empty, widest, high.numpy()))
 
 
-def calibrate(integer, encoder, images):
-  """Sets the ranges of `integer` (from integer_encoder(encoder, …)) for inference: the
-  weight ranges to the weights' min/max (one training-mode call runs TF-MOT's
-  LastValueQuantizer), every activation range to the min/max that the float `encoder`'s
-  layers reach on `images` (float32 [1, h, w, 3] crops; TFLite's calibration rule), and
-  the input range to [0, 255·s] (step s: uint8 pixels are quantised exactly)."""
+def calibrate(integer, images):
+  """Sets the ranges of `integer` (from integer_encoder) for inference: the weight ranges
+  to the weights' min/max (one training-mode call runs TF-MOT's LastValueQuantizer), every
+  activation range to the min/max that its layer reaches in float (`integer.probe`) on
+  `images` (float32 [1, h, w, 3] crops; TFLite's calibration rule), and the input range to
+  [0, 255·s] (step s: uint8 pixels are quantised exactly)."""
   if not images:
     raise TfcaeError("int8 calibration needs representative images")
   model = integer.quantized
   model(tf.constant(images[0], tf.float32) * integer.input_scale, training=True)
   low, high = {}, {}
   for image in images:
-    x = tf.constant(image, tf.float32)
-    for layer in encoder.layers:
-      x = layer(x)
-      name = "quant_" + layer.name
+    outputs = integer.probe(tf.constant(image, tf.float32) * integer.input_scale)
+    for name, x in outputs.items():
       low[name] = min(low.get(name, 0.), float(tf.reduce_min(x)))
       high[name] = max(high.get(name, 0.), float(tf.reduce_max(x)))
   for layer in model.layers:
@@ -264,15 +330,13 @@ def fine_tune(integer, model, files, steps, lmbda, distortion="mse", learning_ra
   Loss R + λ·D on what the codec really does: ŷ = symbols + o (the int8 latent, step 1),
   rate: what the host codes ŷ to (the model's latent codec at `training=False`: the prior's
   information content, with the side information a hyperprior's host derives from ŷ), D
-  between the crops and synthesis(ŷ). Any architecture whose codec takes device symbols
-  (not the mean-scale hyperprior). Returns the last step's logs.
+  between the crops and synthesis of what the host's file decodes to (ŷ itself, or for
+  the mean-scale hyperprior round(ŷ − μ) + μ), straight-through. Returns the last step's
+  logs.
   """
   from tfcae.data import images as data
   from tfcae.objectives.terms import StepContext, rate_distortion
   codec = model.latent_codec()
-  if codec.symbols_refusal:
-    raise TfcaeError(f"quantization-aware fine-tuning of {model.architecture}: "
-                     f"{codec.symbols_refusal}")
   if steps <= 0:
     raise TfcaeError("--qat_steps must be positive")
   objective = rate_distortion(lmbda, distortion)
@@ -283,10 +347,11 @@ def fine_tune(integer, model, files, steps, lmbda, distortion="mse", learning_ra
   def step(x):
     with tf.GradientTape() as tape:
       y_hat = integer.latents(x, training=True)  # symbols + o, straight-through
-      # The synthesis sees ŷ itself (the codec's rounding of ŷ is the identity on it, but
-      # would cut the gradient to the encoder).
-      outputs = dict(codec.forward(y_hat, training=False), x_hat=model.decode(y_hat),
-                     y=y_hat, y_hat=y_hat)
+      outputs = codec.forward(y_hat, training=False)
+      # The synthesis sees what the file decodes to (the codec's rounding: the identity on
+      # ŷ but for the mean-scale re-centring), with ŷ's gradient (the rounding has none).
+      decoded = y_hat + tf.stop_gradient(outputs["y_hat"] - y_hat)
+      outputs = dict(outputs, x_hat=model.decode(decoded), y=y_hat, y_hat=decoded)
       loss, logs = objective(StepContext(model, x, outputs, training=False))
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return logs

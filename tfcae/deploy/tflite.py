@@ -54,11 +54,8 @@ _IMAGE = tf.TensorSpec([1, None, None, 3], tf.float32, name="image")
 # --- the trained Keras model ---------------------------------------------------------
 def latent_offset(model):
   """The offset o of the symbols round(y − o) a device encoder of `model` sends (its latent
-  codec's); a one-line error for a codec that has none (the mean-scale hyperprior)."""
-  codec = model.latent_codec()
-  if codec.symbols_refusal:
-    raise TfcaeError(f"{model.architecture}: {codec.symbols_refusal}")
-  return codec.offset().numpy()
+  codec's)."""
+  return model.latent_codec().offset().numpy()
 
 
 def encoder_function(model, encoder=None):
@@ -149,7 +146,7 @@ def int8_encoder(model, representative, encoder=None):
   from tfcae.deploy import qat
   encoder = encoder if encoder is not None else model.analysis_transform
   integer = qat.integer_encoder(encoder, latent_offset(model))
-  qat.calibrate(integer, encoder, representative)
+  qat.calibrate(integer, representative)
   return integer
 
 

@@ -10,8 +10,7 @@ The SavedModel in `model_dir` has three named signatures:
   estimate_bits(image: uint8 [H, W, 3]) -> {"bits": float32}  entropy-model estimate
   compress_symbols(symbols: int32 [1, h, w, C], height: int32 [], width: int32 [])
                                     -> {"bitstream": string}  the file of a device encoder's
-                                       symbols round(y − o) (tfcae.deploy.tflite); absent
-                                       where the latent codec takes none (meanscale)
+                                       symbols round(y − o) (tfcae.deploy.tflite)
 
 and the same functions as attributes (`loaded.compress(...)`), plus `loaded.fingerprint`.
 Loading needs only `import tensorflow, tensorflow_compression` (TFC registers the range
@@ -23,7 +22,7 @@ import tensorflow as tf
 
 from tfcae.training.rundir import RunDir
 
-__all__ = ["export_model", "takes_symbols", "assign_matching", "restore_keras", "load_trained"]
+__all__ = ["export_model", "reexport", "assign_matching", "restore_keras", "load_trained"]
 
 
 def export_model(model, model_dir, extra_info=None):
@@ -35,6 +34,8 @@ def export_model(model, model_dir, extra_info=None):
       "decompress": _named(model.decompress, "image"),
       "decompress_limited": _named(model.decompress_limited, "image"),
       "estimate_bits": _named(model.estimate_bits, "bits"),
+      # Host coding of a device encoder's symbols from the SavedModel alone.
+      "compress_symbols": _named(model.compress_symbols, "bitstream"),
   }
   module = tf.Module()
   # Only what serving needs: the compiled functions and the variables they capture
@@ -44,9 +45,7 @@ def export_model(model, model_dir, extra_info=None):
   module.decompress = model.decompress
   module.decompress_limited = model.decompress_limited
   module.estimate_bits = model.estimate_bits
-  if takes_symbols(model):  # host coding from the SavedModel alone
-    signatures["compress_symbols"] = _named(model.compress_symbols, "bitstream")
-    module.compress_symbols = model.compress_symbols
+  module.compress_symbols = model.compress_symbols
   module.fingerprint = model.fingerprint
   module.model_variables = model.state_variables() + [
       v for coder in model.entropy_models() for v in coder.variables]
@@ -59,9 +58,18 @@ def export_model(model, model_dir, extra_info=None):
   return info
 
 
-def takes_symbols(model):
-  """Whether the model's latent codec codes device symbols (all but meanscale's)."""
-  return model.latent_codec().symbols_refusal is None
+def reexport(model_dir, out_dir):
+  """Writes an exported model again with today's serving graph (e.g. bounded decoding,
+  smaller constants): the same variables, coding tables and fingerprint, so it writes and
+  reads the same files; the export info is kept, bar what export_model sets."""
+  model = restore_keras(model_dir)
+  old = RunDir(model_dir).read_export_info()
+  extra = {k: v for k, v in old.items()
+           if k not in ("architecture", "fingerprint", "stride", "num_strings", "signatures")}
+  info = export_model(model, out_dir, extra)
+  if info["fingerprint"] != old["fingerprint"]:  # restore_keras assigns it: cannot differ
+    raise AssertionError(f"{model_dir}: re-export changed the fingerprint")
+  return info
 
 
 def _named(function, output_name):

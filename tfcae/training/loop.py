@@ -30,7 +30,7 @@ from tfcae.training.rundir import CONFIG_FILE, HISTORY_FILE, SUMMARY_FILE  # noq
 __all__ = ["build_objective", "ProgressSchedule", "learning_rate_schedule", "TimeBudget",
            "configure_devices", "make_strategy", "worker_role",
            "EpochCheckpoint", "Throughput", "ReconstructionImages", "warm_start",
-           "convert_to_integer_hyper_synthesis", "split_files", "train"]
+           "convert_to_integer_hyper_synthesis", "split_files", "datasets", "train"]
 
 
 def build_objective(config):
@@ -334,18 +334,21 @@ def split_files(train_images, val_images=""):
   return train_files, val_files
 
 
-def _datasets(config, worker=0, workers=1):
+def datasets(config, worker=0, workers=1):
   """(training, validation) datasets. With several workers each trains on its own shard
   of the files (data.worker_share) and keeps the whole validation set, so tf.data's
-  auto-sharding is off; a TFDS dataset is sharded by tf.data (policy DATA, explicit)."""
+  auto-sharding is off; a TFDS dataset's training stream is sharded by tf.data (policy
+  DATA, explicit: its files may be fewer than the workers), its validation kept whole."""
   options = tf.data.Options()
   policy = tf.data.experimental.AutoShardPolicy
   if config.dataset:
-    options.experimental_distribute.auto_shard_policy = policy.DATA
     train, val = data.tfds_datasets(config.dataset, config.patch_size, config.batch_size,
                                     config.tfds_data_dir or None, seed=config.seed,
                                     max_val_batches=config.validation_batches)
-    return train.with_options(options), val
+    whole = tf.data.Options()
+    whole.experimental_distribute.auto_shard_policy = policy.OFF
+    options.experimental_distribute.auto_shard_policy = policy.DATA
+    return train.with_options(options), val.with_options(whole)
   if records.is_records_dir(config.train_images):  # written by bin/prepare_data
     options.experimental_distribute.auto_shard_policy = policy.OFF  # shards dealt by hand
     train = records.train_dataset(config.train_images, config.patch_size, config.batch_size,
@@ -450,7 +453,7 @@ def _train(config, model_fn, strategy, run, out, worker, workers):
     tf.debugging.enable_check_numerics()
   tf.keras.utils.set_random_seed(config.seed)
 
-  train_ds, val_ds = _datasets(config, worker, workers)
+  train_ds, val_ds = datasets(config, worker, workers)
   # Training time spent (for --time_budget_minutes; the schedule runs over it).
   budget = config.time_budget_minutes * 60.
   with _scope(strategy), _precision(config.precision):

@@ -21,16 +21,17 @@ PSNR / MS-SSIM from real files, encoder and decoder MACs per pixel, fingerprint,
 """
 import dataclasses
 import datetime
+import json
 import os
 import shutil
 
 from tfcae import TfcaeError, zoo
 from tfcae.io.fileio import atomic_write_json
 from tfcae.training import jobs
-from tfcae.training.rundir import CONFIG_FILE, EXPORT_INFO_FILE, VARIABLES_DIR, RunDir
+from tfcae.training.rundir import CONFIG_FILE, RunDir
 
 __all__ = ["ROOT", "TRAIN_DATA", "Ladder", "LADDERS", "run_dir", "train_command", "train",
-           "publish", "publish_ladder", "card_table"]
+           "publish", "publish_ladder", "refresh", "card_table"]
 
 # tfcae/zoo/ladder.py -> the repository
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -79,7 +80,14 @@ LADDERS = {
         name="factorized", architecture="factorized", flagfile="configs/zoo_factorized.cfg",
         lambdas={1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483,
                  7: 0.0932},
-        anchors=(4,), anchor_minutes=45., finetune_minutes=20.,
+        # Three anchors (the ends and the middle): every fine-tune is one hop from one,
+        # and the cores stay busy (110 min). An anchor trains 36 min in bf16 at the
+        # constant peak, then 9 min in float32 at 5e-5 (+0.37 dB at equal time at q4,
+        # docs/results.md "bf16 with a float32 polish").
+        anchors=(1, 4, 7), anchor_minutes=45., finetune_minutes=20.,
+        anchor_flags=("--precision=mixed_bfloat16", "--lr_schedule=constant"),
+        polish_minutes=9.,
+        polish_flags=("--learning_rate=5e-5", "--lr_warmup=0", "--lr_schedule=constant"),
         finetune_flags=("--learning_rate=1e-4", "--lr_warmup=0", "--lr_schedule=constant")),
     # MS-SSIM-optimised (λ·(1 − MS-SSIM) + bpp, CompressAI's ms-ssim λ for its qualities
     # 1-6). N = 64: 3.1 MB per model keeps the zoo under its 80 MB budget, and at 176²
@@ -166,6 +174,21 @@ def _folder_bytes(path):
   return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
+def _reexport(model_dir, folder):
+  """A zoo folder's SavedModel, export info and training config, from a run or an older
+  zoo folder, with today's serving graph (export.reexport); not TF's fingerprint.pb nor
+  the empty assets/ a SavedModel gets, which nothing here reads."""
+  from tfcae.training.export import reexport
+  reexport(model_dir, folder)
+  shutil.copy2(os.path.join(model_dir, CONFIG_FILE), folder)
+  for extra in ("fingerprint.pb", "assets"):
+    extra = os.path.join(folder, extra)
+    if os.path.isfile(extra):
+      os.remove(extra)
+    elif os.path.isdir(extra) and not os.listdir(extra):
+      os.rmdir(extra)
+
+
 def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
             progress=False, family=None, earlier_stages=()):
   """Copies an exported model into the zoo, as zoo/<family>/<quality> (family: the
@@ -190,10 +213,9 @@ def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
   shutil.rmtree(staging, ignore_errors=True)
   os.makedirs(staging)
   # The SavedModel only (its variables are the weights); no checkpoints, logs or slots.
-  shutil.copy2(run.saved_model_path, staging)
-  shutil.copytree(run.variables_dir, os.path.join(staging, VARIABLES_DIR))
-  for name in (EXPORT_INFO_FILE, CONFIG_FILE):
-    shutil.copy2(run.join(name), staging)
+  # Written again with today's serving graph (same weights, tables and fingerprint), so
+  # the zoo has the bounded decoder whichever code version trained the model.
+  _reexport(run.path, staging)
   records = evaluation.evaluate_codec(Codec(staging), images, progress=progress)
   mean = lambda k: float(sum(r[k] for r in records) / len(records))
   report = accounting.analyze(load_trained(staging, for_compression=False))
@@ -249,6 +271,37 @@ def publish_ladder(ladder, out, images, zoo_root=None, log=print, qualities=None
         f"{card['kodak']['psnr-rgb']:.2f} dB, {card['bytes'] / 1e6:.1f} MB")
     cards.append(card)
   return cards
+
+
+def refresh(path, image):
+  """Writes a published model again with today's serving graph (export.reexport), in
+  place, after checking that the new SavedModel codes `image` (an image file) to the same
+  bytes as the old one and decodes them to the same pixels; returns the updated card."""
+  import numpy as np
+  import tensorflow as tf
+  import tensorflow_compression  # noqa: F401  (registers the range-coding ops)
+  from tfcae.io.fileio import load_rgb_image
+  pixels = tf.constant(load_rgb_image(image))
+  old = tf.saved_model.load(path)
+  staging = path.rstrip(os.sep) + ".tmp"
+  shutil.rmtree(staging, ignore_errors=True)
+  _reexport(path, staging)
+  new = tf.saved_model.load(staging)
+  data = old.compress(pixels).numpy()
+  if new.compress(pixels).numpy() != data or not np.array_equal(
+      new.decompress(data).numpy(), old.decompress(data).numpy()):
+    shutil.rmtree(staging)
+    raise TfcaeError(f"{path}: the re-exported model codes {image} differently; kept the old")
+  with open(os.path.join(path, zoo.CARD), encoding="utf-8") as f:
+    card = json.load(f)
+  card["bytes"] = _folder_bytes(staging)  # as publish counts: all but the card
+  card["exported"] = datetime.date.today().isoformat()
+  atomic_write_json(os.path.join(staging, zoo.CARD), card)
+  backup = path.rstrip(os.sep) + ".old"
+  os.replace(path, backup)
+  os.replace(staging, path)
+  shutil.rmtree(backup)
+  return card
 
 
 def card_table(cards):
