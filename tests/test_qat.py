@@ -168,12 +168,7 @@ def test_fine_tune_trains_the_int8_encoder_only_and_stays_convertible():
 
 
 def test_fine_tune_refusals():
-  from tfcae.models import MeanScaleHyperpriorModel
   model = dense_model()
   integer = tflite.int8_encoder(model, representative())
   with pytest.raises(TfcaeError, match="positive"):
     qat.fine_tune(integer, model, [], steps=0, lmbda=0.01)
-  # Its symbols round(y − mean) need the side information: no device encoder to tune.
-  meanscale = MeanScaleHyperpriorModel(num_filters=8)
-  with pytest.raises(TfcaeError, match="meanscale"):
-    qat.fine_tune(integer, meanscale, [], steps=3, lmbda=0.01)

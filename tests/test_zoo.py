@@ -174,8 +174,11 @@ def test_refresh_rewrites_a_shipped_model_with_the_same_files(tiny_zoo, tmp_path
   folder = tmp_path / "factorized" / "2"
   shutil.copytree(root / "factorized" / "2", folder)
   data = Codec(str(folder)).compress(sample_image())
+  weights = {n: (folder / "variables" / n).read_bytes() for n in os.listdir(folder / "variables")}
   fresh = ladder.refresh(str(folder), IMAGE)
   assert sorted(os.listdir(folder)) == sorted(os.listdir(root / "factorized" / "2"))
+  # same values: the old variable files are kept byte for byte (no new blobs in git)
+  assert {n: (folder / "variables" / n).read_bytes() for n in weights} == weights
   assert fresh["fingerprint"] == card["fingerprint"] and "exported" in fresh
   assert json.loads((folder / "card.json").read_text()) == fresh
   assert fresh["bytes"] == sum(os.path.getsize(os.path.join(d, f))

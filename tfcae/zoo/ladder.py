@@ -28,7 +28,8 @@ import shutil
 from tfcae import TfcaeError, zoo
 from tfcae.io.fileio import atomic_write_json
 from tfcae.training import jobs
-from tfcae.training.rundir import CONFIG_FILE, RunDir
+from tfcae.training.rundir import (ASSETS_DIR, CONFIG_FILE, SAVED_MODEL_FINGERPRINT_FILE,
+                                    VARIABLES_DIR, RunDir)
 
 __all__ = ["ROOT", "TRAIN_DATA", "Ladder", "LADDERS", "run_dir", "train_command", "train",
            "publish", "publish_ladder", "refresh", "card_table"]
@@ -181,7 +182,7 @@ def _reexport(model_dir, folder):
   from tfcae.training.export import reexport
   reexport(model_dir, folder)
   shutil.copy2(os.path.join(model_dir, CONFIG_FILE), folder)
-  for extra in ("fingerprint.pb", "assets"):
+  for extra in (SAVED_MODEL_FINGERPRINT_FILE, ASSETS_DIR):
     extra = os.path.join(folder, extra)
     if os.path.isfile(extra):
       os.remove(extra)
@@ -273,10 +274,25 @@ def publish_ladder(ladder, out, images, zoo_root=None, log=print, qualities=None
   return cards
 
 
+def _same_values(old, new):
+  """Whether two SavedModels' variables hold the same tensors under the same keys (the
+  checkpoint's own copy of the object graph, which the loader does not read, aside)."""
+  import numpy as np
+  import tensorflow as tf
+  graph = "_CHECKPOINTABLE_OBJECT_GRAPH"
+  readers = [tf.train.load_checkpoint(os.path.join(p, VARIABLES_DIR, "variables"))
+             for p in (old, new)]
+  keys = [set(r.get_variable_to_shape_map()) - {graph} for r in readers]
+  return keys[0] == keys[1] and all(
+      np.array_equal(readers[0].get_tensor(k), readers[1].get_tensor(k)) for k in keys[0])
+
+
 def refresh(path, image):
   """Writes a published model again with today's serving graph (export.reexport), in
   place, after checking that the new SavedModel codes `image` (an image file) to the same
-  bytes as the old one and decodes them to the same pixels; returns the updated card."""
+  bytes as the old one and decodes them to the same pixels; returns the updated card.
+  The old variable files are kept when they hold the same values (re-saving them changes
+  only TF's stored object graph), so a refresh adds no weight blobs to the history."""
   import numpy as np
   import tensorflow as tf
   import tensorflow_compression  # noqa: F401  (registers the range-coding ops)
@@ -286,6 +302,9 @@ def refresh(path, image):
   staging = path.rstrip(os.sep) + ".tmp"
   shutil.rmtree(staging, ignore_errors=True)
   _reexport(path, staging)
+  if _same_values(path, staging):
+    for name in os.listdir(os.path.join(path, VARIABLES_DIR)):
+      shutil.copy2(os.path.join(path, VARIABLES_DIR, name), os.path.join(staging, VARIABLES_DIR))
   new = tf.saved_model.load(staging)
   data = old.compress(pixels).numpy()
   if new.compress(pixels).numpy() != data or not np.array_equal(
