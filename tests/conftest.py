@@ -1,5 +1,6 @@
 """Shared fixtures: tiny trained-and-exported models, built once per test session."""
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -72,3 +73,47 @@ def run_tool(tool, *args, env=None, timeout=300, cwd=None):
 def sample_image(name="kodim23.png"):
   from tfcae.io.fileio import load_rgb_image
   return load_rgb_image(os.path.join(SAMPLE_EVAL, name))
+
+
+# The head of a two-replica script (tests/test_strategies.py, test_dco.py): two logical CPU
+# devices must be configured before TensorFlow starts, so each script runs in its own
+# process. `Toy` is deterministic (x_hat = y = w·x), so a mirrored run can match a single
+# device to float precision; `two_replica_data()` gives replica 0 dark images and replica 1
+# bright ones, so only the cross-replica sum reproduces the single device's statistics.
+TWO_REPLICA_PRELUDE = r"""
+import json, sys
+from tfcae.training import loop as training
+training.configure_devices(2)
+import numpy as np
+import tensorflow as tf
+from tfcae.models.base import CompressionModel
+
+
+class Toy(CompressionModel):
+  def __init__(self, **kwargs):
+    super().__init__(**kwargs)
+    self.w = tf.Variable(0.9, name="w")
+
+  def forward(self, x, training):
+    y = self.w * x
+    return {"x_hat": y, "y": y, "y_hat": tf.round(y),
+            "bits": tf.reduce_sum(tf.abs(y), [1, 2, 3]) / 10.}
+
+
+def two_replica_data():
+  rng = np.random.default_rng(0)
+  images = np.concatenate([rng.uniform(0, 10, [2, 8, 8, 3]),
+                           rng.uniform(20, 40, [2, 8, 8, 3])]).astype(np.float32)
+  data = tf.data.Dataset.from_tensors(images).unbatch().batch(4).repeat()
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+  return data.with_options(options)
+"""
+
+
+def run_script(script, *args, timeout=600):
+  """Runs a Python script in a fresh process; returns the JSON its last line prints."""
+  r = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                     timeout=timeout, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  assert r.returncode == 0, r.stderr[-3000:]
+  return json.loads(r.stdout.strip().splitlines()[-1])

@@ -1,9 +1,6 @@
 """D-CO (van Rozendaal et al.): the Lagrange multiplier, its dual ascent, the hinge term,
 checkpoint/resume, tf.distribute, the summary and the λ-trajectory plot."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,7 +8,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, run_tool, tiny_config
+from conftest import REPO, TWO_REPLICA_PRELUDE, run_script, run_tool, tiny_config
 from tfcae.methods import dco
 from tfcae.training import loop as training
 
@@ -244,28 +241,9 @@ def test_lambda_trajectory_plot_rejects_bad_values(tmp_path):
     plotting.plot_lambda_trajectories([("a", [0, 1], [1., np.nan])], str(tmp_path / "a.png"))
 
 
-MIRRORED = r"""
-import json, sys
-from tfcae.training import loop as training
-training.configure_devices(2)
-import numpy as np
-import tensorflow as tf
+MIRRORED = TWO_REPLICA_PRELUDE + r"""
 from tfcae.methods import dco
-from tfcae.models.base import CompressionModel
 from tfcae.objectives.terms import Objective, Rate
-
-
-class Toy(CompressionModel):
-  '''x_hat = w·x, bits = Σ|w·x|/10 per image: deterministic, so the runs can agree.'''
-
-  def __init__(self, **kwargs):
-    super().__init__(**kwargs)
-    self.w = tf.Variable(0.9, name="w")
-
-  def forward(self, x, training):
-    x_hat = self.w * x
-    return {"x_hat": x_hat, "bits": tf.reduce_sum(tf.abs(x_hat), [1, 2, 3]) / 10.,
-            "y": x_hat}
 
 
 def run(strategy):
@@ -277,16 +255,10 @@ def run(strategy):
     model.compile(optimizer=tf.keras.optimizers.SGD(1e-6))
   # Replica 0 gets dark images (D ≈ 0.3), replica 1 bright ones (D ≈ 9): only their mean
   # (≈ 4.7, just above c = 4) gives the single device's λ.
-  rng = np.random.default_rng(0)
-  images = np.concatenate([rng.uniform(0, 10, [2, 8, 8, 3]),
-                           rng.uniform(20, 40, [2, 8, 8, 3])]).astype(np.float32)
-  data = tf.data.Dataset.from_tensors(images).unbatch().batch(4).repeat()
-  options = tf.data.Options()
-  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
   lambdas = []
   record = tf.keras.callbacks.LambdaCallback(
       on_train_batch_end=lambda b, l: lambdas.append(float(multiplier.lmbda.numpy())))
-  model.fit(data.with_options(options), epochs=1, steps_per_epoch=25, verbose=0,
+  model.fit(two_replica_data(), epochs=1, steps_per_epoch=25, verbose=0,
             callbacks=[record])
   return lambdas
 
@@ -298,10 +270,7 @@ print(json.dumps({"single": single, "mirrored": mirrored}))
 
 
 def test_mirrored_two_cpus_gives_the_single_device_trajectory(tmp_path):
-  r = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True,
-                     timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-  assert r.returncode == 0, r.stderr[-3000:]
-  out = json.loads(r.stdout.strip().splitlines()[-1])
+  out = run_script(MIRRORED)
   single, mirrored = np.asarray(out["single"]), np.asarray(out["mirrored"])
   assert len(single) == len(mirrored) == 25
   assert np.ptp(single) > 0.5  # λ really moved

@@ -2,38 +2,16 @@
 their state (Z, U and the code sums; masks, projections, the rewind) stays identical on
 every replica and matches a single device. Each script runs in its own process with two
 logical CPU devices (they must be configured before TensorFlow starts)."""
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, TWO_REPLICA_PRELUDE, run_script
 
-ADMM = r"""
-import json
-from tfcae.training import loop as training
-training.configure_devices(2)
-import numpy as np
-import tensorflow as tf
+ADMM = TWO_REPLICA_PRELUDE + r"""
 from tfcae.methods import admm
-from tfcae.models.base import CompressionModel
 from tfcae.objectives.terms import Objective, ObjectiveEpochCallback, Rate
-
-
-class Toy(CompressionModel):
-  '''y = w·x: the code of each image is its pixels, scaled; deterministic.'''
-
-  def __init__(self, **kwargs):
-    super().__init__(**kwargs)
-    self.w = tf.Variable(0.9, name="w")
-
-  def forward(self, x, training):
-    y = self.w * x
-    return {"x_hat": y, "y": y, "y_hat": tf.round(y),
-            "bits": tf.reduce_sum(tf.abs(y), [1, 2, 3]) / 10.}
 
 
 def run(strategy):
@@ -43,13 +21,7 @@ def run(strategy):
     model.compile(optimizer=tf.keras.optimizers.SGD(1e-4))
   # The two replicas see different images (dark, bright): only the sum over both gives
   # the single device's mean code.
-  rng = np.random.default_rng(0)
-  images = np.concatenate([rng.uniform(0, 10, [2, 8, 8, 3]),
-                           rng.uniform(20, 40, [2, 8, 8, 3])]).astype(np.float32)
-  data = tf.data.Dataset.from_tensors(images).unbatch().batch(4).repeat()
-  options = tf.data.Options()
-  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-  model.fit(data.with_options(options), epochs=3, steps_per_epoch=4, verbose=0,
+  model.fit(two_replica_data(), epochs=3, steps_per_epoch=4, verbose=0,
             callbacks=[ObjectiveEpochCallback()])
   state = hook.state
   replicas = [[v.numpy().tolist() for v in strategy.experimental_local_results(var)]
@@ -64,12 +36,7 @@ mirrored = run(training.make_strategy(training.TrainConfig(strategy="mirrored"))
 print(json.dumps({"single": single, "mirrored": mirrored}))
 """
 
-DOUBLE_DESCENT = r"""
-import json, sys
-from tfcae.training import loop as training
-training.configure_devices(2)
-import numpy as np
-import tensorflow as tf
+DOUBLE_DESCENT = TWO_REPLICA_PRELUDE + r"""
 from tfcae.models import build_model
 sys.path.insert(0, sys.argv[2])
 from conftest import tiny_config
@@ -98,15 +65,10 @@ print(json.dumps({
 """
 
 
-def _run(script, *args):
-  r = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
-                     timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-  assert r.returncode == 0, r.stderr[-3000:]
-  return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def test_admm_under_mirrored_matches_one_device():
-  out = _run(ADMM)
+  out = run_script(ADMM)
   single, mirrored = out["single"], out["mirrored"]
   assert single["updates"] == mirrored["updates"] == 3  # one per epoch (period 1)
   assert mirrored["count"] == 0.  # the sums restart after each update
@@ -124,7 +86,7 @@ def test_double_descent_under_mirrored_keeps_the_replicas_identical(tmp_path):
   """Masks, projections and the rewind run in replica context and in the epoch-end
   callback: afterwards every variable (bar the metrics' per-replica totals) is
   bit-identical on both replicas, the second descent has begun and its masks hold."""
-  out = _run(DOUBLE_DESCENT, str(tmp_path), os.path.join(REPO, "tests"))
+  out = run_script(DOUBLE_DESCENT, str(tmp_path), os.path.join(REPO, "tests"))
   assert out["phase"] == 2
   assert out["different"] == []
   assert out["zeros_in_masks"] > 0 and out["kernel_nonzero_where_masked"] == 0
