@@ -54,7 +54,9 @@ def exported_model(request, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def factorized_dir(tmp_path_factory):
-  return shared_model_dir(tmp_path_factory, "tiny_factorized_b", dict(seed=1))
+  """The default tier's tiny factorized run: the same run as exported_model's (one
+  training and export per test run; each costs ≈ 1.5 min on a slow 2-core CPU)."""
+  return shared_model_dir(tmp_path_factory, "tiny_factorized", dict(model="factorized"))
 
 
 @pytest.fixture
@@ -109,6 +111,12 @@ def two_replica_data():
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
   return data.with_options(options)
 """
+
+
+def tiered(values, fast):
+  """Parametrize values: `fast` runs in the default tier, every other value in the slow
+  tier (one architecture per behaviour keeps the default tier under its budget)."""
+  return [v if v == fast else pytest.param(v, marks=pytest.mark.slow) for v in values]
 
 
 def run_script(script, *args, timeout=600):

@@ -373,11 +373,13 @@ def test_auto_rule_holds_a_distortion_target_from_scratch_for_half_the_run():
   rate target, or any warm start, integrates as soon as the filter allows."""
   scratch = dco.auto_multiplier_settings(445., 1500, lmbda=0.01, from_scratch=True)
   assert scratch["engage_after"] == 750
+  assert scratch["prediction_horizon"] == scratch["trend_window"] == 150  # T/10
   assert scratch["learning_rate"] == pytest.approx(40. / 750)
   assert scratch["initial_value"] == pytest.approx(4.45)
   for s in (dco.auto_multiplier_settings(445., 1500, lmbda=0.01),
             dco.auto_multiplier_settings(0.5, 1500, metric=dco.RATE, from_scratch=True)):
     assert "engage_after" not in s and s["learning_rate"] == pytest.approx(40. / 1500)
+    assert "prediction_horizon" not in s
   from tfcae.training.config import TrainConfig
   base = dict(objective="dco", target_distortion=445., epochs=10, steps_per_epoch=150)
   assert dco.multiplier_settings(TrainConfig(**base))["engage_after"] == 750
@@ -397,6 +399,46 @@ def test_auto_rule_holds_a_distortion_target_from_scratch_for_half_the_run():
   for bad in (-1, 1.5):
     with pytest.raises(ValueError, match="engage_after"):
       dco.LagrangeMultiplier(engage_after=bad)
+
+
+def test_prediction_extrapolates_the_constraints_trend():
+  """Derivative action: on a constant constraint the prediction is the constraint (the
+  multiplier moves as without it); on a falling one that is still violated it already
+  lowers λ, where the plain integrator would raise it. Bad settings are refused, NaN
+  leaves the averages alone and the settings are in the config."""
+  def mus(constraints, **kwargs):
+    m = dco.LagrangeMultiplier(learning_rate=0.05, momentum=0.9, dampening=0.9,
+                               initial_value=2., constraint_clip=1., **kwargs)
+    out = []
+    for g in constraints:
+      m.update(tf.constant(g, tf.float32))
+      out.append(float(m.mu.numpy()))
+    return np.asarray(out), m
+  flat = [0.1] * 200
+  plain, _ = mus(flat)
+  predicted, m = mus(flat, prediction_horizon=100, trend_window=100)
+  np.testing.assert_allclose(predicted, plain, rtol=1e-5)
+  assert m.get_config()["prediction_horizon"] == m.get_config()["trend_window"] == 100
+  # D/c − 1 falls linearly from +0.3 by 0.002 per step: still > 0 for the first 150 steps,
+  # but 200 steps ahead it is always < 0.
+  falling = [0.3 - 0.002 * t for t in range(300)]
+  plain, _ = mus(falling)
+  predicted, m = mus(falling, prediction_horizon=200, trend_window=50)
+  assert plain[100] > plain[60]          # the integrator still climbs at steps 60-100
+  assert predicted[100] < predicted[60]  # the prediction already descends there
+  # After the averages settle (a few τ_s), their difference measures the slope.
+  fast, slow = float(m.fast_average.numpy()), float(m.slow_average.numpy())
+  slope = (fast - slow) / (50 - 10)
+  assert slope == pytest.approx(-0.002, rel=0.05)
+  before = (fast, slow)
+  m.update(tf.constant(np.nan))
+  assert (float(m.fast_average.numpy()), float(m.slow_average.numpy())) == before
+  for bad in (dict(prediction_horizon=-1, trend_window=50),
+              dict(prediction_horizon=10, trend_window=5)):
+    with pytest.raises(ValueError, match="prediction_horizon|trend_window"):
+      dco.LagrangeMultiplier(**bad)
+  # An older run's multiplier (no prediction) has no averages to checkpoint.
+  assert not hasattr(dco.LagrangeMultiplier(), "fast_average")
 
 
 def reference_auto(constraints, lr, init, clip=1., engage=0.5, m=0.9):

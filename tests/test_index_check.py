@@ -12,7 +12,7 @@ from tfcae.models import build_model
 from tfcae.models.base import edge_pad
 from tfcae.models.hyperprior import NUM_SCALES
 
-from conftest import sample_image
+from conftest import sample_image, tiered
 
 
 def _model(architecture, seed=0):
@@ -30,7 +30,7 @@ def _model(architecture, seed=0):
   return model
 
 
-@pytest.fixture(scope="module", params=["hyperprior", "meanscale"])
+@pytest.fixture(scope="module", params=tiered(["hyperprior", "meanscale"], "hyperprior"))
 def hyperprior(request):
   return _model(request.param)
 
@@ -91,6 +91,7 @@ def test_version_1_files_still_decode(hyperprior, image):
                                 hyperprior.decompress(tf.constant(data)).numpy())
 
 
+@pytest.mark.slow
 def test_host_side_coding_of_device_symbols_records_the_check(image):
   model = _model("hyperprior")
   x = edge_pad(tf.cast(image, tf.float32)[None], *model.padded_shape(*image.shape[:2]))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SAMPLE_TRAIN, sample_image
+from conftest import SAMPLE_TRAIN, sample_image, tiered
 from tfcae import TfcaeError
 from tfcae.deploy import qat, tflite
 from tfcae.io import bitstream
@@ -43,7 +43,7 @@ def test_every_architecture_has_a_config_here():
   assert set(CONFIGS) == set(ARCHITECTURES)
 
 
-@pytest.mark.parametrize("architecture", sorted(CONFIGS))
+@pytest.mark.parametrize("architecture", tiered(sorted(CONFIGS), "factorized"))
 def test_the_codec_strings_are_the_model_file(architecture):
   """model.compress = header + codec.compress(encode(x)); decompress inverts it to
   decode(ŷ), and the codec's ŷ at inference is the forward pass's."""
@@ -69,7 +69,7 @@ def test_the_codec_strings_are_the_model_file(architecture):
   assert all(0 <= n <= len(s) for n, s in zip(least, stream.strings)) and sum(least) > 0
 
 
-@pytest.mark.parametrize("architecture", sorted(CONFIGS))
+@pytest.mark.parametrize("architecture", tiered(sorted(CONFIGS), "factorized"))
 def test_device_symbols_round_trip(architecture):
   """What a device encoder sends, round(y − o), becomes a file that decodes to exactly
   ŷ = symbols + o (mean-scale: round(ŷ − μ) + μ, within half a step, since the device has
@@ -93,6 +93,7 @@ def test_device_symbols_round_trip(architecture):
     assert data == model.compress(tf.constant(img)).numpy()
 
 
+@pytest.mark.slow
 def test_meanscale_exports_to_tflite_and_int8_and_codes_on_the_host(tmp_path):
   """The mean-scale hyperprior used to refuse device symbols (its means come from the side
   information): its device runs the analysis transform alone, like the scale
@@ -110,6 +111,7 @@ def test_meanscale_exports_to_tflite_and_int8_and_codes_on_the_host(tmp_path):
     assert model.decompress(tf.constant(data)).shape == img.shape
 
 
+@pytest.mark.slow
 def test_caep_exports_to_a_float_tflite_encoder():
   """CAE-P had no device path (no latent offset, no symbol coding): its encoder converts
   to builtin ops, the flatbuffer's symbols are round(y), and the host writes the server's
@@ -127,6 +129,7 @@ def test_caep_exports_to_a_float_tflite_encoder():
   assert model.decompress(data).shape == img.shape
 
 
+@pytest.mark.slow
 def test_caep_int8_unrolls_its_residual_blocks_with_batchnorm_folded():
   """TF-MOT has no rule for CAE-P's bottleneck blocks nor its PReLUs: the int8 encoder
   unrolls each block (BatchNorm folded into its convolutions, an int8 Add for the skip),
@@ -164,6 +167,7 @@ def representative():
   return tflite.representative_crops(paths[:2], crop=64, per_image=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["hyperprior", "meanscale"])
 def test_hyperprior_int8_encoder_fine_tunes_through_its_codec(architecture):
   """Quantization-aware fine-tuning used to be factorized only: through the codec, a
@@ -190,6 +194,7 @@ def test_hyperprior_int8_encoder_fine_tunes_through_its_codec(architecture):
   assert model.decompress(data).shape == image().shape
 
 
+@pytest.mark.slow
 def test_host_coding_from_the_savedmodel_alone(tmp_path):
   """The export carries a compress_symbols signature where the codec takes symbols: the
   host codes a TFLite encoder's output with the SavedModel alone (no checkpoint here), to

@@ -87,6 +87,7 @@ def test_stored_file_decodes_to_the_stored_pixels(legacy):
   np.testing.assert_array_equal(codec.decompress(data), stored_pixels(architecture))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_bin_decompress_decodes_the_stored_file(architecture, tmp_path):
   out = tmp_path / "decoded.png"

@@ -32,3 +32,15 @@ def test_mixed_precision_trains_and_exports_float32(tmp_path, precision):
 def test_precision_choices_are_checked():
   with pytest.raises(ValueError, match="--precision"):
     tiny_config("/tmp/unused", precision="float64").validate()
+
+
+@pytest.mark.parametrize("flags_line, lacks", [
+    ("flags\t\t: fpu sse2 avx2 fma", True),                       # AVX2 only: emulated bf16
+    ("flags\t\t: fpu avx2 avx512f avx512_bf16", False),           # Zen 4, Cooper Lake
+    ("flags\t\t: fpu avx2 avx512f amx_bf16 amx_tile", False),     # Sapphire Rapids
+    ("processor\t: 0", False)])                                   # no flags line: unknown
+def test_cpu_without_native_bfloat16_is_detected(tmp_path, flags_line, lacks):
+  cpuinfo = tmp_path / "cpuinfo"
+  cpuinfo.write_text(f"processor\t: 0\n{flags_line}\n")
+  assert training.cpu_lacks_bfloat16(str(cpuinfo)) is lacks
+  assert training.cpu_lacks_bfloat16(str(tmp_path / "missing")) is False

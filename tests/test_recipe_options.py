@@ -104,6 +104,7 @@ def test_mixed_quantization_feeds_rounded_latents_to_the_decoder(architecture):
   assert all(g is not None and np.any(g.numpy() != 0) for g in grads)
 
 
+@pytest.mark.slow
 def test_meanscale_codes_around_the_predicted_mean():
   model = build_model({"architecture": "meanscale", "num_filters": 8, "latent_channels": 8,
                        "hyper_filters": 8})

@@ -50,9 +50,10 @@ def test_rejects_bad_settings():
 
 # ℓ1,∞ over kernel positions needs a much smaller relative radius to zero anything: a
 # position's max |w| over 8 filters is large next to the ℓ1,∞ norm's average.
-@pytest.mark.parametrize("constraint,groups,radius", [("l11", "output_filters", 0.3),
-                                                      ("l1inf", "kernel_positions", 0.02),
-                                                      ("l1", "output_filters", 0.3)])
+@pytest.mark.parametrize("constraint,groups,radius", [
+    ("l11", "output_filters", 0.3),
+    pytest.param("l1inf", "kernel_positions", 0.02, marks=pytest.mark.slow),
+    pytest.param("l1", "output_filters", 0.3, marks=pytest.mark.slow)])
 def test_double_descent_masks_rewinds_and_keeps_zeros(constraint, groups, radius):
   tf.keras.utils.set_random_seed(0)
   hook = DoubleDescent(constraint, groups, radius=radius, first_descent_epochs=1)

@@ -226,3 +226,32 @@ def test_cli_int8_fine_tuned_export_reference_and_decoding(factorized_dir, tmp_p
   r = run_tool("export", f"--model_dir={factorized_dir}", f"--tflite={tflite_path}",
                "--quantize=int8", f"--representative_images={SAMPLE_TRAIN}", "--qat_steps=4")
   assert r.returncode == 1 and "--qat_images" in r.stderr
+
+
+def test_cli_int8_export_of_a_caep_run(tmp_path_factory, tmp_path):
+  """CAE-P through the CLI: bin/export --quantize=int8 on a trained CAE-P run (residual
+  blocks unrolled, PReLU quantised), bin/compress with the flatbuffer, bin/decompress: the
+  int8 file decodes to the image's shape, and its reconstruction's MSE stays within 25 % of
+  the float server path's."""
+  from conftest import shared_model_dir
+  from tfcae.io.fileio import load_rgb_image
+  model_dir = shared_model_dir(tmp_path_factory, "tiny_caep",
+                               dict(model="caep", caep_blocks=1, latent_channels=8))
+  tflite_path, out = str(tmp_path / "caep8.tflite"), str(tmp_path / "a.tfcae")
+  r = run_tool("export", f"--model_dir={model_dir}", f"--tflite={tflite_path}",
+               "--quantize=int8", f"--representative_images={SAMPLE_TRAIN}")
+  assert r.returncode == 0, r.stderr
+  info = json.load(open(tflite_path + ".json"))
+  assert info["quantize"] == "int8" and "PRELU" in info["ops"]
+  image = os.path.join(SAMPLE_EVAL, sorted(os.listdir(SAMPLE_EVAL))[0])
+  compress_through_tflite_and_decode(tflite_path, model_dir, image, out)
+  r = run_tool("compress", f"--model_dir={model_dir}", f"--input={image}",
+               f"--output={out}.float")
+  assert r.returncode == 0, r.stderr
+  original = load_rgb_image(image).astype(np.float64)
+  r = run_tool("decompress", f"--model_dir={model_dir}", f"--input={out}.float",
+               f"--output={out}.float.png")
+  assert r.returncode == 0, r.stderr
+  mse_int8 = np.mean((load_rgb_image(out + ".png") - original) ** 2)
+  mse_float = np.mean((load_rgb_image(out + ".float.png") - original) ** 2)
+  assert mse_int8 <= 1.25 * mse_float + 1., (mse_int8, mse_float)  # int8 costs little

@@ -85,6 +85,7 @@ def test_load_round_trips_bit_exactly(tiny_zoo, factorized_dir):
   assert zoo.find(b"\0" * bitstream.FINGERPRINT_BYTES) is None
 
 
+@pytest.mark.slow
 def test_keras_model_restored_from_the_savedmodel_writes_the_same_file(tiny_zoo):
   image = sample_image()
   model = zoo.load("factorized", 2, keras=True)
@@ -95,6 +96,7 @@ def test_keras_model_restored_from_the_savedmodel_writes_the_same_file(tiny_zoo)
                                 codec.decompress(data))
 
 
+@pytest.mark.slow
 def test_warm_start_from_the_zoo(tiny_zoo):
   from tfcae.models import build_model
   from tfcae.training.loop import warm_start
@@ -108,6 +110,7 @@ def test_warm_start_from_the_zoo(tiny_zoo):
     warm_start(other, "zoo:factorized/2")
 
 
+@pytest.mark.slow
 def test_cli_by_name_and_decompress_by_fingerprint(tiny_zoo, tmp_path):
   root, _ = tiny_zoo
   env = {"TFCAE_ZOO": str(root)}
@@ -135,6 +138,7 @@ def test_cli_by_name_and_decompress_by_fingerprint(tiny_zoo, tmp_path):
   assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "f.png").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_and_analyze_by_name(tiny_zoo, tmp_path):
   root, _ = tiny_zoo
   env = {"TFCAE_ZOO": str(root)}
@@ -169,6 +173,7 @@ def test_family_is_the_folder_for_cards_written_before_families(tiny_zoo, tmp_pa
     zoo.path("factorized", 2)
 
 
+@pytest.mark.slow
 def test_refresh_rewrites_a_shipped_model_with_the_same_files(tiny_zoo, tmp_path):
   root, card = tiny_zoo
   folder = tmp_path / "factorized" / "2"
@@ -189,6 +194,7 @@ def test_refresh_rewrites_a_shipped_model_with_the_same_files(tiny_zoo, tmp_path
   assert not os.path.exists(str(folder) + ".tmp") and not os.path.exists(str(folder) + ".old")
 
 
+@pytest.mark.slow
 def test_refresh_keeps_the_old_model_when_the_new_one_decodes_differently(
     tiny_zoo, tmp_path, monkeypatch):
   from tfcae.training import export

@@ -30,7 +30,8 @@ from tfcae.training.rundir import CONFIG_FILE, HISTORY_FILE, SUMMARY_FILE  # noq
 __all__ = ["build_objective", "ProgressSchedule", "learning_rate_schedule", "TimeBudget",
            "configure_devices", "make_strategy", "worker_role",
            "EpochCheckpoint", "Throughput", "ReconstructionImages", "warm_start",
-           "convert_to_integer_hyper_synthesis", "split_files", "datasets", "train"]
+           "convert_to_integer_hyper_synthesis", "split_files", "datasets", "train",
+           "cpu_lacks_bfloat16"]
 
 
 def build_objective(config):
@@ -447,8 +448,23 @@ def _float32_copy(config, model_fn, strategy, checkpoint_path):
   return model
 
 
+def cpu_lacks_bfloat16(cpuinfo="/proc/cpuinfo"):
+  """True on a CPU-only Linux machine whose CPU has neither AVX512-BF16 nor AMX-BF16:
+  oneDNN then emulates bfloat16 convolutions, and mixed_bfloat16 trains ≈ 13× slower than
+  float32 instead of ≈ 1.8× faster (docs/results.md, "Scale-out training", 2026-12-02)."""
+  if tf.config.list_physical_devices("GPU") or not os.path.isfile(cpuinfo):
+    return False  # a GPU, or not Linux: nothing to say
+  with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+    flags_ = {w for line in f if line.startswith("flags") for w in line.split()}
+  return bool(flags_) and not flags_ & {"avx512_bf16", "amx_bf16"}
+
+
 def _train(config, model_fn, strategy, run, out, worker, workers):
   chief = out is run
+  if config.precision == "mixed_bfloat16" and chief and cpu_lacks_bfloat16():
+    print("warning: --precision=mixed_bfloat16 on a CPU without AVX512-BF16 or AMX runs "
+          "emulated and is slower than float32; use --precision=float32 here",
+          file=sys.stderr, flush=True)
   if config.check_numerics:
     tf.debugging.enable_check_numerics()
   tf.keras.utils.set_random_seed(config.seed)
