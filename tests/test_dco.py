@@ -565,3 +565,28 @@ def test_the_hand_tuned_flagfiles_keep_the_papers_update(monkeypatch):
       "initial_value": 0.6}
   multiplier = dco.LagrangeMultiplier(**dco.multiplier_settings(config))
   assert "engage_below" not in multiplier.get_config()
+
+
+def test_a_run_begun_before_the_prediction_resumes_without_it(tmp_path):
+  """A from-scratch D-CO run checkpointed by the previous rule (no trend averages) resumes
+  under today's rule: the hook drops the prediction before the restore, which then
+  matches every object; a checkpoint with the averages keeps it."""
+  old = dco.LagrangeMultiplier(**dict(dco.auto_multiplier_settings(445., 1500,
+                                                                   from_scratch=True),
+                                      prediction_horizon=0))
+  old.update(tf.constant(0.3))
+  path = tf.train.Checkpoint(multiplier=old).save(str(tmp_path / "old" / "ckpt"))
+  keys = [name for name, _ in tf.train.list_variables(path)]
+  settings = dco.auto_multiplier_settings(445., 1500, from_scratch=True)
+  hook = dco.DualAscent(dco.LagrangeMultiplier(**settings), 445.)
+  assert "prediction" in hook.before_restore(keys)
+  tf.train.Checkpoint(multiplier=hook.multiplier).restore(path).assert_existing_objects_matched()
+  assert hook.multiplier.prediction_horizon == 0
+  assert "prediction_horizon" not in hook.multiplier.get_config()
+  assert float(hook.multiplier.mu.numpy()) == float(old.mu.numpy())
+  hook.multiplier.update(tf.constant(0.1))  # steps on without the averages
+  new = dco.DualAscent(dco.LagrangeMultiplier(**settings), 445.)
+  path = tf.train.Checkpoint(multiplier=new.multiplier).save(str(tmp_path / "new" / "ckpt"))
+  again = dco.DualAscent(dco.LagrangeMultiplier(**settings), 445.)
+  assert again.before_restore([n for n, _ in tf.train.list_variables(path)]) is None
+  assert again.multiplier.prediction_horizon == 150

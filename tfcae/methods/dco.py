@@ -264,6 +264,13 @@ class LagrangeMultiplier(tf.Module):
     slope = (fast - slow) / (tau_s - tau_f)
     return fast + (tau_f + self.prediction_horizon) * slope
 
+  def drop_prediction(self):
+    """Steer on the constraint itself again (a run begun before the prediction existed
+    resumes as it began: its checkpoint has no averages)."""
+    if self.prediction_horizon:
+      self.prediction_horizon = self.trend_window = 0
+      del self.fast_average, self.slow_average
+
   def at_clip(self):
     return bool(self.mu.numpy() >= self.mu_max - 1e-6)
 
@@ -443,6 +450,14 @@ class DualAscent(TrainingHook):
     self.target = _check_target(target, metric)
     self.signal = signal
     self._held_out = _Unsaved(None)
+
+  def before_restore(self, checkpoint_keys):
+    if self.multiplier.prediction_horizon and not any(
+        "/fast_average/" in key for key in checkpoint_keys):
+      self.multiplier.drop_prediction()
+      return ("the run began before the multiplier's prediction: it resumes steering on "
+              "the constraint itself")
+    return None
 
   def set_validation_data(self, dataset):
     if self.signal == "validation":

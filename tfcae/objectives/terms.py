@@ -203,6 +203,11 @@ class TrainingHook(tf.Module):
   def set_validation_data(self, dataset):
     """Offered the held-out dataset before training, for hooks that steer on it."""
 
+  def before_restore(self, checkpoint_keys):
+    """Offered the variable names of the checkpoint a run resumes from, before it is
+    restored: a hook whose state has grown since the run began can return to the state it
+    began with. Returns a line for the log, or None."""
+
   def log_names(self):
     return []
 

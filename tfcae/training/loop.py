@@ -481,6 +481,11 @@ def _train(config, model_fn, strategy, run, out, worker, workers):
   manager = tf.train.CheckpointManager(checkpoint, out.checkpoint_dir, max_to_keep=3)
   latest = tf.train.latest_checkpoint(run.checkpoint_dir)  # every worker resumes the chief's
   if latest:
+    keys = [name for name, _ in tf.train.list_variables(latest)]
+    for hook in model.objective.hooks:
+      note = hook.before_restore(keys)
+      if note and chief:
+        print(f"note: {note}", flush=True)
     checkpoint.restore(latest).assert_existing_objects_matched()
     print(f"Resuming from {latest} (epoch {int(epoch.numpy())} of "
           f"{config.epochs})", flush=True)
