@@ -59,6 +59,13 @@ def factorized_dir(tmp_path_factory):
   return shared_model_dir(tmp_path_factory, "tiny_factorized", dict(model="factorized"))
 
 
+@pytest.fixture(scope="session")
+def other_factorized_dir(tmp_path_factory):
+  """A second tiny factorized run (another seed: another fingerprint), for the tests of
+  files from another model."""
+  return shared_model_dir(tmp_path_factory, "tiny_factorized_b", dict(seed=1))
+
+
 @pytest.fixture
 def rng():
   return np.random.default_rng(1234)

@@ -99,10 +99,10 @@ def test_broken_files_fail_cleanly(compressed, tmp_path, kind):
   assert not target.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
 
 
-def test_file_from_another_model_is_refused(compressed, factorized_dir, tmp_path):
+def test_file_from_another_model_is_refused(compressed, other_factorized_dir, tmp_path):
   model_dir, out = compressed
   target = tmp_path / "out.png"
-  r = run_tool("decompress", f"--model_dir={factorized_dir}", f"--input={out / 'a.tfcae'}",
+  r = run_tool("decompress", f"--model_dir={other_factorized_dir}", f"--input={out / 'a.tfcae'}",
                f"--output={target}")
   assert r.returncode == 1 and "another model" in r.stderr and not target.exists()
 
