@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import SAMPLE_EVAL, SAMPLE_TRAIN, run_tool, sample_image
+from conftest import SAMPLE_EVAL, SAMPLE_TRAIN, run_tool, sample_image, shared_model_dir
 
 # TFLite conversion of trained encoders (minutes in all): second tier.
 pytestmark = pytest.mark.slow
@@ -233,7 +233,6 @@ def test_cli_int8_export_of_a_caep_run(tmp_path_factory, tmp_path):
   blocks unrolled, PReLU quantised), bin/compress with the flatbuffer, bin/decompress: the
   int8 file decodes to the image's shape, and its reconstruction's MSE stays within 25 % of
   the float server path's."""
-  from conftest import shared_model_dir
   from tfcae.io.fileio import load_rgb_image
   model_dir = shared_model_dir(tmp_path_factory, "tiny_caep",
                                dict(model="caep", caep_blocks=1, latent_channels=8))

@@ -13,20 +13,20 @@ from tfcae import zoo
 from tfcae.deploy import crossplatform
 from tfcae.deploy.codec import Codec
 
-from conftest import REPO, SAMPLE_EVAL, run_tool, sample_image
+from conftest import REPO, SAMPLE_EVAL, run_tool, sample_image, tiered
 
 IMAGE = os.path.join(SAMPLE_EVAL, "kodim23.png")
 SHIPPED = zoo.list() if not os.environ.get("TFCAE_ZOO") else []
+QUALITIES = {}  # family: its ladder's qualities
+for _card in SHIPPED:
+  QUALITIES.setdefault(_card["family"], []).append(_card["quality"])
 # The default tier checks the first model of each family in process; the slow tier all.
-FIRST = {min((c for c in SHIPPED if c["family"] == f), key=lambda c: c["quality"])["name"]
-         for f in {c["family"] for c in SHIPPED}}
-IN_PROCESS = [c if c["name"] in FIRST else pytest.param(c, marks=pytest.mark.slow)
-              for c in SHIPPED]
+IN_PROCESS = tiered(SHIPPED, *[c for c in SHIPPED if c["quality"] == min(QUALITIES[c["family"]])])
 # The two-process checks (CLI, oneDNN on/off) run on the ends of each ladder: the models
 # share one code path and differ in their weights and tables, which the in-process test
 # checks for every model; the ends span the smallest and the largest tables.
-ENDS = [c for c in SHIPPED if c["quality"] in {
-    q(d["quality"] for d in SHIPPED if d["family"] == c["family"]) for q in (min, max)}]
+ENDS = [c for c in SHIPPED
+        if c["quality"] in (min(QUALITIES[c["family"]]), max(QUALITIES[c["family"]]))]
 
 
 def test_the_zoo_ships_a_ladder():

@@ -60,15 +60,15 @@ planned run instead:
   violation seen during the descent says little about the end. An integrator engaged in it
   winds up (×1.3: λ 4.4 → 208 at 7 of 10 epochs) and the run ends far below the target.
   After the hold, η = 40/(T/2) gives the remaining half the authority the rule gives a
-  whole run.
+  whole run. The rate follows λ within a few hundred steps (R-CO met its targets from
+  scratch without this hold), so rate targets do not hold.
 - The same runs steer on a **prediction** of the constraint T/10 steps ahead (derivative
   action, Åström & Hägglund §3.3: e(t + T_d) ≈ e(t) + T_d·ė(t); ė from two exponential
   averages of the held-out constraint, 10 and T/10 steps, `LagrangeMultiplier._predicted`).
   Without it the multiplier sees D above c_D when it engages, while D is still falling by
   ≈ 5 % per tenth of the run; it raises λ, and the run ends 11-14 % below the target, at
   a needlessly high rate. This happened with step, constant and cosine learning rates alike
-  (docs/results.md). With the prediction it engages on where D is heading. The rate follows λ within a few hundred steps (R-CO met its targets from
-  scratch without this hold), so rate targets do not hold.
+  (docs/results.md). With the prediction it engages on where D is heading.
 - The signal is held-out batches on one device (`signal="auto"`), see DualAscent.
 
 "paper" keeps the paper's update with the --multiplier_* settings (defaults the paper's).

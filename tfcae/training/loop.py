@@ -450,8 +450,8 @@ def _float32_copy(config, model_fn, strategy, checkpoint_path):
 
 def cpu_lacks_bfloat16(cpuinfo="/proc/cpuinfo"):
   """True on a CPU-only Linux machine whose CPU has neither AVX512-BF16 nor AMX-BF16:
-  oneDNN then emulates bfloat16 convolutions, and mixed_bfloat16 trains ≈ 13× slower than
-  float32 instead of ≈ 1.8× faster (docs/results.md, "Scale-out training", 2026-12-02)."""
+  oneDNN then emulates bfloat16 convolutions, and mixed_bfloat16 trains ≈ 11× slower than
+  float32 instead of ≈ 1.8× faster (docs/results.md, "Throughput on a CPU without AVX-512")."""
   if tf.config.list_physical_devices("GPU") or not os.path.isfile(cpuinfo):
     return False  # a GPU, or not Linux: nothing to say
   with open(cpuinfo, encoding="utf-8", errors="replace") as f:
