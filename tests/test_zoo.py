@@ -227,6 +227,12 @@ def test_ladder_fine_tunes_in_a_chain_outwards_from_the_anchor():
   assert [chain.hops(q) for q in range(1, 8)] == [3, 2, 1, 0, 1, 2, 3]
   two = dataclasses.replace(chain, anchors=(2, 6))
   assert [two.source(q) for q in range(1, 8)] == [2, None, 2, 3, 6, None, 6]
+  # An explicit source overrides the neighbour rule: q7 from q5, beside q6.
+  forked = dataclasses.replace(chain, sources=((7, 5),))
+  assert [forked.source(q) for q in range(1, 8)] == [2, 3, 4, None, 4, 5, 5]
+  assert forked.hops(7) == forked.hops(6) == 2
+  argv = ladder.train_command(forked, 7, "out")
+  assert f"--init_from={os.path.join('out', 'factorized', '5')}" in argv
   argv = ladder.train_command(chain, 3, "out")
   assert f"--init_from={os.path.join('out', 'factorized', '4')}" in argv
   assert "--time_budget_minutes=1" in argv
@@ -252,6 +258,24 @@ def test_a_two_stage_anchor_polishes_in_float32_from_its_first_run():
   tune = ladder.train_command(spec, 3, "out")
   assert "--time_budget_minutes=20" in tune and "--precision=mixed_bfloat16" not in tune
   assert spec.cpu_minutes() == 45 + 2 * 20
+
+
+def test_without_bf16_kernels_the_anchors_train_in_float32():
+  """On a CPU without AVX512-BF16/AMX (bf16 emulated, ≈ 11× slower) a bf16 anchor becomes
+  one float32 run of the whole anchor time with the flagfile's schedule; with them, and
+  for a ladder without bf16, nothing changes."""
+  shipped = ladder.LADDERS["factorized"]
+  assert "--precision=mixed_bfloat16" in shipped.anchor_flags  # what this test is about
+  assert ladder.for_this_cpu(shipped, lacks_bfloat16=False) is shipped
+  plain = ladder.for_this_cpu(shipped, lacks_bfloat16=True)
+  assert plain.polish_minutes == 0 and plain.anchor_flags == ()
+  argv = ladder.train_command(plain, 4, "out")
+  assert "--time_budget_minutes=45" in argv
+  assert f"--model_dir={os.path.join('out', 'factorized', '4')}" in argv
+  assert not any(a.startswith(("--precision", "--lr_schedule", "--init_from")) for a in argv)
+  assert ladder.train_command(plain, 3, "out") == ladder.train_command(shipped, 3, "out")
+  msssim = ladder.LADDERS["factorized-msssim"]
+  assert ladder.for_this_cpu(msssim, lacks_bfloat16=True) is msssim
 
 
 @pytest.mark.slow

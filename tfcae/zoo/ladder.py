@@ -4,10 +4,11 @@ A ladder is one recipe (a flagfile) at several λ. The cheap route trains an anc
 quality from scratch and fine-tunes the others in a chain outwards from it, each from its
 neighbour on the anchor's side (neighbouring λ differ by ≈ 2×, so the transforms differ
 little and the rate moves within minutes; every step of the chain starts from a model
-that has already trained for all the steps before it), two jobs at a time, each pinned to
-one core (tfcae.training.jobs): with the anchor in the middle, both cores stay busy. Every job is a plain `bin/train` run with
---time_budget_minutes, so the ladder's CPU time is fixed in advance and re-running the
-command resumes unfinished jobs and skips finished ones.
+that has already trained for all the steps before it; `sources` names another source where
+a shorter chain keeps both cores busy), two jobs at a time, each pinned to one core
+(tfcae.training.jobs). Every job is a plain `bin/train` run with --time_budget_minutes, so
+the ladder's CPU time is fixed in advance and re-running the command resumes unfinished
+jobs and skips finished ones.
 
 An anchor may train in two stages (`polish_minutes` > 0): a first run with `anchor_flags`
 (e.g. --precision=mixed_bfloat16 at a constant peak learning rate: ≈ 2× the steps on a CPU
@@ -31,8 +32,8 @@ from tfcae.training import jobs
 from tfcae.training.rundir import (ASSETS_DIR, CONFIG_FILE, SAVED_MODEL_FINGERPRINT_FILE,
                                     VARIABLES_DIR, RunDir)
 
-__all__ = ["ROOT", "TRAIN_DATA", "Ladder", "LADDERS", "run_dir", "train_command", "train",
-           "publish", "publish_ladder", "refresh", "card_table"]
+__all__ = ["ROOT", "TRAIN_DATA", "Ladder", "LADDERS", "for_this_cpu", "run_dir", "train_command",
+           "train", "publish", "publish_ladder", "refresh", "card_table"]
 
 # tfcae/zoo/ladder.py -> the repository
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,12 +54,15 @@ class Ladder:
   anchor_flags: tuple = ()     # flags of an anchor's (first-stage) run
   polish_minutes: float = 0.   # > 0: an anchor's last minutes, a run of its own
   polish_flags: tuple = ()     # that run's flags (it warm-starts from the first stage)
+  sources: tuple = ()          # (quality, source) pairs that override the neighbour rule
 
   def source(self, quality):
-    """The quality a quality is fine-tuned from: its neighbour towards the nearest anchor
-    (None for an anchor)."""
+    """The quality a quality is fine-tuned from: as `sources` says, else its neighbour
+    towards the nearest anchor (None for an anchor)."""
     if quality in self.anchors:
       return None
+    if quality in dict(self.sources):
+      return dict(self.sources)[quality]
     anchor = min(self.anchors, key=lambda a: (abs(a - quality), a))
     ladder = sorted(self.lambdas)
     i = ladder.index(quality)
@@ -81,11 +85,15 @@ LADDERS = {
         name="factorized", architecture="factorized", flagfile="configs/zoo_factorized.cfg",
         lambdas={1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483,
                  7: 0.0932},
-        # Three anchors (the ends and the middle): every fine-tune is one hop from one,
-        # and the cores stay busy (110 min). An anchor trains 36 min in bf16 at the
-        # constant peak, then 9 min in float32 at 5e-5 (+0.37 dB at equal time at q4,
-        # docs/results.md "bf16 with a float32 polish").
-        anchors=(1, 4, 7), anchor_minutes=45., finetune_minutes=20.,
+        # Two anchors, q1 and q4, side by side: each trains 36 min in bf16 at the constant
+        # peak, then 9 min in float32 at 5e-5 (+0.37 dB at equal time at q4, docs/
+        # results.md "bf16 with a float32 polish"). The high rates are fine-tuned, not
+        # anchored: a bf16 q7 from scratch ended 0.35 dB below a float32 chain (bf16's
+        # 8-bit mantissa is noise where the MSE is small; docs/results.md "The 2026-12-06
+        # ladder"). q6 and q7 both start from q5 (a 3.7x step in λ for q7, which the rate
+        # follows within minutes) side by side: 190 CPU-minutes, ≈ 1 h 50 min of the
+        # machine (the chain q5 -> q6 -> q7 would add 20).
+        anchors=(1, 4), sources=((7, 5),), anchor_minutes=45., finetune_minutes=20.,
         anchor_flags=("--precision=mixed_bfloat16", "--lr_schedule=constant"),
         polish_minutes=9.,
         polish_flags=("--learning_rate=5e-5", "--lr_warmup=0", "--lr_schedule=constant"),
@@ -101,6 +109,24 @@ LADDERS = {
         anchors=(2, 5), anchor_minutes=50., finetune_minutes=25.,
         finetune_flags=("--learning_rate=1e-4", "--lr_warmup=0", "--lr_schedule=constant")),
 }
+
+
+def for_this_cpu(ladder, lacks_bfloat16=None):
+  """The ladder as this CPU should train it. Without AVX512-BF16 or AMX, oneDNN emulates
+  bfloat16 and a bf16 anchor stage runs ≈ 11× slower than float32 (docs/results.md,
+  "Throughput on a CPU without AVX-512"): its anchors then train in float32 for the whole
+  anchor_minutes, with the flagfile's own schedule (one run, no polish)."""
+  if "--precision=mixed_bfloat16" not in ladder.anchor_flags:
+    return ladder
+  if lacks_bfloat16 is None:
+    from tfcae.training.loop import cpu_lacks_bfloat16
+    lacks_bfloat16 = cpu_lacks_bfloat16()
+  if not lacks_bfloat16:
+    return ladder
+  return dataclasses.replace(ladder, anchor_flags=tuple(
+      f for f in ladder.anchor_flags if f not in ("--precision=mixed_bfloat16",
+                                                  "--lr_schedule=constant")),
+      polish_minutes=0., polish_flags=())
 
 
 def run_dir(out, ladder, quality):
