@@ -97,7 +97,10 @@ LADDERS = {
         anchor_flags=("--precision=mixed_bfloat16", "--lr_schedule=constant"),
         polish_minutes=9.,
         polish_flags=("--learning_rate=5e-5", "--lr_warmup=0", "--lr_schedule=constant"),
-        finetune_flags=("--learning_rate=1e-4", "--lr_warmup=0", "--lr_schedule=constant")),
+        # Fine-tunes end at the ×0.1 rate (the flagfile's step at 80 %): at a constant 1e-4
+        # they ended with a brightness bias of up to 2.6 levels (q5: −0.6 dB; with the
+        # step: +0.96 dB, docs/results.md "The 2026-12-06 ladder").
+        finetune_flags=("--learning_rate=1e-4", "--lr_warmup=0", "--lr_schedule=step")),
     # MS-SSIM-optimised (λ·(1 − MS-SSIM) + bpp, CompressAI's ms-ssim λ for its qualities
     # 1-6). N = 64: 3.1 MB per model keeps the zoo under its 80 MB budget, and at 176²
     # crops (5-scale MS-SSIM needs ≥ 176) the narrow model gets the steps. Two anchors
