@@ -61,8 +61,9 @@ class Ladder:
     towards the nearest anchor (None for an anchor)."""
     if quality in self.anchors:
       return None
-    if quality in dict(self.sources):
-      return dict(self.sources)[quality]
+    override = dict(self.sources).get(quality)
+    if override is not None:
+      return override
     anchor = min(self.anchors, key=lambda a: (abs(a - quality), a))
     ladder = sorted(self.lambdas)
     i = ladder.index(quality)
