@@ -8,7 +8,7 @@ validation MSE, and `--objective=rco` at rate targets 30 % above and 20 % below 
 validation bpp — every multiplier setting left at its default (tfcae.methods.dco's auto rule):
 
 - scratch: configs/quickstart.cfg (1,500 steps from scratch on the shipped images);
-- warm:    2,000 steps from zoo:factorized/1 on BSDS500, configs/dco_cpu.cfg's recipe
+- warm:    2,000 steps from zoo:factorized/2 on BSDS500, configs/dco_cpu.cfg's recipe
            without its hand-tuned multiplier settings (β = the zoo model's λ, 0.0018).
 
 Every run is a plain `bin/train` (two at a time, one core each). The table reports the
@@ -39,7 +39,7 @@ flags.DEFINE_string("output", "docs/benchmark/constrained_targets.json", "The re
 FLAGS = flags.FLAGS
 
 WARM = ["--model=factorized", "--num_filters=128", "--latent_channels=128",
-        "--init_from=zoo:factorized/1", "--lmbda=0.0018", "--train_images=../shared/data/train",
+        "--init_from=zoo:factorized/2", "--lmbda=0.0018", "--train_images=../shared/data/train",
         "--patch_size=128", "--batch_size=8", "--epochs=20", "--steps_per_epoch=100",
         "--validation_batches=6", "--learning_rate=1e-4", "--clip_gradient_norm=1.0",
         "--lr_schedule=constant", "--image_summaries=false"]

@@ -238,6 +238,21 @@ def test_ladder_fine_tunes_in_a_chain_outwards_from_the_anchor():
   assert "--time_budget_minutes=1" in argv
 
 
+def test_the_job_with_the_longest_chain_waiting_on_it_starts_first(monkeypatch, tmp_path):
+  """Eight qualities, anchors q2 and q5, six fine-tunes on two cores: q6 (q7 and q8 wait on
+  it) starts before q1, q3 and q4, so the ladder takes three rounds of fine-tunes, not
+  four."""
+  spec = ladder.Ladder(name="f", architecture="factorized", flagfile="x.cfg",
+                       lambdas={q: 0.001 * 2 ** q for q in range(1, 9)}, anchors=(2, 5),
+                       anchor_minutes=1, finetune_minutes=1)
+  assert [spec.height(q) for q in range(1, 9)] == [0, 1, 0, 0, 3, 2, 1, 0]
+  started = []
+  monkeypatch.setattr(ladder.jobs, "run_pinned",
+                      lambda work, parallel, log: started.extend(w[0] for w in work) or {})
+  ladder.train(spec, str(tmp_path), log=lambda *_: None)
+  assert started == [5, 6, 2, 7, 1, 3, 4, 8]
+
+
 def test_a_two_stage_anchor_polishes_in_float32_from_its_first_run():
   """polish_minutes > 0: the anchor's first run (its flags, the time but the polish) and a
   second that warm-starts from it for the last minutes; fine-tunes are unchanged."""
@@ -269,9 +284,10 @@ def test_without_bf16_kernels_the_anchors_train_in_float32():
   assert ladder.for_this_cpu(shipped, lacks_bfloat16=False) is shipped
   plain = ladder.for_this_cpu(shipped, lacks_bfloat16=True)
   assert plain.polish_minutes == 0 and plain.anchor_flags == ()
-  argv = ladder.train_command(plain, 4, "out")
+  assert shipped.anchors == (2, 5)
+  argv = ladder.train_command(plain, 5, "out")
   assert "--time_budget_minutes=45" in argv
-  assert f"--model_dir={os.path.join('out', 'factorized', '4')}" in argv
+  assert f"--model_dir={os.path.join('out', 'factorized', '5')}" in argv
   assert not any(a.startswith(("--precision", "--lr_schedule", "--init_from")) for a in argv)
   assert ladder.train_command(plain, 3, "out") == ladder.train_command(shipped, 3, "out")
   msssim = ladder.LADDERS["factorized-msssim"]

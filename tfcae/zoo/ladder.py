@@ -74,6 +74,11 @@ class Ladder:
     source = self.source(quality)
     return 0 if source is None else 1 + self.hops(source)
 
+  def height(self, quality):
+    """The longest chain of fine-tunes that waits for this quality (0: none)."""
+    return max((1 + self.height(q) for q in self.lambdas if self.source(q) == quality),
+               default=0)
+
   def cpu_minutes(self):
     n = len(self.lambdas)
     return len(self.anchors) * self.anchor_minutes + (
@@ -84,23 +89,25 @@ class Ladder:
 LADDERS = {
     "factorized": Ladder(
         name="factorized", architecture="factorized", flagfile="configs/zoo_factorized.cfg",
-        lambdas={1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483,
-                 7: 0.0932},
-        # Two anchors, q1 and q4, side by side: each trains 36 min in bf16 at the constant
-        # peak, then 9 min in float32 at 5e-5 (+0.37 dB at equal time at q4, docs/
+        # CompressAI's q1-q7 λ with one more below (0.0009): at 0.0018 these CPU-trained
+        # models end at ≈ 0.17 bpp, and the ladder is to span ≈ 0.1-1.5 bpp.
+        lambdas={1: 0.0009, 2: 0.0018, 3: 0.0035, 4: 0.0067, 5: 0.0130, 6: 0.0250,
+                 7: 0.0483, 8: 0.0932},
+        # Two anchors, q2 and q5, side by side: each trains 36 min in bf16 at the constant
+        # peak, then 9 min in float32 at 5e-5 (+0.37 dB at equal time at q5, docs/
         # results.md "bf16 with a float32 polish"). The high rates are fine-tuned, not
-        # anchored: a bf16 q7 from scratch ended 0.35 dB below a float32 chain (bf16's
+        # anchored: a bf16 q8 from scratch ended 0.35 dB below a float32 chain (bf16's
         # 8-bit mantissa is noise where the MSE is small; docs/results.md "The 2026-12-06
-        # ladder"). q6 and q7 both start from q5 (a 3.7x step in λ for q7, which the rate
-        # follows within minutes) side by side: 190 CPU-minutes, ≈ 1 h 50 min of the
-        # machine (the chain q5 -> q6 -> q7 would add 20).
-        anchors=(1, 4), sources=((7, 5),), anchor_minutes=45., finetune_minutes=20.,
+        # ladder"). Six fine-tunes in a chain outwards, q5 -> q6 -> q7 -> q8 the longest
+        # (q8 straight from q6 ended 0.14 dB lower): three rounds of two, 210 CPU-minutes,
+        # ≈ 1 h 50 min of the machine.
+        anchors=(2, 5), anchor_minutes=45., finetune_minutes=20.,
         anchor_flags=("--precision=mixed_bfloat16", "--lr_schedule=constant"),
         polish_minutes=9.,
         polish_flags=("--learning_rate=5e-5", "--lr_warmup=0", "--lr_schedule=constant"),
         # Fine-tunes end at the ×0.1 rate (the flagfile's step at 80 %): at a constant 1e-4
-        # they ended with a brightness bias of up to 2.6 levels (q5: −0.6 dB; with the
-        # step: +0.96 dB, docs/results.md "The 2026-12-06 ladder").
+        # they ended with a brightness bias of up to 2.6 levels (λ = 0.025: −0.6 dB; with
+        # the step: +0.96 dB, docs/results.md "The 2026-12-06 ladder").
         finetune_flags=("--learning_rate=1e-4", "--lr_warmup=0", "--lr_schedule=step")),
     # MS-SSIM-optimised (λ·(1 − MS-SSIM) + bpp, CompressAI's ms-ssim λ for its qualities
     # 1-6). N = 64: 3.1 MB per model keeps the zoo under its 80 MB budget, and at 176²
@@ -172,8 +179,10 @@ def _done(model_dir):
 def train(ladder, out, parallel=2, qualities=None, log=print):
   """Trains (or resumes) the ladder's qualities; returns {quality: exit code}."""
   qualities = sorted(qualities or ladder.lambdas)
-  # Anchors first, then outwards: a job starts once the one it is fine-tuned from is done.
-  order = sorted(qualities, key=lambda q: (ladder.hops(q), q))
+  # A job starts once the one it is fine-tuned from is done; among the ready ones, the one
+  # with the longest chain waiting on it first (list scheduling by critical path: the
+  # ladder ends when its longest chain does).
+  order = sorted(qualities, key=lambda q: (-ladder.height(q), ladder.hops(q), q))
   todo = [q for q in order if not _done(run_dir(out, ladder, q))]
   work = []
   for q in todo:
