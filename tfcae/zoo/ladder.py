@@ -4,9 +4,9 @@ A ladder is one recipe (a flagfile) at several λ. The cheap route trains an anc
 quality from scratch and fine-tunes the others in a chain outwards from it, each from its
 neighbour on the anchor's side (neighbouring λ differ by ≈ 2×, so the transforms differ
 little and the rate moves within minutes; every step of the chain starts from a model
-that has already trained for all the steps before it; `sources` names another source where
-a shorter chain keeps both cores busy), two jobs at a time, each pinned to one core
-(tfcae.training.jobs). Every job is a plain `bin/train` run with --time_budget_minutes, so
+that has already trained for all the steps before it; `sources` may name another source),
+two jobs at a time, each pinned to one core (tfcae.training.jobs), the job with the longest
+chain waiting on it first. Every job is a plain `bin/train` run with --time_budget_minutes, so
 the ladder's CPU time is fixed in advance and re-running the command resumes unfinished
 jobs and skips finished ones.
 
