@@ -1,41 +1,42 @@
 #!/usr/bin/env python3
 """Table I of Gille, Guyard, Antonini & Barlaud ("Learning sparse auto-encoders for green
-AI image coding") for tfcae models: sparsity, MACC and memory reduction of the encoder,
-rate-distortion on Kodak, and measured encoder latency dense vs channel-reduced.
+AI image coding") at zoo scale: sparsity, encoder MACs and memory, Kodak rate-distortion from
+real files, the loss at equal bpp against the dense zoo curve and against a dense control,
+and the encoder latency dense vs channel-reduced.
 
-  .venv/bin/python bench/sparse_table1.py \
-      --reference=runs/factorized_cpu21k_l0.003,runs/factorized_cpu21k_l0.01,\
-runs/factorized_cpu21k_l0.03,runs/factorized_cpu21k_l0.06 \
-      --sparse='l11=runs/dd_l11_l0.01,l1=runs/dd_l1_l0.01' \
-      --images='/work/shared/data/kodak/*.png' --output=docs/benchmark/sparse_table1
+  .venv/bin/python bench/sparse_table1.py --reference=zoo:factorized \
+      --sparse=l11_q5=runs/sparse/l11_r0.2_q5,l1_q5=runs/sparse/l1_q5 \
+      --controls=dense_q5=runs/sparse/dense_q5 \
+      --images='../shared/data/kodak/*.png' --output=docs/benchmark/sparse_table1_zoo
 
-For every sparse model (a bin/train directory; see tfcae.training.export.load_trained):
-  * S, MACC reduction, memory reduction: `tfcae.analysis.accounting.analyze` (encoder = analysis
-    transform; memory "sparse" = float32 non-zeros + 1-bit map, "reduced" = the kept
-    parameters of the channel-reduced encoder as dense float32);
-  * bpp (real file bytes) and PSNR (RGB, mean over images) on the images, coding with the
-    channel-REDUCED encoder (`tfcae.deploy.reduction.ReducedCompressor`); every file is compared
-    byte for byte with the unreduced model's `compress` (column "same bits");
-  * ΔPSNR at matched bpp: the dense reference curve's PSNR at the sparse model's bpp
-    (PCHIP in log-bpp through the reference points) minus the sparse model's PSNR;
-  * the paper's relative loss 10·(log10 MSE_ref − log10 MSE), MSE averaged over the
-    images, against the reference with the same λ (train_config.json `lmbda`);
-  * encoder latency: median of --latency_runs calls of the analysis transform, dense vs
-    reduced (calls interleaved, so both see the same background load:
-    `tfcae.deploy.timing.interleaved_seconds`), on the first image (768×512 for Kodak), at 1 and
-    2 threads, each thread count in its own process (TensorFlow's thread pools are fixed
-    at start-up); TF (tf.function) and TFLite (XNNPACK delegate; the device encoders of
-    `tfcae.deploy.tflite.convert`, as bin/export writes them: symbols round(y − o) out).
+Every model (a bin/train directory, or a zoo folder) is scored once and cached in
+CACHE_DIR/LABEL.json (--cache_dir, default OUTPUT_models; delete a file to score again), so
+the command can be re-run as runs finish; --latency adds the latency columns (pin the
+command to a core nothing else uses: `taskset -c 0 …`).
+
+  * S, MACs, weight memory, peak activation memory: `tfcae.analysis.accounting` (encoder =
+    analysis transform; "reduced" = after `tfcae.deploy.reduction`'s structured removal);
+  * bpp (real file bytes), PSNR and MS-SSIM (RGB, mean over the images) through the
+    exported SavedModel (`tfcae.evaluation.rd.evaluate_codec`, what bin/compress writes);
+  * ΔPSNR at equal bpp (`tfcae.evaluation.green`): against the dense zoo curve --reference
+    (linear in log-bpp between the neighbouring qualities) and against the dense control of
+    the same λ (--controls: same warm start, same steps, no constraint), moved to the sparse
+    model's rate along the curve;
+  * the paper's relative loss 10·(log10 MSE_ref − log10 MSE) against the zoo model the run
+    was warm-started from (its card's Kodak MSE is not stored: the reference is re-scored);
+  * encoder latency (--latency, sparse models): median of --latency_runs interleaved calls
+    of the analysis transform, dense vs reduced, on the first image (768×512 for Kodak), in a process of
+    its own per thread count (--threads); TF (tf.function) and TFLite (XNNPACK; the device
+    encoders bin/export writes).
 
 `--prune_from=DIR --prune_to=DIR --prune=KIND:FRACTION` instead makes a sparse model
-WITHOUT retraining (for developing the benchmark before trained sparse models exist):
-KIND l1 projects every encoder conv kernel onto the ℓ1 ball, l11 onto the ℓ1,1 ball
-(groups = output filters), l1inf onto the ℓ1,∞ ball (groups = kernel positions), each
-with radius = FRACTION × the kernel's norm; KIND filters zeroes the FRACTION of filters
-with the smallest ℓ1 norm in every conv but the latent one (plain structured magnitude
-pruning). The bias of every dead filter is zeroed, as the double-descent mask does.
+WITHOUT retraining: KIND l1 / l11 / l1inf projects every encoder conv kernel onto that ball
+(l11 over output filters, l1inf over kernel positions) with radius = FRACTION × the
+kernel's norm; KIND filters zeroes the FRACTION of filters with the smallest ℓ1 norm in
+every conv but the latent one. The bias of every dead filter is zeroed, as the
+double-descent mask does.
 
-Writes OUTPUT.json (everything) and OUTPUT.md (the table).
+Writes OUTPUT.json (everything) and OUTPUT.md (the tables).
 """
 import json
 import os
@@ -51,16 +52,19 @@ from absl import app, flags  # noqa: E402
 # latency workers can still set the thread pools.
 import tensorflow as tf  # noqa: E402
 
-flags.DEFINE_list("reference", [], "Dense reference model dirs (the RD curve).")
+flags.DEFINE_string("reference", "zoo:factorized", "The dense curve: zoo:<family> (its cards' "
+                    "Kodak figures; --images must be Kodak) or comma-separated model dirs.")
 flags.DEFINE_list("sparse", [], "Sparse models as label=dir (comma-separated).")
-flags.DEFINE_string("images", "/work/shared/data/kodak/*.png", "Evaluation images.")
-flags.DEFINE_string("output", "docs/benchmark/sparse_table1", "Output prefix (.json, .md).")
+flags.DEFINE_list("controls", [], "Dense controls as label=dir, matched to sparse models "
+                  "by λ.")
+flags.DEFINE_bool("latency", False, "Also measure the encoder latencies.")
+flags.DEFINE_string("cache_dir", "", "Per-model results (default: OUTPUT_models).")
+flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Evaluation images.")
+flags.DEFINE_string("output", "docs/benchmark/sparse_table1_zoo", "Output prefix (.json, .md).")
 flags.DEFINE_integer("max_images", 0, "Use only the first N images (0: all).")
 flags.DEFINE_integer("latency_runs", 15, "Timed calls per latency measurement (median).")
-flags.DEFINE_list("threads", ["1", "2"], "Thread counts for the latency measurement.")
+flags.DEFINE_list("threads", ["1"], "Thread counts for the latency measurement.")
 flags.DEFINE_bool("tflite", True, "Also time the TFLite (XNNPACK) encoders.")
-flags.DEFINE_bool("latency_only", False, "Only measure the sparse models' latencies "
-                  "(no RD evaluation); writes OUTPUT_latency.json.")
 flags.DEFINE_string("latency_worker", "", "(internal) time this model dir's encoders.")
 flags.DEFINE_integer("worker_threads", 1, "(internal) thread count of a latency worker.")
 flags.DEFINE_string("prune_from", "", "Make a pruned copy of this model dir (see doc).")
@@ -68,26 +72,8 @@ flags.DEFINE_string("prune_to", "", "Directory of the pruned copy.")
 flags.DEFINE_string("prune", "l11:0.3", "KIND:FRACTION for --prune_from.")
 FLAGS = flags.FLAGS
 
-PAPER = [  # Gille et al., Table I (encoder only, S ≈ 83%)
-    {"method": "ℓ1", "S": 0.83, "macc_reduction": 0.0, "memory_reduction": 0.81,
-     "relative_loss_db": -1.15},
-    {"method": "ℓ1,1", "S": 0.83, "macc_reduction": 0.27, "memory_reduction": 0.82,
-     "relative_loss_db": -1.2},
-    {"method": "ℓ1,∞", "S": 0.83, "macc_reduction": 0.40, "memory_reduction": 0.84,
-     "relative_loss_db": -1.7},
-]
-
-
 def _tf():
   return tf
-
-
-def _lmbda(model_dir):
-  from tfcae.training.rundir import RunDir
-  run = RunDir(model_dir)
-  if not os.path.exists(run.config_path):
-    return None
-  return run.read_config_dict().get("lmbda")
 
 
 # --------------------------------------------------------------------------- pruning
@@ -187,141 +173,148 @@ def measure_latency(model_dir, image_path):
 
 # --------------------------------------------------------------------------- RD
 
-def evaluate(model_dir, paths, reduce):
-  """bpp, PSNR, MSE over the images; with `reduce`, coded by the reduced encoder."""
-  tf = _tf()
+def _settings(model_dir):
+  from tfcae.training.rundir import RunDir
+  run = RunDir(model_dir)
+  return run.read_config_dict() if os.path.exists(run.config_path) else {}
+
+
+def _cache_path(label):
+  return os.path.join(FLAGS.cache_dir or FLAGS.output + "_models", label + ".json")
+
+
+def score(label, model_dir, paths):
+  """Accounting and Kodak RD of one model, cached in OUTPUT_models/LABEL.json."""
+  cache = _cache_path(label)
+  if os.path.exists(cache):
+    with open(cache, encoding="utf-8") as f:
+      cached = json.load(f)
+    if cached["model_dir"] == model_dir and cached["images"] == len(paths):
+      return cached
   import numpy as np
-  from tfcae.deploy import reduction
-  from tfcae.io.fileio import load_rgb_image
-  from tfcae.objectives import metrics
+  from tfcae.analysis import accounting
+  from tfcae.deploy.codec import Codec
+  from tfcae.evaluation.rd import evaluate_codec
   from tfcae.training.export import load_trained
-  model = load_trained(model_dir)
-  compressor = reduction.ReducedCompressor(model) if reduce else None
-  rows = []
-  for path in paths:
-    image = load_rgb_image(path)
-    data = model.compress(tf.constant(image)).numpy()
-    same = None
-    if compressor is not None:
-      reduced_data = compressor.compress(tf.constant(image)).numpy()
-      same = reduced_data == data
-      data = reduced_data
-    decoded = model.decompress(tf.constant(data)).numpy()
-    mse = metrics.mse(image, decoded)
-    rows.append({"image": os.path.basename(path), "bytes": len(data),
-                 "bpp": metrics.bpp(len(data), *image.shape[:2]), "mse": mse,
-                 "psnr": 10 * np.log10(255. ** 2 / max(mse, 1e-10)), "same_bits": same})
-  summary = {"model_dir": model_dir, "lmbda": _lmbda(model_dir),
-             "bpp": float(np.mean([r["bpp"] for r in rows])),
-             "psnr": float(np.mean([r["psnr"] for r in rows])),
-             "mse": float(np.mean([r["mse"] for r in rows])), "images": rows}
-  if reduce:
-    summary["same_bits"] = int(sum(r["same_bits"] for r in rows))
-  return summary
+  encoder = accounting.analyze(load_trained(model_dir, for_compression=False))["encoder"]["total"]
+  records = evaluate_codec(Codec(model_dir), paths, progress=False)
+  mean = lambda key: float(np.mean([r[key] for r in records]))
+  mse = float(np.mean([(255. ** 2) * 10 ** (-r["psnr-rgb"] / 10) for r in records]))
+  settings = _settings(model_dir)
+  entry = {"label": label, "model_dir": model_dir, "images": len(paths),
+           "lmbda": settings.get("lmbda"), "init_from": settings.get("init_from"),
+           "objective": settings.get("objective", "beta"),
+           "constraint": settings.get("sparsity_constraint", "none"),
+           "radius": settings.get("sparsity_radius"),
+           "bpp": mean("bpp"), "psnr": mean("psnr-rgb"), "ms_ssim": mean("ms-ssim-rgb"),
+           "mse": mse, "per_image": records,
+           **{k: encoder[k] for k in (
+               "S", "maccs_per_pixel", "maccs_per_pixel_reduced", "macc_reduction",
+               "memory_dense_bytes", "memory_sparse_bytes", "memory_reduced_bytes",
+               "memory_reduction_sparse", "memory_reduction_reduced",
+               "peak_activation_bytes_per_pixel", "peak_activation_bytes_per_pixel_reduced")}}
+  summary = os.path.join(model_dir, "summary.json")
+  if os.path.exists(summary):
+    with open(summary, encoding="utf-8") as f:
+      s = json.load(f)
+    entry.update(validation=s.get("validation"), steps=s.get("steps"),
+                 objective_state=s.get("objective_state"))
+  os.makedirs(os.path.dirname(cache), exist_ok=True)
+  with open(cache, "w", encoding="utf-8") as f:
+    json.dump(entry, f, indent=2)
+  return entry
 
 
-def psnr_at(reference, bpp):
-  """PSNR of the dense curve at `bpp` (PCHIP in log-bpp); None outside its range."""
-  import math
-  from tfcae.evaluation.bdrate import value_at_rate
-  value = value_at_rate([r["bpp"] for r in reference], [r["psnr"] for r in reference], bpp,
-                        "pchip")
-  return None if math.isnan(value) else value
+def reference_curve(paths):
+  """The dense curve (tfcae.evaluation.green.DenseCurve) and its points."""
+  from tfcae import zoo
+  from tfcae.evaluation import green
+  if FLAGS.reference.startswith("zoo:"):
+    family = FLAGS.reference[len("zoo:"):]
+    cards = [c for c in zoo.list() if c["family"] == family]
+    if not cards:
+      raise SystemExit(f"no zoo family {family!r}")
+    if any(c["kodak"]["images"] != len(paths) for c in cards):
+      raise SystemExit(f"the {family} cards score {cards[0]['kodak']['images']} images, "
+                       f"--images has {len(paths)}: use the same set")
+    points = [{"label": c["name"], "model_dir": c["path"], "bpp": c["kodak"]["bpp"],
+               "psnr": c["kodak"]["psnr-rgb"], "ms_ssim": c["kodak"]["ms-ssim-rgb"],
+               "maccs_per_pixel": c["macs_per_pixel"]["encoder"], "lmbda": c["lmbda"]}
+              for c in cards]
+  else:
+    points = [score(os.path.basename(os.path.normpath(d)), d, paths)
+              for d in FLAGS.reference.split(",") if d]
+  return green.DenseCurve([p["bpp"] for p in points], [p["psnr"] for p in points],
+                          FLAGS.reference), points
 
 
-def _fmt(value, spec, missing="–"):
-  return missing if value is None else format(value, spec)
-
-
-def markdown(results):
-  lines = ["| model | S | MACC red. | mem. red. (sparse / reduced) | bpp | PSNR (dB) | "
-           "ΔPSNR @ bpp (dB) | rel. loss vs same-λ (dB) | same bits | enc. TF 1t dense→reduced "
-           "(ms) | TF 2t | TFLite 1t | TFLite 2t |", "|" + "---|" * 13]
-  for r in results["sparse"]:
-    lat = {l["threads"]: l for l in r["latency"]}
-
-    def pair(threads, kind):
-      l = lat.get(threads)
-      if not l or f"{kind}_dense_s" not in l:
-        return "–"
-      return f"{1e3 * l[f'{kind}_dense_s']:.0f}→{1e3 * l[f'{kind}_reduced_s']:.0f}"
-    lines.append(
-        f"| {r['label']} | {r['S']:.1%} | {r['macc_reduction']:.1%} | "
-        f"{r['memory_reduction_sparse']:.1%} / {r['memory_reduction_reduced']:.1%} | "
-        f"{r['bpp']:.3f} | {r['psnr']:.2f} | {_fmt(r['psnr_loss_at_bpp'], '.2f')} | "
-        f"{_fmt(r['relative_loss_db'], '.2f')} | {r['same_bits']}/{len(r['images'])} | "
-        f"{pair(1, 'tf')} | {pair(2, 'tf')} | {pair(1, 'tflite')} | {pair(2, 'tflite')} |")
-  lines += ["", "Paper (Gille et al., Table I, encoder only):", "",
-            "| method | S | MACC red. | mem. red. | rel. loss (dB) |", "|---|---|---|---|---|"]
-  lines += [f"| {p['method']} | {p['S']:.0%} | {p['macc_reduction']:.0%} | "
-            f"{p['memory_reduction']:.0%} | {p['relative_loss_db']} |" for p in PAPER]
-  lines += ["", "Dense reference (same images): " + ", ".join(
-      f"λ={r['lmbda']}: {r['bpp']:.3f} bpp / {r['psnr']:.2f} dB" for r in results["reference"])]
-  return "\n".join(lines) + "\n"
+def _warm_start_dir(init_from):
+  from tfcae.io import zoo_index
+  if init_from and init_from.startswith(zoo_index.PREFIX):
+    return zoo_index.resolve(init_from)
+  return init_from
 
 
 def main(argv):
   del argv
+  from tfcae.io.fileio import expand_images
   if FLAGS.latency_worker:
-    from tfcae.io.fileio import expand_images
     latency_worker(FLAGS.latency_worker, FLAGS.worker_threads,
                    expand_images(FLAGS.images)[0], FLAGS.latency_runs, FLAGS.tflite)
     return
   if FLAGS.prune_from:
     print(prune_model(FLAGS.prune_from, FLAGS.prune_to, FLAGS.prune))
     return
-  from tfcae.analysis import accounting
-  from tfcae.io.fileio import expand_images
-  from tfcae.training.export import load_trained
+  import numpy as np
+  from tfcae.evaluation import green
   paths = expand_images(FLAGS.images)
   if FLAGS.max_images:
     paths = paths[:FLAGS.max_images]
-  if FLAGS.latency_only:
-    latency = {}
-    for item in FLAGS.sparse:
-      label, model_dir = item.split("=", 1)
-      latency[label] = measure_latency(model_dir, paths[0])
-      print(label, json.dumps(latency[label]), flush=True)
-    with open(FLAGS.output + "_latency.json", "w", encoding="utf-8") as f:
-      json.dump({"command": " ".join(sys.argv), "latency": latency}, f, indent=2)
-    return
-  if not paths or not FLAGS.reference or not FLAGS.sparse:
-    raise SystemExit("need --images, --reference and --sparse")
+  if not paths or not FLAGS.sparse:
+    raise SystemExit("need --images and --sparse")
   start = time.time()
-  reference = [evaluate(d, paths, reduce=False) for d in FLAGS.reference]
-  for r in reference:
-    print(f"reference {r['model_dir']}: {r['bpp']:.4f} bpp {r['psnr']:.2f} dB", flush=True)
-  results = {"images": FLAGS.images, "num_images": len(paths), "reference": reference,
-             "sparse": [], "paper": PAPER,
-             "date": time.strftime("%Y-%m-%d", time.gmtime()), "command": " ".join(sys.argv)}
-  for item in FLAGS.sparse:
+  curve, reference_points = reference_curve(paths)
+  pairs = [("control", item) for item in FLAGS.controls] + [("sparse", i) for i in FLAGS.sparse]
+  models = []
+  for kind, item in pairs:
     label, model_dir = item.split("=", 1)
-    total = accounting.analyze(load_trained(model_dir, for_compression=False))
-    total = total["encoder"]["total"]
-    rd = evaluate(model_dir, paths, reduce=True)
-    same_lmbda = [r for r in reference if r["lmbda"] == rd["lmbda"]]
-    entry = dict(rd, label=label, S=total["S"], macc_reduction=total["macc_reduction"],
-                 memory_reduction_sparse=total["memory_reduction_sparse"],
-                 memory_reduction_reduced=total["memory_reduction_reduced"],
-                 maccs_per_pixel=total["maccs_per_pixel"],
-                 maccs_per_pixel_reduced=total["maccs_per_pixel_reduced"])
-    ref_psnr = psnr_at(reference, rd["bpp"])
-    entry["psnr_loss_at_bpp"] = None if ref_psnr is None else ref_psnr - rd["psnr"]
-    import numpy as np
-    entry["relative_loss_db"] = (float(10 * (np.log10(same_lmbda[0]["mse"])
-                                             - np.log10(rd["mse"]))) if same_lmbda else None)
-    entry["latency"] = measure_latency(model_dir, paths[0])
-    results["sparse"].append(entry)
-    print(f"{label}: S {entry['S']:.1%} MACC -{entry['macc_reduction']:.1%} "
-          f"{rd['bpp']:.4f} bpp {rd['psnr']:.2f} dB same bits {rd['same_bits']}/{len(paths)} "
-          f"latency {entry['latency']}", flush=True)
-  results["seconds"] = round(time.time() - start, 1)
+    entry = dict(score(label, model_dir, paths), kind=kind)
+    entry["delta_psnr_zoo"] = green.delta_psnr_at_bpp(curve, entry["bpp"], entry["psnr"])
+    models.append(entry)
+    print(f"{label}: S {entry['S']:.1%} MACs -{entry['macc_reduction']:.1%} "
+          f"{entry['bpp']:.4f} bpp {entry['psnr']:.2f} dB "
+          f"Δzoo {green.fmt(entry['delta_psnr_zoo'], '+.2f')} dB", flush=True)
+  green.attach_controls(models, curve)
+  warm = {}
+  for entry in models:
+    source = _warm_start_dir(entry["init_from"])
+    if source:
+      if source not in warm:
+        warm[source] = score("warm_start_" + os.path.basename(os.path.dirname(source)) +
+                             "_" + os.path.basename(source), source, paths)
+      entry["relative_loss_db"] = float(10 * (np.log10(warm[source]["mse"]) -
+                                              np.log10(entry["mse"])))
+    if FLAGS.latency and entry["kind"] == "sparse" and "latency" not in entry:
+      entry["latency"] = measure_latency(entry["model_dir"], paths[0])
+      cache = _cache_path(entry["label"])
+      with open(cache, encoding="utf-8") as f:
+        cached = json.load(f)
+      cached["latency"] = entry["latency"]
+      with open(cache, "w", encoding="utf-8") as f:
+        json.dump(cached, f, indent=2)
+  for entry in models:
+    entry.pop("per_image", None)
+  results = {"images": FLAGS.images, "num_images": len(paths),
+             "reference": {"name": FLAGS.reference, "points": reference_points},
+             "models": models, "paper": green.GILLE_TABLE_I,
+             "date": time.strftime("%Y-%m-%d", time.gmtime()), "command": " ".join(sys.argv),
+             "seconds": round(time.time() - start, 1)}
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
   with open(FLAGS.output + ".json", "w", encoding="utf-8") as f:
     json.dump(results, f, indent=2)
   with open(FLAGS.output + ".md", "w", encoding="utf-8") as f:
-    f.write(markdown(results))
-  print(markdown(results))
+    f.write(green.table1_markdown(results))
+  print(green.table1_markdown(results))
   print(f"wrote {FLAGS.output}.json and .md")
 
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Sparsity S of one projection of a trained encoder vs the relative radius: calibrates
---sparsity_radius for double descent (the hook fixes radius × each layer's initial norm).
+"""Sparsity S and encoder MACs removed by one projection of a trained encoder vs the
+relative radius: calibrates --sparsity_radius for double descent (the hook fixes radius ×
+each layer's initial norm, so one projection of the warm start predicts the mask).
 
-  .venv/bin/python bench/sparsity_radius_sweep.py runs/factorized_cpu_l0.01
+  .venv/bin/python bench/sparsity_radius_sweep.py zoo/factorized/5
 
-Prints, per constraint and radius, S (zero fraction of the encoder kernels) and the number
-of dead filters per encoder layer.
+Prints, per constraint, grouping and radius: S (zero fraction of the encoder kernels),
+the dead filters per encoder layer and the encoder MACs per pixel removed by channel
+removal (tfcae.analysis.accounting; dead filters' biases zeroed, as the mask does).
 """
 import os
 import sys
@@ -13,6 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
+from tfcae.analysis import accounting  # noqa: E402
 from tfcae.methods.double_descent import make_constraint  # noqa: E402
 from tfcae.training.export import load_trained  # noqa: E402
 
@@ -23,20 +26,28 @@ RADII = [0.03, 0.05, 0.1, 0.15, 0.2, 0.3]
 
 def main(model_dir):
   model = load_trained(model_dir, for_compression=False)
-  kernels = [layer.kernel for layer in model.encoder_layers() if hasattr(layer, "kernel")]
+  layers = [layer for layer in model.encoder_layers() if hasattr(layer, "kernel")]
+  original = [(layer.kernel.numpy(), layer.bias.numpy()) for layer in layers]
   for name, groups in SWEEP:
-    norms = [float(make_constraint(name, groups, 1.0).norm(kernel)) for kernel in kernels]
+    norms = [float(make_constraint(name, groups, 1.0).norm(kernel)) for kernel, _ in original]
     for radius in RADII:
       zeros = total = 0
       dead = []
-      for kernel, norm in zip(kernels, norms):
+      for layer, (kernel, bias), norm in zip(layers, original, norms):
         projected = make_constraint(name, groups, radius * norm)(kernel).numpy()
+        alive = projected.any(axis=(0, 1, 2))
+        layer.kernel.assign(projected)
+        layer.bias.assign(np.where(alive, bias, 0.))
         zeros += int((projected == 0).sum())
         total += projected.size
-        dead.append(int(np.all(projected == 0, axis=(0, 1, 2)).sum()))
+        dead.append(int((~alive).sum()))
+      removed = accounting.analyze(model)["encoder"]["total"]["macc_reduction"]
       print(f"{name:5s} {groups:16s} r={radius:<5g} S={zeros / total:.3f} "
-            f"dead filters {dead}", flush=True)
+            f"dead filters {dead} MACs removed {removed:.1%}", flush=True)
+  for layer, (kernel, bias) in zip(layers, original):
+    layer.kernel.assign(kernel)
+    layer.bias.assign(bias)
 
 
 if __name__ == "__main__":
-  main(sys.argv[1] if len(sys.argv) > 1 else "runs/factorized_cpu_l0.01")
+  main(sys.argv[1] if len(sys.argv) > 1 else "zoo/factorized/5")

@@ -330,3 +330,79 @@ def test_ladder_trains_resumes_and_publishes(tmp_path):
   assert cards[1]["training"]["command"].count("bin/train") == 2
   table = ladder.card_table(cards)
   assert table.count("\n") == 3 and cards[1]["fingerprint"] in table
+
+
+@pytest.mark.slow
+def test_sparse_family_trains_from_the_zoo_and_ships_device_encoders(tiny_zoo, tmp_path,
+                                                                      monkeypatch):
+  """Double descent from a zoo model (a tiny factorized/2 here), published as a sparse
+  family: its card holds the encoder's cost, the dense sibling and ΔPSNR at equal bpp, the
+  folder its reduced float32 and int8 TFLite encoders, whose host-coded files decode."""
+  from tfcae.analysis import accounting
+  from tfcae.deploy import hostcoding
+  from tfcae.training.export import load_trained
+  from tfcae.zoo import sparse
+  root, _ = tiny_zoo
+  own = tmp_path / "zoo"
+  shutil.copytree(root / "factorized", own / "factorized")
+  # A second dense point (the same model's card at twice the rate, +2 dB): a dense curve.
+  shutil.copytree(own / "factorized" / "2", own / "factorized" / "3")
+  dense = json.loads((own / "factorized" / "3" / "card.json").read_text())
+  dense["kodak"].update(bpp=2 * dense["kodak"]["bpp"], **{
+      "psnr-rgb": dense["kodak"]["psnr-rgb"] + 2})
+  (own / "factorized" / "3" / "card.json").write_text(json.dumps(dense))
+  monkeypatch.setenv("TFCAE_ZOO", str(own))
+  flagfile = tmp_path / "tiny_l11.cfg"
+  flagfile.write_text("\n".join([
+      "--model=factorized", "--num_filters=8", f"--train_images={SAMPLE_EVAL}/../train",
+      "--patch_size=64", "--batch_size=2", "--steps_per_epoch=20", "--epochs=2",
+      "--first_descent_epochs=1", "--project_every=epoch", "--sparsity_constraint=l11",
+      "--sparsity_radius=0.01", "--validation_batches=1", "--learning_rate=1e-3",
+      "--image_summaries=false", "--verbose=0"]) + "\n")
+  family = sparse.SparseFamily(name="tiny-l11", dense_family="factorized",
+                               flagfile=str(flagfile), qualities=(2,))
+  argv = sparse.train_command(family, 2, str(tmp_path / "runs"))
+  assert "--init_from=zoo:factorized/2" in argv
+  assert f"--lmbda={zoo.card('factorized', 2)['lmbda']}" in argv
+  assert sparse.train(family, str(tmp_path / "runs"), parallel=1, log=lambda *_: None) == {2: 0}
+  (card,) = sparse.publish_family(family, str(tmp_path / "runs"), EVAL_IMAGES[:1],
+                                  zoo_root=str(own), log=lambda *_: None)
+  folder = own / "tiny-l11" / "2"
+  assert card["name"] == "tiny-l11/2" and card["training"]["steps"] == 40
+  encoder = card["encoder"]
+  total = accounting.analyze(load_trained(str(folder), for_compression=False))["encoder"]["total"]
+  assert encoder["macs_per_pixel"] == total["maccs_per_pixel"]
+  assert encoder["macs_per_pixel_reduced"] == total["maccs_per_pixel_reduced"] < total[
+      "maccs_per_pixel"]
+  assert card["macs_per_pixel"]["encoder_reduced"] == encoder["macs_per_pixel_reduced"]
+  assert encoder["S"] > 0.3 and encoder["dense_sibling"] == "factorized/2"
+  from tfcae.evaluation import green
+  curve = green.curve_of_cards(zoo.list()[:2])
+  expected = green.delta_psnr_at_bpp(curve, card["kodak"]["bpp"], card["kodak"]["psnr-rgb"])
+  assert encoder["delta_psnr_at_equal_bpp"] == (None if expected is None else
+                                                pytest.approx(expected))
+  assert encoder["weight_bytes"]["reduced"] < encoder["weight_bytes"]["dense"]
+  on_disk = json.loads((folder / "card.json").read_text())
+  assert on_disk["encoder"] == encoder
+  assert on_disk["bytes"] == sum(os.path.getsize(os.path.join(d, f))
+                                 for d, _, fs in os.walk(folder) for f in fs
+                                 if f != "card.json")
+  image = sample_image()
+  codec = zoo.load("tiny-l11", 2)
+  reference = codec.decompress(codec.compress(image))
+  for name in sparse.TFLITE_FILES:
+    info = json.loads((folder / (name + ".json")).read_text())
+    assert info["model_dir"] == "zoo:tiny-l11/2" and info["reduced_encoder"]
+    assert card["device_encoders"][name]["bytes"] == os.path.getsize(folder / name)
+    data = hostcoding.HostCoder(str(folder / name), str(folder)).compress(image)
+    decoded = codec.decompress(data)
+    assert decoded.shape == image.shape
+    if name == "encoder.tflite":  # float32: the SavedModel's symbols, its pixels
+      assert np.abs(decoded.astype(int) - reference.astype(int)).max() <= 1
+  assert ladder.card_table([card]).count(f"{encoder['macs_per_pixel_reduced'] / 1e3:.1f} / ") == 1
+  # A refresh (today's serving graph) keeps the device encoders and the card's blocks.
+  before = {name: (folder / name).read_bytes() for name in sparse.TFLITE_FILES}
+  refreshed = ladder.refresh(str(folder), IMAGE)
+  assert refreshed["encoder"] == encoder and refreshed["device_encoders"] == card[
+      "device_encoders"]
+  assert {name: (folder / name).read_bytes() for name in sparse.TFLITE_FILES} == before

@@ -12,6 +12,7 @@ import pytest
 from tfcae import zoo
 from tfcae.deploy import crossplatform
 from tfcae.deploy.codec import Codec
+from tfcae.zoo.sparse import SPARSE_FAMILIES, TFLITE_FILES
 
 from conftest import REPO, SAMPLE_EVAL, run_tool, sample_image, tiered
 
@@ -33,7 +34,8 @@ def test_the_zoo_ships_a_ladder():
   if os.environ.get("TFCAE_ZOO"):
     pytest.skip("TFCAE_ZOO points elsewhere")
   assert len([c for c in SHIPPED if c["family"] == "factorized"]) >= 6
-  for family in {c["family"] for c in SHIPPED}:  # every family is a ladder: ≥ 6 λ
+  # Every dense family is a ladder (≥ 6 λ); sparse families take some of a ladder's.
+  for family in {c["family"] for c in SHIPPED} - set(SPARSE_FAMILIES):
     cards = [c for c in SHIPPED if c["family"] == family]
     assert len(cards) >= 6 and len({c["lmbda"] for c in cards}) == len(cards)
     assert len({c["distortion"] for c in cards}) == 1
@@ -97,6 +99,90 @@ def test_shipped_model_decodes_across_onednn(card, tmp_path):
 def test_zoo_fits_its_budget():
   total = sum(os.path.getsize(os.path.join(d, f))
               for d, _, fs in os.walk(os.path.join(REPO, "zoo")) for f in fs)
-  assert total <= 80e6
+  assert total <= 100e6
+
+
+# --- sparse families (tfcae.zoo.sparse): cheap encoders and their device flatbuffers --------
+SPARSE = [c for c in SHIPPED if c["family"] in SPARSE_FAMILIES]
+SPARSE_FAST = tiered(SPARSE, *SPARSE[:1])
+
+
+def test_every_sparse_family_is_shipped():
+  if os.environ.get("TFCAE_ZOO"):
+    pytest.skip("TFCAE_ZOO points elsewhere")
+  for name, family in SPARSE_FAMILIES.items():
+    assert sorted(c["quality"] for c in SPARSE if c["family"] == name) == sorted(
+        family.qualities)
+
+
+@pytest.mark.parametrize("card", SPARSE, ids=[c["name"] for c in SPARSE])
+def test_sparse_card_states_what_analyze_counts(card):
+  """The card's encoder cost is the accounting of the shipped weights (what bin/analyze
+  prints), and the dense sibling is the zoo model of the same quality and λ."""
+  from tfcae.analysis import accounting
+  from tfcae.training.export import load_trained
+  total = accounting.analyze(load_trained(card["path"], for_compression=False))[
+      "encoder"]["total"]
+  encoder = card["encoder"]
+  assert encoder["S"] == total["S"]
+  assert encoder["macs_per_pixel"] == total["maccs_per_pixel"] == card["macs_per_pixel"][
+      "encoder"]
+  assert encoder["macs_per_pixel_reduced"] == total["maccs_per_pixel_reduced"]
+  assert encoder["weight_bytes"]["reduced"] == total["memory_reduced_bytes"]
+  assert encoder["peak_activation_bytes_per_pixel"]["reduced"] == total[
+      "peak_activation_bytes_per_pixel_reduced"]
+  sibling = zoo.card(SPARSE_FAMILIES[card["family"]].dense_family, card["quality"])
+  assert encoder["dense_sibling"] == sibling["name"] and card["lmbda"] == sibling["lmbda"]
+  assert encoder["macs_reduction"] >= 0.3  # a sparse model that removes nothing is no model
+
+
+@pytest.mark.parametrize("card", SPARSE_FAST, ids=[c["name"] for c in SPARSE])
+def test_sparse_device_encoders_write_files_the_zoo_model_decodes(card):
+  """The shipped float32 and int8 TFLite encoders (reduced) code a Kodak image through host
+  coding; the file decodes with the zoo model. Float32: the SavedModel's pixels within ±1.
+  int8: within 1.5 dB of it (its symbols differ by ±1 in a few per cent of places)."""
+  from tfcae.deploy.hostcoding import HostCoder
+  from tfcae.objectives import metrics
+  codec = zoo.load(card["family"], card["quality"])
+  image = sample_image()
+  reference = codec.decompress(codec.compress(image))
+  for name in TFLITE_FILES:
+    path = os.path.join(card["path"], name)
+    with open(path + ".json") as f:
+      info = json.load(f)
+    assert info["reduced_encoder"] and info["fingerprint"] == card["fingerprint"]
+    assert card["device_encoders"][name]["bytes"] == os.path.getsize(path)
+    decoded = codec.decompress(HostCoder(path, card["path"]).compress(image))
+    if TFLITE_FILES[name] == "none":
+      assert np.abs(decoded.astype(int) - reference.astype(int)).max() <= 1
+    else:
+      assert metrics.psnr(image, decoded) > metrics.psnr(image, reference) - 1.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("card", SPARSE, ids=[c["name"] for c in SPARSE])
+def test_sparse_device_encoders_through_the_cli(card, tmp_path):
+  """bin/compress --tflite by zoo name, then bin/decompress (model found by fingerprint):
+  the pixels are the SavedModel decompress signature's on the same file, within ±1; and
+  bin/analyze prints the card's encoder cost next to its Kodak result."""
+  import tensorflow as tf
+  module = tf.saved_model.load(card["path"])
+  for name in TFLITE_FILES:
+    out, png = tmp_path / f"{name}.tfcae", tmp_path / f"{name}.png"
+    r = run_tool("compress", f"--model={card['family']}", f"--quality={card['quality']}",
+                 f"--tflite={os.path.join(card['path'], name)}", f"--input={IMAGE}",
+                 f"--output={out}")
+    assert r.returncode == 0, r.stderr
+    r = run_tool("decompress", f"--input={out}", f"--output={png}")
+    assert r.returncode == 0, r.stderr
+    from tfcae.io.fileio import load_rgb_image
+    signature = module.decompress(tf.constant(out.read_bytes())).numpy()
+    assert np.abs(load_rgb_image(str(png)).astype(int) - signature.astype(int)).max() <= 1
+  r = run_tool("analyze", f"--model={card['family']}", f"--quality={card['quality']}")
+  assert r.returncode == 0, r.stderr
+  encoder = card["encoder"]
+  assert (f"{encoder['macs_per_pixel'] / 1e3:.2f} -> {encoder['macs_per_pixel_reduced'] / 1e3:.2f}"
+          " kMAC/px") in r.stdout
+  assert f"{card['kodak']['bpp']:.3f} bpp, {card['kodak']['psnr-rgb']:.2f} dB PSNR" in r.stdout
 
 

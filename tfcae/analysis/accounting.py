@@ -27,6 +27,12 @@ Counting conventions (stated once, used everywhere):
 * S (Table I's sparsity): the fraction of exactly-zero weights of the encoder's conv
   kernels (what the norm-ball projections act on). The zero fraction over all parameters
   (kernels, biases, β, γ) is reported as well.
+* Peak activation memory (encoder only): the largest input + output of one layer, as
+  float32 feature maps, per input pixel (a layer of C output channels at cumulative stride
+  s holds 4·C/s² bytes per input pixel; the image enters as 3 float32 channels). It is what
+  a device must hold at once when it runs the layers one after the other without tiling;
+  times the pixel count for one image (a 768×512 Kodak image: ×393,216). "Reduced" counts
+  the channels the reduced encoder keeps (its re-inserted constant latents included).
 """
 import json
 import math
@@ -38,9 +44,10 @@ import tensorflow_compression as tfc
 from tfcae.deploy import reduction
 from tfcae.methods.constraints import sparsity_report
 
-__all__ = ["FLOAT_BYTES", "analyze", "format_report"]
+__all__ = ["FLOAT_BYTES", "KODAK_PIXELS", "analyze", "format_report", "format_tradeoff"]
 
 FLOAT_BYTES = 4
+KODAK_PIXELS = 768 * 512
 
 
 def _sparse_bytes(values):
@@ -110,6 +117,10 @@ def _layer_row(layer, prefix, stride_in, plan=None):
       maccs_reduced = n * n / stride_in ** 2
       params_reduced = n + n * n
       row["kept_in"] = row["kept_out"] = n
+  if "c_out" in row:
+    kept = row.get("kept_out", row["c_out"])
+    row["activation_bytes_per_pixel"] = FLOAT_BYTES * row["c_out"] / stride_out ** 2
+    row["activation_bytes_per_pixel_reduced"] = FLOAT_BYTES * kept / stride_out ** 2
   row.update(stride_out=stride_out, maccs_per_pixel=maccs, maccs_per_pixel_reduced=maccs_reduced,
              params_reduced=params_reduced, memory_reduced_bytes=FLOAT_BYTES * params_reduced)
   return row, stride_out
@@ -152,6 +163,24 @@ def _total(rows):
   return total
 
 
+def _peak_activations(rows, latent_channels=0):
+  """The peak input + output bytes per input pixel over a chain of layers, dense and
+  reduced (layers without channels, e.g. Rescaling, pass their input through). The
+  reduced encoder ends by re-inserting the dead latent channels as constants
+  (reduction.ChannelInsert), so its output holds all `latent_channels`."""
+  peaks = {}
+  for key in ("activation_bytes_per_pixel", "activation_bytes_per_pixel_reduced"):
+    previous, peak = 3. * FLOAT_BYTES, 0.
+    for row in rows:
+      current = row.get(key, previous)
+      peak, previous = max(peak, previous + current), current
+    if key.endswith("reduced") and latent_channels and rows:
+      full = FLOAT_BYTES * latent_channels / rows[-1]["stride_out"] ** 2
+      peak = max(peak, previous + full)
+    peaks["peak_" + key] = peak
+  return peaks
+
+
 def analyze(model):
   """Per-layer and total accounting of the encoder and the decoder (see module doc).
 
@@ -167,6 +196,9 @@ def analyze(model):
   report = {"architecture": model.get_config()}
   for part, rows in parts.items():
     report[part] = {"layers": rows, "total": _total(rows)}
+  report["encoder"]["total"].update(_peak_activations(
+      [r for r in parts["encoder"] if not r["layer"].startswith("hyper_")],
+      latent_channels=int(getattr(model, "latent_channels", 0) or 0)))
   report["conventions"] = (
       "MACCs per input pixel (conv k²·Cin·Cout/s², GDN C²/s², element-wise ops not counted); "
       "reduced = after tfcae.deploy.reduction's structured removal (analysis transform only); "
@@ -206,7 +238,39 @@ def format_report(report):
         f"{part}: S (conv kernels) {t['S']:.1%}, MACC reduction {t['macc_reduction']:.1%}, "
         f"memory reduction {t['memory_reduction_sparse']:.1%} sparse / "
         f"{t['memory_reduction_reduced']:.1%} reduced")
+    if "peak_activation_bytes_per_pixel" in t:
+      lines.append(
+          f"{part}: peak activation memory {t['peak_activation_bytes_per_pixel']:.1f} → "
+          f"{t['peak_activation_bytes_per_pixel_reduced']:.1f} bytes per pixel "
+          f"({t['peak_activation_bytes_per_pixel'] * KODAK_PIXELS / 2 ** 20:.1f} → "
+          f"{t['peak_activation_bytes_per_pixel_reduced'] * KODAK_PIXELS / 2 ** 20:.1f} MiB "
+          f"for a 768×512 image)")
   lines += ["", "S: zero fraction of the layer's parameters; 0filt/0in: all-zero output "
             "filters / input channels; dead*: dead filters that must still be computed "
             "(constant through GDN).", "Conventions: " + report["conventions"]]
+  return "\n".join(lines)
+
+
+def format_tradeoff(report, card):
+  """Two lines: the encoder's cost (`analyze`'s report) and the Kodak result on the zoo
+  card of the same model, with the dense sibling's for a sparse model (tfcae.zoo.sparse)."""
+  t = report["encoder"]["total"]
+  k = card["kodak"]
+  mib = KODAK_PIXELS / 2 ** 20
+  lines = [
+      f"encoder cost: {t['maccs_per_pixel'] / 1e3:.2f} -> {t['maccs_per_pixel_reduced'] / 1e3:.2f} "
+      f"kMAC/px ({t['macc_reduction']:.1%} removed), weights {t['memory_dense_bytes'] / 1e6:.2f} -> "
+      f"{t['memory_reduced_bytes'] / 1e6:.2f} MB, peak activations "
+      f"{t['peak_activation_bytes_per_pixel'] * mib:.1f} -> "
+      f"{t['peak_activation_bytes_per_pixel_reduced'] * mib:.1f} MiB per 768x512 image",
+      f"buys on Kodak ({k['images']} images, {card['name']}): {k['bpp']:.3f} bpp, "
+      f"{k['psnr-rgb']:.2f} dB PSNR, MS-SSIM {k['ms-ssim-rgb']:.4f}"]
+  encoder = card.get("encoder")
+  if encoder:
+    sibling = encoder["dense_sibling_kodak"]
+    delta = encoder.get("delta_psnr_at_equal_bpp")
+    lines.append(
+        f"dense sibling {encoder['dense_sibling']}: {sibling['bpp']:.3f} bpp, "
+        f"{sibling['psnr-rgb']:.2f} dB; this model at equal bpp: "
+        + ("outside the dense curve" if delta is None else f"{delta:+.2f} dB"))
   return "\n".join(lines)

@@ -10,7 +10,7 @@ import numpy as np
 from tfcae.io.fileio import atomic_write_bytes
 
 __all__ = ["METRICS", "pyplot", "save_figure", "plot_rd", "read_lambda_trajectory",
-           "plot_lambda_trajectories", "plot_series", "plot_embeddings"]
+           "plot_lambda_trajectories", "plot_series", "plot_embeddings", "plot_green"]
 
 METRICS = {
     "psnr": ("psnr-rgb", "PSNR RGB [dB]"),
@@ -182,3 +182,54 @@ def plot_embeddings(panels, labels, output_png, dpi=120):
   fig.colorbar(points, ax=axes[0].tolist(), ticks=range(10), label="digit")
   save_figure(fig, output_png, dpi)
   plt.close(fig)
+
+
+# --- The green trade-off: quality at equal rate against encoder cost --------------------
+_GREEN_STYLE = {"dense": ("s", "black"), "control": ("D", "gray"), "sparse": ("o", "tab:green"),
+                "reference": ("^", "tab:blue")}
+
+
+def plot_green(panels, output_png="green.png", title=None, dpi=120):
+  """ΔPSNR at equal bpp against encoder kMAC per pixel (log axis), one panel per rate
+  (tfcae.evaluation.green.panels_of_table); classical codecs as dashed horizontal lines
+  (their encoders cost next to nothing on this axis). Returns the path."""
+  if not panels:
+    raise ValueError("nothing to plot: no panels (no model was warm-started from the curve)")
+  plt = pyplot()
+  fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.8), squeeze=False)
+  try:
+    for ax, panel in zip(axes[0], panels):
+      seen = set()
+      for p in panel["points"]:
+        marker, color = _GREEN_STYLE.get(p["kind"], ("o", "tab:green"))
+        label = {"dense": "dense zoo", "control": "dense control (same steps)",
+                 "sparse": "sparse (double descent)", "reference": "CompressAI"}.get(p["kind"])
+        ax.plot(p["encoder_kmacs"], p["delta_psnr"], marker=marker, color=color,
+                linestyle="none", markersize=7, label=None if label in seen else label)
+        seen.add(label)
+        ax.annotate(p["label"].replace("compressai-bmshj2018-", "CompressAI "),
+                    (p["encoder_kmacs"], p["delta_psnr"]), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")
+      for line, style in zip(panel["lines"], ("--", ":", "-.", (0, (5, 1)))):
+        ax.axhline(line["delta_psnr"], color="tab:red", linestyle=style, linewidth=1,
+                   label=line["label"])
+      ax.axhline(0, color="black", linewidth=0.6)
+      ax.set_xscale("log")
+      ticks = [t for t in (1, 2, 3, 5, 10, 20, 50, 100)
+               if min(p["encoder_kmacs"] for p in panel["points"]) / 1.5 <= t
+               <= max(p["encoder_kmacs"] for p in panel["points"]) * 1.5]
+      ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+      ax.minorticks_off()
+      ax.set_xlim(min(p["encoder_kmacs"] for p in panel["points"]) / 1.4,
+                  max(p["encoder_kmacs"] for p in panel["points"]) * 1.8)
+      ax.set_xlabel("encoder kMAC per pixel (log)")
+      ax.set_ylabel("Kodak ΔPSNR at equal bpp vs the dense zoo [dB]")
+      ax.set_title(f"{panel.get('name', '')} at {panel['bpp']:.2f} bpp")
+      ax.grid(True, which="both", alpha=0.4)
+      ax.legend(loc="best", fontsize="small")
+    if title:
+      fig.suptitle(title)
+    save_figure(fig, output_png, dpi)
+  finally:
+    plt.close(fig)
+  return output_png

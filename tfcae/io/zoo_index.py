@@ -10,7 +10,7 @@ import os
 from tfcae import TfcaeError
 from tfcae.io import bitstream
 
-__all__ = ["CARD", "PREFIX", "card", "find", "list", "model_of", "parse_spec", "path",
+__all__ = ["CARD", "PREFIX", "card", "card_at", "find", "list", "model_of", "parse_spec", "path",
            "qualities", "resolve", "root"]
 
 PREFIX = "zoo:"  # --init_from=zoo:<family>/<quality>, --model=<family> --quality=<q>
@@ -31,6 +31,13 @@ def _read_card(path):
   # The family is the folder (cards written before families existed lack the key).
   card.setdefault("family", os.path.basename(os.path.dirname(path)))
   return card
+
+
+def card_at(folder):
+  """The card of the zoo folder `folder`, or None when it is not one (e.g. a run)."""
+  if not os.path.isfile(os.path.join(folder, CARD)):
+    return None
+  return _read_card(folder)
 
 
 def list():  # noqa: A001  (the zoo API's name, as CompressAI's models list)

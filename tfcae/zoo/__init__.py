@@ -1,10 +1,13 @@
-"""The model zoo: pretrained rate ladders shipped in the repository (issue 14).
+"""The model zoo: pretrained rate ladders shipped in the repository.
 
 Layout (CompressAI's zoo, as folders)::
 
   zoo/<family>/<quality>/         saved_model.pb, variables/   the exported SavedModel
                                   tfcae_export.json             architecture, fingerprint
                                   card.json                     the model card
+                                  encoder.tflite, encoder_int8.tflite (+ .json)
+                                                                sparse families only: the
+                                                                reduced device encoders
 
 The SavedModel carries the coding tables, so a file decodes the same wherever the
 SavedModel is loaded; its variables are also the warm-start weights (`restore_keras`,
@@ -19,13 +22,15 @@ SavedModel is loaded; its variables are also the warm-start weights (`restore_ke
 
 A family is a ladder: one architecture and one distortion at several λ (its folder name;
 "factorized" is MSE-optimised, "factorized-msssim" MS-SSIM-optimised, as CompressAI's
-`metric="ms-ssim"`). The zoo folder is the repository's `zoo/` (an editable install, as `make install` does),
+`metric="ms-ssim"`). A sparse family (tfcae.zoo.sparse, e.g. "factorized-l11") is double
+descent from some qualities of a ladder, at their λ: cheaper encoders for the same files'
+decoder cost, with the encoder's cost on the card. The zoo folder is the repository's `zoo/` (an editable install, as `make install` does),
 or $TFCAE_ZOO.
 """
-from tfcae.io.zoo_index import (CARD, PREFIX, card, find, list, model_of,  # noqa: F401,A004
+from tfcae.io.zoo_index import (CARD, PREFIX, card, card_at, find, list, model_of,  # noqa: F401,A004
                                 parse_spec, path, qualities, resolve, root)
 
-__all__ = ["CARD", "PREFIX", "card", "codec_of", "find", "list", "load", "model_of",
+__all__ = ["CARD", "PREFIX", "card", "card_at", "codec_of", "find", "list", "load", "model_of",
            "parse_spec", "path", "qualities", "resolve", "root"]
 
 

@@ -33,10 +33,13 @@ from tfcae.training.rundir import (ASSETS_DIR, CONFIG_FILE, SAVED_MODEL_FINGERPR
                                     VARIABLES_DIR, RunDir)
 
 __all__ = ["ROOT", "TRAIN_DATA", "Ladder", "LADDERS", "for_this_cpu", "run_dir", "train_command",
-           "train", "publish", "publish_ladder", "refresh", "card_table"]
+           "train", "folder_bytes", "shown_command", "publish", "publish_ladder", "refresh",
+           "card_table"]
 
 # tfcae/zoo/ladder.py -> the repository
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Files of a zoo folder that a re-export keeps as they are (TFLite encoders and their info).
+DEVICE_ENCODER_SUFFIXES = (".tflite", ".tflite.json")
 TRAIN_DATA = "BSDS500 train+val+test (500 photographs, ../shared/data/train; the last 10 % " \
              "by name validate)"
 
@@ -210,7 +213,8 @@ def _relative(path):
   return path
 
 
-def _folder_bytes(path):
+def folder_bytes(path):
+  """Bytes of every file under `path` (a zoo folder's size, as its card counts it)."""
   return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
@@ -260,7 +264,10 @@ def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
   mean = lambda k: float(sum(r[k] for r in records) / len(records))
   report = accounting.analyze(load_trained(staging, for_compression=False))
   settings = summary["settings"]
-  steps, seconds = summary.get("steps"), summary.get("train_seconds")
+  # train_seconds counts a run's time across resumes only under a time budget; a run of a
+  # fixed step count reports its last process's time.
+  steps = summary.get("steps")
+  seconds = summary.get("train_seconds") or summary.get("train_seconds_this_run")
   init_from = _relative(settings.get("init_from")) or None
   for stage in earlier_stages:
     earlier = RunDir(stage).read_summary()
@@ -282,14 +289,14 @@ def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
                          "decoder": report["decoder"]["total"]["maccs_per_pixel"]},
       "date": datetime.date.today().isoformat(),
   }
-  card["bytes"] = _folder_bytes(staging)
+  card["bytes"] = folder_bytes(staging)
   atomic_write_json(os.path.join(staging, zoo.CARD), card)
   shutil.rmtree(target, ignore_errors=True)
   os.replace(staging, target)
   return dict(card, path=target)
 
 
-def _shown(argv):
+def shown_command(argv):
   """A bin/train argv as the command a card shows (repository-relative paths)."""
   return " ".join(["bin/train"] + [a.replace(ROOT + os.sep, "") for a in argv[2:]])
 
@@ -301,9 +308,9 @@ def publish_ladder(ladder, out, images, zoo_root=None, log=print, qualities=None
     if not _done(model_dir):
       log(f"{ladder.name}/{q}: not trained, not published")
       continue
-    command, earlier = _shown(train_command(ladder, q, out)), ()
+    command, earlier = shown_command(train_command(ladder, q, out)), ()
     if _two_stage(ladder, q):
-      command = f"{_shown(train_command(ladder, q, out, first_stage=True))} && {command}"
+      command = f"{shown_command(train_command(ladder, q, out, first_stage=True))} && {command}"
       earlier = (first_stage_dir(out, ladder, q),)
     card = publish(model_dir, ladder.architecture, q, images, command, zoo_root,
                    family=ladder.name, earlier_stages=earlier)
@@ -344,6 +351,9 @@ def refresh(path, image):
   if _same_values(path, staging):
     for name in os.listdir(os.path.join(path, VARIABLES_DIR)):
       shutil.copy2(os.path.join(path, VARIABLES_DIR, name), os.path.join(staging, VARIABLES_DIR))
+  for name in os.listdir(path):  # device encoders (tfcae.zoo.sparse) are not re-exported
+    if name.endswith(DEVICE_ENCODER_SUFFIXES):
+      shutil.copy2(os.path.join(path, name), staging)
   new = tf.saved_model.load(staging)
   data = old.compress(pixels).numpy()
   if new.compress(pixels).numpy() != data or not np.array_equal(
@@ -352,7 +362,7 @@ def refresh(path, image):
     raise TfcaeError(f"{path}: the re-exported model codes {image} differently; kept the old")
   with open(os.path.join(path, zoo.CARD), encoding="utf-8") as f:
     card = json.load(f)
-  card["bytes"] = _folder_bytes(staging)  # as publish counts: all but the card
+  card["bytes"] = folder_bytes(staging)  # as publish counts: all but the card
   card["exported"] = datetime.date.today().isoformat()
   atomic_write_json(os.path.join(staging, zoo.CARD), card)
   backup = path.rstrip(os.sep) + ".old"
@@ -363,13 +373,15 @@ def refresh(path, image):
 
 
 def card_table(cards):
-  """The README's zoo table (markdown)."""
+  """The README's zoo table (markdown); a sparse model's encoder cost is its reduced
+  encoder's (tfcae.zoo.sparse)."""
   lines = ["| model | λ | steps | CPU min | Kodak bpp | PSNR (dB) | MS-SSIM | enc / dec "
            "kMAC/px | MB | fingerprint |", "|---|---|---|---|---|---|---|---|---|---|"]
   for c in cards:
     t, k, m = c["training"], c["kodak"], c["macs_per_pixel"]
     lines.append(f"| {c['name']} | {c['lmbda']} | {t['steps']} | "
                  f"{(t['cpu_seconds'] or 0) / 60:.0f} | {k['bpp']:.3f} | {k['psnr-rgb']:.2f} | "
-                 f"{k['ms-ssim-rgb']:.4f} | {m['encoder'] / 1e3:.1f} / {m['decoder'] / 1e3:.1f} | "
+                 f"{k['ms-ssim-rgb']:.4f} | {m.get('encoder_reduced', m['encoder']) / 1e3:.1f} / "
+                 f"{m['decoder'] / 1e3:.1f} | "
                  f"{c['bytes'] / 1e6:.1f} | `{c['fingerprint']}` |")
   return "\n".join(lines)
