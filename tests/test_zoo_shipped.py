@@ -41,13 +41,16 @@ def test_the_zoo_ships_a_ladder():
     assert len({c["distortion"] for c in cards}) == 1
 
 
-def check_decodes_across_onednn(model_dir, tmp_path):
+def check_decodes_across_onednn(model_dir, tmp_path, same_bytes=True):
   """A file written with oneDNN on decodes with it off and the other way round, to pixels
-  within ±1, and the bytes written do not depend on the setting."""
+  within ±1, and (same_bytes) the bytes written do not depend on the setting. A float
+  encoder guarantees no such thing: another summation order can flip the rounding of a
+  latent that lies at .5 (factorized-l11/5 on kodim23); the files then differ and each
+  still decodes across."""
   for write in (0, 1):
     (record,) = crossplatform.cross_check(model_dir, [IMAGE], str(tmp_path / f"w{write}"),
                                           write=write, read=1 - write)
-    assert record["bytes_equal"]
+    assert record["bytes_equal"] or not same_bytes
     assert record["status"] == "ok", record
 
 
@@ -93,7 +96,8 @@ def test_shipped_model_round_trips_through_the_cli(card, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("card", ENDS, ids=[c["name"] for c in ENDS])
 def test_shipped_model_decodes_across_onednn(card, tmp_path):
-  check_decodes_across_onednn(card["path"], tmp_path)
+  check_decodes_across_onednn(card["path"], tmp_path,
+                              same_bytes=card["family"] not in SPARSE_FAMILIES)
 
 
 def test_zoo_fits_its_budget():
