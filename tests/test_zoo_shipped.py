@@ -143,8 +143,9 @@ def test_sparse_card_states_what_analyze_counts(card):
 @pytest.mark.parametrize("card", SPARSE_FAST, ids=[c["name"] for c in SPARSE])
 def test_sparse_device_encoders_write_files_the_zoo_model_decodes(card):
   """The shipped float32 and int8 TFLite encoders (reduced) code a Kodak image through host
-  coding; the file decodes with the zoo model. Float32: the SavedModel's pixels within ±1.
-  int8: within 1.5 dB of it (its symbols differ by ±1 in a few per cent of places)."""
+  coding; the file decodes with the zoo model. Float32: the SavedModel's pixels within ±1
+  (≥ 99 % of them). int8: within 1.5 dB of it (its symbols differ by ±1 in a few per cent
+  of places)."""
   from tfcae.deploy.hostcoding import HostCoder
   from tfcae.objectives import metrics
   codec = zoo.load(card["family"], card["quality"])
@@ -158,7 +159,11 @@ def test_sparse_device_encoders_write_files_the_zoo_model_decodes(card):
     assert card["device_encoders"][name]["bytes"] == os.path.getsize(path)
     decoded = codec.decompress(HostCoder(path, card["path"]).compress(image))
     if TFLITE_FILES[name] == "none":
-      assert np.abs(decoded.astype(int) - reference.astype(int)).max() <= 1
+      # The SavedModel's pixels, up to the rare latent at .5 that XNNPACK's summation order
+      # rounds the other way (none here; a CPU with other kernels may flip one).
+      off = np.abs(decoded.astype(int) - reference.astype(int)) > 1
+      assert off.mean() <= 0.01
+      assert abs(metrics.psnr(image, decoded) - metrics.psnr(image, reference)) < 0.05
     else:
       assert metrics.psnr(image, decoded) > metrics.psnr(image, reference) - 1.5
 
