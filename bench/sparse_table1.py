@@ -52,6 +52,9 @@ from absl import app, flags  # noqa: E402
 # latency workers can still set the thread pools.
 import tensorflow as tf  # noqa: E402
 
+from tfcae.io.fileio import atomic_write_json  # noqa: E402
+from tfcae.training.rundir import RunDir  # noqa: E402
+
 flags.DEFINE_string("reference", "zoo:factorized", "The dense curve: zoo:<family> (its cards' "
                     "Kodak figures; --images must be Kodak) or comma-separated model dirs.")
 flags.DEFINE_list("sparse", [], "Sparse models as label=dir (comma-separated).")
@@ -84,7 +87,6 @@ def prune_model(source, target, spec):
   import numpy as np
   from tfcae.methods import constraints
   from tfcae.training.export import load_trained
-  from tfcae.training.rundir import RunDir
   kind, fraction = spec.split(":")
   fraction = float(fraction)
   ball = {"filters": lambda: None,
@@ -174,7 +176,6 @@ def measure_latency(model_dir, image_path):
 # --------------------------------------------------------------------------- RD
 
 def _settings(model_dir):
-  from tfcae.training.rundir import RunDir
   run = RunDir(model_dir)
   return run.read_config_dict() if os.path.exists(run.config_path) else {}
 
@@ -213,15 +214,13 @@ def score(label, model_dir, paths):
                "memory_dense_bytes", "memory_sparse_bytes", "memory_reduced_bytes",
                "memory_reduction_sparse", "memory_reduction_reduced",
                "peak_activation_bytes_per_pixel", "peak_activation_bytes_per_pixel_reduced")}}
-  summary = os.path.join(model_dir, "summary.json")
-  if os.path.exists(summary):
-    with open(summary, encoding="utf-8") as f:
-      s = json.load(f)
+  run = RunDir(model_dir)
+  if run.is_finished():  # a bin/train run (a zoo folder has no summary)
+    s = run.read_summary()
     entry.update(validation=s.get("validation"), steps=s.get("steps"),
                  objective_state=s.get("objective_state"))
   os.makedirs(os.path.dirname(cache), exist_ok=True)
-  with open(cache, "w", encoding="utf-8") as f:
-    json.dump(entry, f, indent=2)
+  atomic_write_json(cache, entry)
   return entry
 
 
@@ -296,12 +295,8 @@ def main(argv):
                                               np.log10(entry["mse"])))
     if FLAGS.latency and entry["kind"] == "sparse" and "latency" not in entry:
       entry["latency"] = measure_latency(entry["model_dir"], paths[0])
-      cache = _cache_path(entry["label"])
-      with open(cache, encoding="utf-8") as f:
-        cached = json.load(f)
-      cached["latency"] = entry["latency"]
-      with open(cache, "w", encoding="utf-8") as f:
-        json.dump(cached, f, indent=2)
+      cached = score(entry["label"], entry["model_dir"], paths)  # from the cache
+      atomic_write_json(_cache_path(entry["label"]), dict(cached, latency=entry["latency"]))
   for entry in models:
     entry.pop("per_image", None)
   results = {"images": FLAGS.images, "num_images": len(paths),

@@ -215,13 +215,12 @@ def plot_green(panels, output_png="green.png", title=None, dpi=120):
                    label=line["label"])
       ax.axhline(0, color="black", linewidth=0.6)
       ax.set_xscale("log")
+      kmacs = [p["encoder_kmacs"] for p in panel["points"]]
       ticks = [t for t in (1, 2, 3, 5, 10, 20, 50, 100)
-               if min(p["encoder_kmacs"] for p in panel["points"]) / 1.5 <= t
-               <= max(p["encoder_kmacs"] for p in panel["points"]) * 1.5]
+               if min(kmacs) / 1.5 <= t <= max(kmacs) * 1.5]
       ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
       ax.minorticks_off()
-      ax.set_xlim(min(p["encoder_kmacs"] for p in panel["points"]) / 1.4,
-                  max(p["encoder_kmacs"] for p in panel["points"]) * 1.8)
+      ax.set_xlim(min(kmacs) / 1.4, max(kmacs) * 1.8)
       ax.set_xlabel("encoder kMAC per pixel (log)")
       ax.set_ylabel("Kodak ΔPSNR at equal bpp vs the dense zoo [dB]")
       ax.set_title(f"{panel.get('name', '')} at {panel['bpp']:.2f} bpp")

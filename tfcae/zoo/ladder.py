@@ -234,11 +234,14 @@ def _reexport(model_dir, folder):
 
 
 def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
-            progress=False, family=None, earlier_stages=()):
+            progress=False, family=None, earlier_stages=(), extend=None):
   """Copies an exported model into the zoo, as zoo/<family>/<quality> (family: the
   architecture unless given, e.g. "factorized-msssim"), with its card; returns the card.
   earlier_stages: run folders it was warm-started through from scratch (a two-stage
-  anchor's first run): their steps and time count in the card's."""
+  anchor's first run): their steps and time count in the card's. extend(staging, card,
+  report): adds files to the staging folder and entries to the card (report: the model's
+  accounting) before the card is written and the folder replaces the old one
+  (tfcae.zoo.sparse)."""
   family = family or architecture
   from tfcae.analysis import accounting
   from tfcae.deploy.codec import Codec
@@ -289,6 +292,8 @@ def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
                          "decoder": report["decoder"]["total"]["maccs_per_pixel"]},
       "date": datetime.date.today().isoformat(),
   }
+  if extend is not None:
+    extend(staging, card, report)
   card["bytes"] = folder_bytes(staging)
   atomic_write_json(os.path.join(staging, zoo.CARD), card)
   shutil.rmtree(target, ignore_errors=True)

@@ -19,7 +19,6 @@ import os
 from typing import Dict, List, Optional, Sequence
 
 from tfcae import TfcaeError, zoo
-from tfcae.io.fileio import atomic_write_json
 from tfcae.training import jobs
 from tfcae.training.rundir import RunDir
 from tfcae.zoo import ladder as ladder_lib
@@ -95,12 +94,10 @@ def train(family: SparseFamily, out: str, parallel: int = 2,
                           for q in todo], parallel, log)
 
 
-def _encoder_block(folder: str, family: SparseFamily, quality: int, kodak: dict) -> dict:
-  """The card's "encoder" block of a published sparse model."""
-  from tfcae.analysis import accounting
+def _encoder_block(total: dict, family: SparseFamily, quality: int, kodak: dict) -> dict:
+  """The card's "encoder" block of a published sparse model (total: the encoder's
+  accounting, tfcae.analysis.accounting)."""
   from tfcae.evaluation import green
-  from tfcae.training.export import load_trained
-  total = accounting.analyze(load_trained(folder, for_compression=False))["encoder"]["total"]
   dense = [c for c in zoo.list() if c["family"] == family.dense_family]
   sibling = zoo.card(family.dense_family, quality)
   delta = None  # needs a curve: two dense qualities at least
@@ -162,19 +159,17 @@ def publish(model_dir: str, family: SparseFamily, quality: int, images: Sequence
   settings = RunDir(model_dir).read_config_dict()
   if settings.get("sparsity_constraint", "none") == "none":
     raise TfcaeError(f"{model_dir} trained dense: not a sparse model")
-  card = ladder_lib.publish(model_dir, settings["model"], quality, images, command, zoo_root,
-                            family=family.name)
-  folder = card.pop("path")
-  # Both descents: the rewind resets the optimizer's step count, which summary.json reports.
-  card["training"]["steps"] = int(settings["epochs"]) * int(settings["steps_per_epoch"])
-  card["encoder"] = _encoder_block(folder, family, quality, card["kodak"])
-  card["macs_per_pixel"]["encoder_reduced"] = card["encoder"]["macs_per_pixel_reduced"]
-  card["device_encoders"] = _device_encoders(folder, card["name"], images)
-  # As ladder.publish counts: every file but the card.
-  card["bytes"] = ladder_lib.folder_bytes(folder) - os.path.getsize(
-      os.path.join(folder, zoo.CARD))
-  atomic_write_json(os.path.join(folder, zoo.CARD), card)
-  return dict(card, path=folder)
+
+  def extend(staging, card, report):
+    # Both descents: the rewind resets the optimizer's step count, which summary.json reports.
+    card["training"]["steps"] = int(settings["epochs"]) * int(settings["steps_per_epoch"])
+    card["encoder"] = _encoder_block(report["encoder"]["total"], family, quality,
+                                     card["kodak"])
+    card["macs_per_pixel"]["encoder_reduced"] = card["encoder"]["macs_per_pixel_reduced"]
+    card["device_encoders"] = _device_encoders(staging, card["name"], images)
+
+  return ladder_lib.publish(model_dir, settings["model"], quality, images, command, zoo_root,
+                            family=family.name, extend=extend)
 
 
 def publish_family(family: SparseFamily, out: str, images: Sequence[str],
