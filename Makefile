@@ -38,7 +38,7 @@ demo: demo-zoo quickstart
 # found from the file's fingerprint), and compare with JPEG at the same file size.
 demo-zoo: $(STAMP)
 	@mkdir -p $(DEMO_DIR)
-	$(PY) bin/compress --model=$(DEMO_MODEL) --quality=$(DEMO_QUALITY) --input=$(DEMO_IMAGE) --output=$(DEMO_DIR)/zoo.tfcae
+	$(PY) bin/compress --model=zoo:$(DEMO_MODEL)/$(DEMO_QUALITY) --input=$(DEMO_IMAGE) --output=$(DEMO_DIR)/zoo.tfcae
 	$(PY) bin/decompress --input=$(DEMO_DIR)/zoo.tfcae --output=$(DEMO_DIR)/zoo.png
 	$(PY) bin/compare --original=$(DEMO_IMAGE) --file=$(DEMO_DIR)/zoo.tfcae --decoded=$(DEMO_DIR)/zoo.png
 

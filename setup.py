@@ -35,8 +35,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9,<3.12",
     packages=find_packages(include=["tfcae", "tfcae.*"]),
-    scripts=[os.path.join("bin", f) for f in sorted(os.listdir(os.path.join(HERE, "bin")))
-             if not f.startswith(".")],
+    # One command, `tfcae <command>`; bin/<command> runs the same from a checkout.
+    entry_points={"console_scripts": ["tfcae=tfcae.cli:main"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6"]},
     license="Apache-2.0",

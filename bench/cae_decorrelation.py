@@ -15,20 +15,18 @@ JSON for the same model_dirs) the table also shows bpp, PSNR and MS-SSIM.
 """
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import tensorflow as tf  # noqa: E402  (before absl's app.run; see tfcae.cli.run)
-from absl import app, flags  # noqa: E402
-import numpy as np  # noqa: E402
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+import tensorflow as tf
+from absl import flags
+import numpy as np
 
-from tfcae import TfcaeError  # noqa: E402
-from tfcae.io.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
-from tfcae.methods.decorrelation import decorrelation_penalty  # noqa: E402
-from tfcae.models import edge_pad  # noqa: E402
-from tfcae.training.export import load_trained  # noqa: E402
-from tfcae.training.rundir import RunDir  # noqa: E402
+from tfcae import TfcaeError
+from tfcae.io.fileio import atomic_write_json, expand_images, load_rgb_image
+from tfcae.methods.decorrelation import decorrelation_penalty
+from tfcae.models import edge_pad
+from tfcae.training.export import load_trained
+from tfcae.training.rundir import RunDir
 
 flags.DEFINE_list("model_dirs", None, "Trained model directories (bin/train).")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images: folder, glob or list.")
@@ -55,8 +53,7 @@ def latent_statistics(model, paths):
           "y_std": float(std)}
 
 
-def main(argv):
-  del argv
+def main():
   paths = expand_images(FLAGS.images)
   if not paths:
     raise TfcaeError(f"no images for {FLAGS.images!r}")
@@ -88,4 +85,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

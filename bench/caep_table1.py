@@ -5,26 +5,24 @@
       --images='../shared/data/kodak/*.png' --output=docs/benchmark/caep_table1.json
 
 For each exported model: bpp from the .tfcae files' bytes, PSNR, SSIM and MS-SSIM of the
-decoded images (tfcae.deploy.codec, as bin/evaluate), and the fraction of zero entries of the
+decoded images (tfcae.serving.codec, as bin/evaluate), and the fraction of zero entries of the
 quantized code round(E(x)) (from the model rebuilt from its last checkpoint). JPEG
 (Pillow, 4:2:0) is swept on the same images for the SSIM/MS-SSIM-vs-bpp comparison and
 interpolated (in log-bpp) at each model's rate. Prints the table beside the paper's.
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+import numpy as np
+import tensorflow as tf
+from absl import flags
 
-from tfcae.deploy.codec import Codec  # noqa: E402
-from tfcae.evaluation import classical  # noqa: E402
-from tfcae.evaluation.bdrate import value_at_rate  # noqa: E402
-from tfcae.io.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
+from tfcae.serving.codec import Codec
+from tfcae.evaluation import classical
+from tfcae.evaluation.bdrate import value_at_rate
+from tfcae.io.fileio import atomic_write_json, expand_images, load_rgb_image
 from tfcae.objectives import metrics
-from tfcae.training.export import load_trained  # noqa: E402
+from tfcae.training.export import load_trained
 
 flags.DEFINE_string("baseline", None, "Model dir of the model trained without pruning.")
 flags.DEFINE_string("admm", None, "Model dir of the same model trained with ADMM pruning.")
@@ -86,8 +84,7 @@ def at_rate(points, key, bpp):
   return value_at_rate([p["bpp"] for p in points], [p[key] for p in points], bpp)
 
 
-def main(argv):
-  del argv
+def main():
   paths = expand_images(FLAGS.images)
   results = {"before": evaluate_model(FLAGS.baseline, paths),
              "after": evaluate_model(FLAGS.admm, paths), "paper": PAPER,
@@ -119,4 +116,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -9,19 +9,15 @@ bls2017 does); "tfcae" = the exported `compress` signature (padding, range codin
 in-graph header and CRC-32), loaded from the SavedModel as bin/compress does. Likewise for
 decoding. Reports the median over images of the best of `repeats` calls, in seconds.
 """
-import os
-import sys
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+import numpy as np
+import tensorflow as tf
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from tfcae.deploy.codec import Codec  # noqa: E402
-from tfcae.deploy.timing import seconds_per_call  # noqa: E402
-from tfcae.io.fileio import expand_images, load_rgb_image  # noqa: E402
-from tfcae.training.export import load_trained  # noqa: E402
+from tfcae.serving.codec import Codec
+from tfcae.deploy.timing import seconds_per_call
+from tfcae.io.fileio import expand_images, load_rgb_image
+from tfcae.training.export import load_trained
 
 flags.DEFINE_string("model_dir", None, "A trained and exported model directory.")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images.")
@@ -35,8 +31,7 @@ def best_time(fn, repeats):
   return seconds_per_call(fn, repeats, warmup=0, statistic="min")
 
 
-def main(argv):
-  del argv
+def main():
   model = load_trained(FLAGS.model_dir)  # the checkpoint's weights, with coding tables
   architecture = model.get_config()
   (coder, *_) = model.entropy_models()
@@ -69,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

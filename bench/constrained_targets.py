@@ -19,15 +19,15 @@ import csv
 import json
 import math
 import os
-import sys
+
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+from absl import flags
+
+from tfcae.io.fileio import atomic_write_json
+from tfcae.training import jobs
+from tfcae.training.rundir import RunDir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from absl import app, flags  # noqa: E402
-
-from tfcae.io.fileio import atomic_write_json  # noqa: E402
-from tfcae.training import jobs  # noqa: E402
-from tfcae.training.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_string("runs_dir", "runs/targets", "Where the runs go.")
 flags.DEFINE_list("settings", ["scratch", "warm"], "Which settings to run.")
@@ -38,7 +38,7 @@ flags.DEFINE_bool("paper_control", True, "Also the first scratch D-CO target wit
 flags.DEFINE_string("output", "docs/benchmark/constrained_targets.json", "The results.")
 FLAGS = flags.FLAGS
 
-WARM = ["--model=factorized", "--num_filters=128", "--latent_channels=128",
+WARM = ["--architecture=factorized", "--num_filters=128", "--latent_channels=128",
         "--init_from=zoo:factorized/2", "--lmbda=0.0018", "--train_images=../shared/data/train",
         "--patch_size=128", "--batch_size=8", "--epochs=20", "--steps_per_epoch=100",
         "--validation_batches=6", "--learning_rate=1e-4", "--clip_gradient_norm=1.0",
@@ -67,7 +67,7 @@ def _lambdas(name):
   return [float(r[c]) for r in rows for c in ("lambda", "val_lambda") if r.get(c)]
 
 
-def main(_):
+def main():
   os.makedirs(FLAGS.runs_dir, exist_ok=True)
   done = lambda n: RunDir(os.path.join(FLAGS.runs_dir, n)).is_finished()  # noqa: E731
   reference = [_train(f"{s}_beta", SETTINGS[s]) for s in FLAGS.settings
@@ -126,4 +126,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

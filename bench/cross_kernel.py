@@ -12,17 +12,16 @@ holds the records.
 """
 import json
 import os
-import sys
 import tempfile
 import time
 
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+from absl import flags
+
+from tfcae.deploy import crossplatform
+from tfcae.io.fileio import expand_images
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-from absl import app, flags  # noqa: E402
-
-from tfcae.deploy import crossplatform  # noqa: E402
-from tfcae.io.fileio import expand_images  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Exported model.")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images.")
@@ -35,8 +34,7 @@ flags.mark_flags_as_required(["model_dir"])
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  del argv
+def main():
   images = expand_images(FLAGS.images)
   with tempfile.TemporaryDirectory() as work:
     records = crossplatform.cross_check(
@@ -59,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

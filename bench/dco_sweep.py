@@ -24,13 +24,14 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from absl import app, flags  # noqa: E402
+from tfcae import TfcaeError, cli  # cli first: it quiets TensorFlow's start-up
+from absl import flags
 
-from tfcae.evaluation import plotting  # noqa: E402
-from tfcae.io.fileio import atomic_write_json  # noqa: E402
-from tfcae.training.rundir import RunDir  # noqa: E402
+from tfcae.evaluation import plotting
+from tfcae.io.fileio import atomic_write_json
+from tfcae.training.rundir import RunDir
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 flags.DEFINE_string("config", "configs/dco_cpu.cfg", "Shared flagfile of every run.")
 flags.DEFINE_list("targets", ["300", "330", "360", "420"], "D-CO MSE targets c_D.")
@@ -86,7 +87,7 @@ def last_epoch(model_dir):
 def test_point(model_dir, paths):
   """Mean MSE (8-bit decoded, 0..255) and mean bpp (file bytes) over `paths`."""
   import numpy as np
-  from tfcae.deploy.codec import Codec
+  from tfcae.serving.codec import Codec
   from tfcae.io.fileio import load_rgb_image
   from tfcae.objectives import metrics
   codec = Codec(model_dir)
@@ -99,11 +100,10 @@ def test_point(model_dir, paths):
   return float(np.mean(mse)), float(np.mean(bpp))
 
 
-def main(argv):
-  del argv
+def main():
   unknown = set(FLAGS.signals) - set(RUN_PREFIX)
   if unknown:
-    raise app.UsageError(f"--signals: unknown {sorted(unknown)}; expected train, validation")
+    raise TfcaeError(f"--signals: unknown {sorted(unknown)}; expected train, validation")
   os.makedirs(FLAGS.runs_dir, exist_ok=True)
   runs = planned_runs()
   with ThreadPoolExecutor(FLAGS.jobs) as pool:
@@ -132,7 +132,7 @@ def main(argv):
     import glob
     paths = sorted(glob.glob(FLAGS.test_images))
     if not paths:
-      raise app.UsageError(f"--test_images={FLAGS.test_images!r} matches no file")
+      raise TfcaeError(f"--test_images={FLAGS.test_images!r} matches no file")
     for r in rows:
       r["test_mse"], r["test_bpp"] = test_point(os.path.join(FLAGS.runs_dir, r["run"]), paths)
       r["test_gap"] = None if r["target"] is None else r["test_mse"] / r["target"] - 1.
@@ -193,4 +193,4 @@ def plot_rd(rows, output_png):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

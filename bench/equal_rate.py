@@ -8,16 +8,13 @@ For each point: its bpp, PSNR and MS-SSIM (dB), the anchor's PSNR and MS-SSIM (d
 same bpp (linear interpolation in log-bpp between the anchor's measured points), and the
 differences. Points outside the anchor's measured rate range are marked n/a.
 """
-import os
-import sys
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+import numpy as np
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from tfcae.evaluation.bdrate import quality_at_rate  # noqa: E402
-from tfcae.evaluation.results import read_results  # noqa: E402
-from tfcae.objectives.metrics import ms_ssim_db  # noqa: E402
+from tfcae.evaluation.bdrate import quality_at_rate
+from tfcae.evaluation.results import read_results
+from tfcae.objectives.metrics import ms_ssim_db
 
 flags.DEFINE_string("results", None, "Results JSON of the curve to place.")
 flags.DEFINE_string("anchor", "docs/benchmark/jpeg.json", "Results JSON of the anchor codec.")
@@ -25,8 +22,7 @@ flags.mark_flag_as_required("results")
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  del argv
+def main():
   curve, anchor = read_results(FLAGS.results), read_results(FLAGS.anchor)
   r = curve["results"]
   name = anchor["name"]
@@ -42,4 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -9,7 +9,7 @@ Every case is a tfcae file made from --file: each header field and the payload m
 (bit flips, cuts, extensions, zeros, random bytes, sizes up to 2^32-1, other versions,
 string counts and fingerprints), with the lengths and the CRC-32 made consistent again
 unless the mutation is about them, plus short and foreign files; then the files of
---corpus. Each runs through tfcae.deploy.codec.Codec.decompress (what bin/decompress runs) and,
+--corpus. Each runs through tfcae.serving.codec.Codec.decompress (what bin/decompress runs) and,
 with --signature, the SavedModel's `decompress` signature, in a worker thread under a
 watchdog: a call that has not returned after --timeout seconds is a hang, a resident set
 above --max_rss_mb is a memory failure; both end the run (a stuck TensorFlow kernel
@@ -17,7 +17,6 @@ cannot be stopped) after saving the case. Outcomes: refused (TfcaeError, or the
 signature's InvalidArgumentError), decoded, hang, memory, traceback (any other exception).
 Prints one JSON summary; exits 1 on any hang, memory failure or traceback.
 """
-import argparse
 import json
 import os
 import random
@@ -27,8 +26,8 @@ import threading
 import time
 import zlib
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+from absl import flags
 
 SIZES = [0, 1, 2, 15, 16, 17, 63, 64, 65, 255, 4096, 9459, 9460, 65535, 65536, 2**31 - 1,
          2**31, 2**32 - 1]
@@ -155,7 +154,7 @@ def classify(result, refusal):
   if error is None:
     return "decoded", ""
   if isinstance(error, refusal):
-    from tfcae.deploy.codec import graph_error_message
+    from tfcae.serving.codec import graph_error_message
     return "refused", (graph_error_message(error) if hasattr(error, "message")
                        else str(error))[:200]
   return "traceback", f"{error.__class__.__name__}: {str(error)[:200]}"
@@ -166,7 +165,7 @@ def fuzz(model_dir, seed_file, cases, seed=0, corpus=None, signature=False, time
   """Runs the cases; returns the summary dict (see the module docstring)."""
   import tensorflow as tf
   from tfcae import TfcaeError
-  from tfcae.deploy.codec import Codec
+  from tfcae.serving.codec import Codec
   codec = Codec(model_dir)
   with open(seed_file, "rb") as f:
     seed_bytes = f.read()
@@ -213,22 +212,25 @@ def summary(counts, bad, cases, dog, started, stopped):
           "seconds": round(time.monotonic() - started, 1)}
 
 
+def define_flags():
+  """The flags, defined only when this runs as a script (tests import the module)."""
+  flags.DEFINE_string("model_dir", None, "The model whose decoder is fuzzed.")
+  flags.DEFINE_string("file", None, "a valid file of that model")
+  flags.DEFINE_integer("cases", 1000, "Mutated cases.")
+  flags.DEFINE_integer("seed", 0, "Random seed of the mutations.")
+  flags.DEFINE_string("corpus", None, "a folder of .tfcae files run first")
+  flags.DEFINE_bool("signature", False, "also run each case through the SavedModel's signature")
+  flags.DEFINE_float("timeout", 20., "Seconds before a call counts as a hang.")
+  flags.DEFINE_float("max_rss_mb", 0, "0: no memory watchdog")
+  flags.DEFINE_string("failures", None, "save failing cases here")
+  flags.DEFINE_bool("verbose", False, "one line per case on stderr")
+  flags.mark_flags_as_required(["model_dir", "file"])
+
+
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--model_dir", required=True)
-  parser.add_argument("--file", required=True, help="a valid file of that model")
-  parser.add_argument("--cases", type=int, default=1000)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--corpus", default=None, help="a folder of .tfcae files run first")
-  parser.add_argument("--signature", action="store_true",
-                      help="also run each case through the SavedModel's signature")
-  parser.add_argument("--timeout", type=float, default=20.)
-  parser.add_argument("--max_rss_mb", type=float, default=0, help="0: no memory watchdog")
-  parser.add_argument("--failures", default=None, help="save failing cases here")
-  parser.add_argument("--verbose", action="store_true", help="one line per case on stderr")
-  args = parser.parse_args()
-  result = fuzz(args.model_dir, args.file, args.cases, args.seed, args.corpus, args.signature,
-                args.timeout, args.max_rss_mb, args.failures, sys.stderr if args.verbose else None)
+  f = flags.FLAGS
+  result = fuzz(f.model_dir, f.file, f.cases, f.seed, f.corpus, f.signature, f.timeout,
+                f.max_rss_mb, f.failures, sys.stderr if f.verbose else None)
   print(json.dumps(result, indent=2))
   sys.stdout.flush()
   # A hung kernel thread would keep the interpreter from exiting.
@@ -236,4 +238,6 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  import tensorflow as tf  # noqa: F401  (before cli.run: see its docstring)
+  define_flags()
+  cli.run(main)

@@ -10,23 +10,22 @@ flatbuffer. Writes docs/benchmark/int8_symbols.json.
 Both are calibrated on the same crops (2 random 256² crops of each --representative_images
 image). Symbols: round(y − o) of the whole padded image, every element counted. Quality:
 mean bpp (file bytes) and PSNR of every image through the flatbuffer, host-side coding
-and the SavedModel's decompress (tfcae.deploy.tflite.host_coding_quality).
+and the SavedModel's decompress (tfcae.deploy.hostcoding.host_coding_quality).
   tfcae int8        bin/export --quantize=int8 (tfcae.deploy.qat: fixed step-1 symbol output).
   converter PTQ     TFLiteConverter with a representative dataset on the float encoder
                     function (the latent is quantised per tensor with step range/255).
 """
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+import numpy as np
+import tensorflow as tf
+from absl import flags
 
-from tfcae.deploy import tflite  # noqa: E402
-from tfcae.io.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
+from tfcae.deploy import hostcoding, tflite
+from tfcae.io.fileio import atomic_write_json, expand_images, load_rgb_image
+from tfcae.serving import open_model
 
 flags.DEFINE_string("model_dir", None, "An exported model (bin/train output).")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images compared.")
@@ -50,9 +49,8 @@ def converter_ptq(model, encoder, representative):
   return converter.convert()
 
 
-def main(argv):
-  del argv
-  model = tflite.load_trained_model(FLAGS.model_dir)
+def main():
+  model = open_model(FLAGS.model_dir).restore_keras()
   encoder, reduced = tflite.device_encoder(model)
   representative = tflite.representative_crops(
       tflite.image_paths(FLAGS.representative_images))
@@ -87,7 +85,8 @@ def main(argv):
   rows["converter_ptq"].pop("equal_int8_reference")  # a different quantisation
   rows["float32"] = {}
   for name, data in flatbuffers.items():
-    bpp, psnr = np.mean(tflite.host_coding_quality(data, FLAGS.model_dir, paths), axis=0)
+    bpp, psnr = np.mean(hostcoding.host_coding_quality(tflite.TFLiteEncoder(data),
+                                                       FLAGS.model_dir, paths), axis=0)
     rows[name].update(bpp=float(bpp), psnr=float(psnr), tflite_bytes=len(data))
     print(f"{name}: {bpp:.4f} bpp, {psnr:.3f} dB", flush=True)
   result = {"model_dir": FLAGS.model_dir, "reduced_encoder": reduced, "images": len(paths),
@@ -99,4 +98,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

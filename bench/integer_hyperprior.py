@@ -30,18 +30,17 @@ import os
 import sys
 import time
 
+from tfcae import cli  # first: it quiets TensorFlow's start-up
 import numpy as np
+import tensorflow as tf  # noqa: F401  (before cli.run: see its docstring)
+from absl import flags
+
+from tfcae.io.fileio import atomic_write_json, expand_images
+from tfcae.training import jobs
+from tfcae.training.rundir import RunDir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-
-import tensorflow as tf  # noqa: E402,F401  (before app.run: see tfcae/cli.py)
-from absl import app, flags  # noqa: E402
-
-from tfcae.io.fileio import atomic_write_json, expand_images  # noqa: E402
-from tfcae.training import jobs  # noqa: E402
-from tfcae.training.rundir import RunDir  # noqa: E402
 
 flags.DEFINE_list("lambdas", ["0.0035", "0.0067", "0.013", "0.025"], "λ of the ladder.")
 flags.DEFINE_string("flagfile_base", "configs/hyperprior_cpu.cfg", "Recipe of the bases.")
@@ -118,7 +117,7 @@ def convert():
   """The `ptq` arm: each float arm's hyper-synthesis made integer, no training."""
   from tfcae.data import images as data
   from tfcae.training import loop as training
-  from tfcae.training.export import export_model
+  from tfcae.serving.export import export_model
   # The training data and crops the float arms used, from their own run configs.
   config = RunDir(_run_dirs("float")[0]).read_config()
   files, _ = training.split_files(config.train_images, config.val_images)
@@ -180,7 +179,7 @@ def time_decoding():
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
   from tfcae.deploy import timing
-  from tfcae.deploy.codec import Codec
+  from tfcae.serving.codec import Codec
   from tfcae.io.fileio import load_rgb_image
   images = [load_rgb_image(p) for p in expand_images(FLAGS.timing_images)]
   rows = {arm: [] for arm in EVALUATED}
@@ -202,8 +201,7 @@ def time_decoding():
   atomic_write_json(FLAGS.output, summary)
 
 
-def main(argv):
-  del argv
+def main():
   stages = {"train": train, "convert": convert, "evaluate": evaluate, "time": time_decoding}
   unknown = set(FLAGS.stages) - set(stages)
   if unknown:
@@ -214,4 +212,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -9,15 +9,11 @@ rd_msssim.png, bdrate.json (every curve vs JPEG, PSNR and MS-SSIM-dB) and
 kodak_table.md (per codec and quality: bpp, PSNR, MS-SSIM; then the BD table).
 """
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app
 from absl import flags
 
-from tfcae import TfcaeError
+from tfcae import TfcaeError, cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Image globs (comma-separated).")
@@ -88,7 +84,7 @@ def _markdown(results_list, table):
           "; negative BD-rate = fewer bits at equal quality)\n\n" + bd_md + "\n")
 
 
-def run():
+def main():
   from tfcae.evaluation import bdrate, classical, plotting
   from tfcae.evaluation.results import read_results, write_results
   from tfcae.io.fileio import atomic_write_bytes, atomic_write_json, expand_images
@@ -137,16 +133,5 @@ def run():
   print(f"wall time {time.perf_counter() - start:.1f} s; outputs in {out_dir}", flush=True)
 
 
-def main(argv):
-  if len(argv) > 1:
-    print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
-    sys.exit(1)
-  try:
-    run()
-  except TfcaeError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
-
-
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

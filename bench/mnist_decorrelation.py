@@ -17,18 +17,16 @@ benchmark resumes. With --workers=K, K runs train at once, each in its own proce
 import concurrent.futures
 import multiprocessing
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import tensorflow as tf  # noqa: E402  (before absl's app.run; see tfcae.cli.run)
-from absl import app, flags  # noqa: E402
-import numpy as np  # noqa: E402
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+import tensorflow as tf
+from absl import flags
+import numpy as np
 
-from tfcae.evaluation import plotting  # noqa: E402
-from tfcae.io.fileio import atomic_write_json  # noqa: E402
-from tfcae.training import mnist  # noqa: E402
-from tfcae.training.rundir import RunDir  # noqa: E402
+from tfcae.evaluation import plotting
+from tfcae.io.fileio import atomic_write_json
+from tfcae.training import mnist
+from tfcae.training.rundir import RunDir
 
 flags.DEFINE_string("mnist_dir", "../shared/data/mnist", "Folder of the MNIST IDX .gz files.")
 flags.DEFINE_bool("use_tfds", False, "Read a prepared TFDS 'mnist' instead.")
@@ -115,8 +113,7 @@ def fmt(mean, std):
   return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
 
 
-def main(argv):
-  del argv
+def main():
   _setup(FLAGS.threads, FLAGS.mnist_dir, FLAGS.use_tfds)
   splits = _SPLITS["splits"]
   bottlenecks = [int(n) for n in FLAGS.bottlenecks]
@@ -185,4 +182,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

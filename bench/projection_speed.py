@@ -13,18 +13,15 @@ in trained kernels) and lie outside the ball (`relative_radius` < 1), so every c
 the full projection. Reports the median over `repeats` calls, in milliseconds, per layer
 and for the whole encoder (the sum), plus the fraction of weights left non-zero.
 """
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+import numpy as np
+import tensorflow as tf
+from absl import flags
 
-from tfcae.deploy.timing import seconds_per_call  # noqa: E402
-from tfcae.methods import constraints  # noqa: E402
+from tfcae.deploy.timing import seconds_per_call
+from tfcae.methods import constraints
 
 flags.DEFINE_integer("repeats", 20, "Timed calls per (kernel, method); the median counts.")
 flags.DEFINE_float("relative_radius", 0.3, "Radius as a fraction of each kernel's norm.")
@@ -61,8 +58,7 @@ def time_call(fn, kernel, repeats):
   return seconds_per_call(lambda: fn(kernel).numpy(), repeats, warmup=1)
 
 
-def main(argv):
-  del argv
+def main():
   if FLAGS.threads:
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
   shapes = encoder_kernel_shapes(FLAGS.num_filters)
@@ -83,4 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

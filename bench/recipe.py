@@ -24,19 +24,17 @@ markdown table on stdout (docs/results.md "Recipe study").
 import glob
 import json
 import os
-import sys
 import time
+
+from tfcae import TfcaeError, cli  # cli first: it quiets TensorFlow's start-up
+import tensorflow as tf  # noqa: F401  (before cli.run: see its docstring)
+from absl import flags
+
+from tfcae.evaluation.bdrate import quality_at_rate
+from tfcae.training import jobs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import tensorflow as tf  # noqa: E402,F401  (before absl's app.run; see tfcae.cli.run)
-from absl import app, flags  # noqa: E402
-
-from tfcae.evaluation.bdrate import quality_at_rate  # noqa: E402
-from tfcae.training import jobs  # noqa: E402
 
 flags.DEFINE_string("arms", "", "Comma-separated arm names (see ARMS); empty: all.")
 flags.DEFINE_float("budget_minutes", 12., "Training time of every arm.")
@@ -55,7 +53,7 @@ FLAGS = flags.FLAGS
 
 # Each arm: TrainConfig overrides on top of BASE. "base" is tfcae's model with TFC's
 # example optimisation; the others change one or two things at a time.
-BASE = dict(model="factorized", num_filters=128, latent_channels=128, patch_size=256,
+BASE = dict(architecture="factorized", num_filters=128, latent_channels=128, patch_size=256,
             batch_size=8, learning_rate=1e-4, lr_schedule="constant", clip_gradient_norm=1.0,
             steps_per_epoch=200, epochs=100000, validation_batches=4, image_summaries=False,
             verbose=2)
@@ -77,8 +75,8 @@ ARMS = {
     "mixed": dict(CROP128, decoder_quantization="mixed"),
     "gdn_original": dict(CROP128, gdn="original"),
     "xla": dict(CROP128, jit_compile=True),
-    "hyperprior": dict(CROP128, model="hyperprior"),
-    "meanscale": dict(CROP128, model="meanscale"),
+    "hyperprior": dict(CROP128, architecture="hyperprior"),
+    "meanscale": dict(CROP128, architecture="meanscale"),
     # The zoo recipe (lr5e-4_step) with the transforms in bfloat16 (float32 master weights,
     # entropy models and losses): ≈ 1.9× the steps on a CPU with AVX512-BF16/AMX.
     "bf16": dict(CROP128, lr_schedule="step", precision="mixed_bfloat16"),
@@ -123,7 +121,7 @@ def tfc_example_model(num_filters, objective):
 
 def run_arm(name):
   """Child process: trains one arm and scores it on Kodak; writes OUT/name/result.json."""
-  from tfcae.deploy.codec import Codec
+  from tfcae.serving.codec import Codec
   from tfcae.evaluation import rd as evaluation
   from tfcae.training import loop as training
   from tfcae.training.config import TrainConfig
@@ -181,8 +179,10 @@ def time_curve(paths, jpeg, output_png=""):
       study = json.load(f)
     for r in study["arms"]:
       s = r["settings"]
-      if s.get("patch_size") != 128 or s.get("batch_size", 8) != 8 or s.get(
-          "model", "factorized") != "factorized" or s.get("learning_rate") != 5e-4:
+      # "model": the deprecated key of "architecture" (TrainConfig.RENAMED).
+      architecture = s.get("architecture", s.get("model", "factorized"))
+      if s.get("patch_size") != 128 or s.get("batch_size", 8) != 8 or (
+          architecture != "factorized") or s.get("learning_rate") != 5e-4:
         continue
       if s["num_filters"] == 128 and s.get("lr_schedule") != "step":
         continue  # N = 128 was confirmed with the step decay only
@@ -205,8 +205,7 @@ def time_curve(paths, jpeg, output_png=""):
                 output_png, "Recipe study: Kodak, one λ per run", logx=True, hline=0.)
 
 
-def main(argv):
-  del argv
+def main():
   if FLAGS.time_curve:
     with open(FLAGS.jpeg, encoding="utf-8") as f:
       return time_curve(FLAGS.time_curve, json.load(f), FLAGS.plot)
@@ -215,7 +214,7 @@ def main(argv):
   names = [a for a in FLAGS.arms.split(",") if a] or list(ARMS)
   unknown = [a for a in names if a not in ARMS]
   if unknown:
-    raise app.UsageError(f"unknown arms {unknown}; available: {', '.join(ARMS)}")
+    raise TfcaeError(f"unknown arms {unknown}; available: {', '.join(ARMS)}")
   os.makedirs(FLAGS.out, exist_ok=True)
   work = []
   for name in names:
@@ -250,4 +249,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

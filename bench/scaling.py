@@ -24,12 +24,13 @@ import shutil
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from absl import app, flags  # noqa: E402
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+from absl import flags
 
-from tfcae.io.fileio import atomic_write_json  # noqa: E402
-from tfcae.training import jobs  # noqa: E402
+from tfcae.io.fileio import atomic_write_json
+from tfcae.training import jobs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 flags.DEFINE_string("out", "runs/scaling", "Where the runs go (removed and rewritten).")
 flags.DEFINE_string("train_images", "../shared/data/train", "Training images.")
@@ -51,9 +52,9 @@ ARMS = {  # name: (extra flags, cores per process or None for all, workers, glob
     "jit": (["--jit_compile"], None, 1, 8),
     "bf16": (["--precision=mixed_bfloat16"], None, 1, 8),
     "fp16": (["--precision=mixed_float16"], None, 1, 8),
-    "hyperprior": (["--model=hyperprior"], None, 1, 8),
-    "hyperprior_jit": (["--model=hyperprior", "--jit_compile"], None, 1, 8),
-    "hyperprior_bf16": (["--model=hyperprior", "--precision=mixed_bfloat16"], None, 1, 8),
+    "hyperprior": (["--architecture=hyperprior"], None, 1, 8),
+    "hyperprior_jit": (["--architecture=hyperprior", "--jit_compile"], None, 1, 8),
+    "hyperprior_bf16": (["--architecture=hyperprior", "--precision=mixed_bfloat16"], None, 1, 8),
 }
 
 
@@ -68,7 +69,7 @@ def run_arm(name):
   extra, cores, workers, batch = ARMS[name]
   model_dir = os.path.join(FLAGS.out, name)
   shutil.rmtree(model_dir, ignore_errors=True)  # a fresh run, never a resume
-  argv = [sys.executable, os.path.join(REPO, "bin", "train"), "--model=factorized",
+  argv = [sys.executable, os.path.join(REPO, "bin", "train"), "--architecture=factorized",
           "--num_filters=128", f"--train_images={FLAGS.train_images}", f"--patch_size={PATCH}",
           f"--batch_size={batch}", f"--epochs={FLAGS.epochs}",
           f"--steps_per_epoch={FLAGS.steps_per_epoch}", "--validation_batches=1",
@@ -95,7 +96,7 @@ def run_arm(name):
           "steps_per_sec": steps, "mpixel_per_sec": steps * batch * PATCH * PATCH / 1e6}
 
 
-def main(_):
+def main():
   os.makedirs(FLAGS.out, exist_ok=True)
   rows = [run_arm(name) for name in FLAGS.arms]
   atomic_write_json(FLAGS.output, {"patch_size": PATCH, "num_filters": 128, "rows": rows})
@@ -107,4 +108,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

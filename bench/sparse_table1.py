@@ -45,15 +45,14 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-from absl import app, flags  # noqa: E402
-# At module level, before app.run (see tfcae/cli.py `run`); creating no context yet, so
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+from absl import flags
+# At module level, before cli.run (see its docstring); creating no context yet, so
 # latency workers can still set the thread pools.
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-from tfcae.io.fileio import atomic_write_json  # noqa: E402
-from tfcae.training.rundir import RunDir  # noqa: E402
+from tfcae.io.fileio import atomic_write_json
+from tfcae.training.rundir import RunDir
 
 flags.DEFINE_string("reference", "zoo:factorized", "The dense curve: zoo:<family> (its cards' "
                     "Kodak figures; --images must be Kodak) or comma-separated model dirs.")
@@ -194,7 +193,7 @@ def score(label, model_dir, paths):
       return cached
   import numpy as np
   from tfcae.analysis import accounting
-  from tfcae.deploy.codec import Codec
+  from tfcae.serving.codec import Codec
   from tfcae.evaluation.rd import evaluate_codec
   from tfcae.training.export import load_trained
   encoder = accounting.analyze(load_trained(model_dir, for_compression=False))["encoder"]["total"]
@@ -254,8 +253,7 @@ def _warm_start_dir(init_from):
   return init_from
 
 
-def main(argv):
-  del argv
+def main():
   from tfcae.io.fileio import expand_images
   if FLAGS.latency_worker:
     latency_worker(FLAGS.latency_worker, FLAGS.worker_threads,
@@ -314,4 +312,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -3,29 +3,30 @@
 relative radius: calibrates --sparsity_radius for double descent (the hook fixes radius ×
 each layer's initial norm, so one projection of the warm start predicts the mask).
 
-  .venv/bin/python bench/sparsity_radius_sweep.py zoo/factorized/5
+  .venv/bin/python bench/sparsity_radius_sweep.py --model_dir=zoo/factorized/5
 
 Prints, per constraint, grouping and radius: S (zero fraction of the encoder kernels),
 the dead filters per encoder layer and the encoder MACs per pixel removed by channel
 removal (tfcae.analysis.accounting; dead filters' biases zeroed, as the mask does).
 """
-import os
-import sys
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+import numpy as np
+import tensorflow as tf  # noqa: F401  (before cli.run: see its docstring)
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import numpy as np  # noqa: E402
+from tfcae.analysis import accounting
+from tfcae.methods.double_descent import make_constraint
+from tfcae.training.export import load_trained
 
-from tfcae.analysis import accounting  # noqa: E402
-from tfcae.methods.double_descent import make_constraint  # noqa: E402
-from tfcae.training.export import load_trained  # noqa: E402
+flags.DEFINE_string("model_dir", "zoo/factorized/5", "The trained model (a directory).")
 
 SWEEP = [("l1", "output_filters"), ("l11", "output_filters"), ("l1inf", "kernel_positions"),
          ("l1inf", "output_filters")]
 RADII = [0.03, 0.05, 0.1, 0.15, 0.2, 0.3]
 
 
-def main(model_dir):
-  model = load_trained(model_dir, for_compression=False)
+def main():
+  model = load_trained(flags.FLAGS.model_dir, for_compression=False)
   layers = [layer for layer in model.encoder_layers() if hasattr(layer, "kernel")]
   original = [(layer.kernel.numpy(), layer.bias.numpy()) for layer in layers]
   for name, groups in SWEEP:
@@ -50,4 +51,4 @@ def main(model_dir):
 
 
 if __name__ == "__main__":
-  main(sys.argv[1] if len(sys.argv) > 1 else "zoo/factorized/5")
+  cli.run(main)

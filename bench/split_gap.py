@@ -14,20 +14,16 @@ on the same batches, so that the quantiser's share of a train/validation gap is 
 from the images'. The split is bin/train's (tfcae.training.loop.split_files). Prints a markdown
 table; --output writes JSON.
 """
-import os
-import sys
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+import tensorflow as tf
+from absl import flags
+import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import tensorflow as tf  # noqa: E402  (before absl's app.run; see tfcae.cli.run)
-from absl import app, flags  # noqa: E402
-import numpy as np  # noqa: E402
-
-from tfcae.data import images as data  # noqa: E402
-from tfcae.io.fileio import atomic_write_json  # noqa: E402
-from tfcae.training.export import load_trained  # noqa: E402
-from tfcae.training.loop import split_files  # noqa: E402
-from tfcae.training.rundir import RunDir  # noqa: E402
+from tfcae.data import images as data
+from tfcae.io.fileio import atomic_write_json
+from tfcae.training.export import load_trained
+from tfcae.training.loop import split_files
+from tfcae.training.rundir import RunDir
 
 flags.DEFINE_string("model_dir", None, "Trained model directory (bin/train).")
 flags.DEFINE_string("train_images", "../shared/data/train", "bin/train's --train_images.")
@@ -50,8 +46,7 @@ def batch_mses(model, dataset, batches):
   return {mode: np.asarray(v) for mode, v in values.items()}
 
 
-def main(argv):
-  del argv
+def main():
   config = RunDir(FLAGS.model_dir).read_config()
   model = load_trained(FLAGS.model_dir, for_compression=False)
   train_files, val_files = split_files(FLAGS.train_images, FLAGS.val_images)
@@ -87,4 +82,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -16,20 +16,19 @@ SavedModel's decompress, on the first --quality_images images.
 """
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+import numpy as np
+import tensorflow as tf
+from absl import flags
 
-from tfcae.analysis import accounting  # noqa: E402
-from tfcae.deploy import tflite, timing
-from tfcae.io.fileio import atomic_write_json, expand_images, load_rgb_image  # noqa: E402
-from tfcae.training.export import load_trained  # noqa: E402
-from tfcae.training.rundir import RunDir  # noqa: E402
+from tfcae.analysis import accounting
+from tfcae.deploy import hostcoding, tflite, timing
+from tfcae.io.fileio import atomic_write_json, expand_images, load_rgb_image
+from tfcae.training.export import load_trained
+from tfcae.serving import ExportedModel
+from tfcae.training.rundir import RunDir
 
 flags.DEFINE_string("model_dirs", None, "Comma-separated model directories.")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images.")
@@ -54,7 +53,7 @@ def latency(data, padded, threads, repeats):
 
 def quality(model_dir, data, paths):
   """Mean bpp (file bytes) and PSNR over `paths` through the TFLite + host path."""
-  return tuple(float(v) for v in np.mean(tflite.host_coding_quality(data, model_dir, paths),
+  return tuple(float(v) for v in np.mean(hostcoding.host_coding_quality(tflite.TFLiteEncoder(data), model_dir, paths),
                                          axis=0))
 
 
@@ -66,8 +65,7 @@ def fine_tuned_int8(model_dir, model, encoder, representative):
   return tflite.convert_integer(integer)
 
 
-def main(argv):
-  del argv
+def main():
   paths = expand_images(FLAGS.images)
   image = load_rgb_image(paths[0])
   representative = tflite.representative_crops(expand_images(FLAGS.representative_images))
@@ -93,7 +91,7 @@ def main(argv):
              "tflite_bytes": len(data), "image": os.path.basename(paths[0]),
              "latency_1_thread_s": latency(data, padded, 1, FLAGS.repeats),
              "latency_2_threads_s": latency(data, padded, 2, FLAGS.repeats)}
-      if RunDir(model_dir).is_exported():  # host coding needs it
+      if ExportedModel(model_dir).is_exported():  # host coding needs it
         row["quality_images"] = FLAGS.quality_images
         row["bpp"], row["psnr"] = quality(model_dir, data, paths[:FLAGS.quality_images])
       rows.append(row)
@@ -103,4 +101,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -12,15 +12,12 @@ result is a normal model_dir (checkpoint + SavedModel): bin/evaluate, bin/export
 bench/tflite_latency.py take it. --steps=0 prunes one-shot without fine-tuning.
 """
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import tensorflow as tf  # noqa: E402,F401
-from absl import app, flags  # noqa: E402
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+import tensorflow as tf  # noqa: F401
+from absl import flags
 
-from tfcae.deploy import pruning  # noqa: E402
+from tfcae.deploy import pruning
 
 flags.DEFINE_string("model_dir", None, "Trained, exported model to prune.")
 flags.DEFINE_string("out_dir", None, "Where to write the pruned model_dir.")
@@ -34,8 +31,7 @@ flags.mark_flags_as_required(["model_dir", "out_dir"])
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  del argv
+def main():
   summary = pruning.magnitude_prune(
       FLAGS.model_dir, FLAGS.out_dir, FLAGS.sparsity, FLAGS.steps, FLAGS.train_images,
       patch_size=FLAGS.patch_size, batch_size=FLAGS.batch_size,
@@ -46,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

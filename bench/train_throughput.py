@@ -7,18 +7,15 @@ Runs tfcae.training.loop.train (the code path of bin/train) for two epochs per s
 reports the second epoch's steps/s (the first includes tracing). Prints a markdown table
 for docs/results.md.
 """
-import os
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import tensorflow as tf  # noqa: E402,F401  (before absl's app.run; see tfcae.cli.run)
-from absl import app, flags  # noqa: E402
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+import tensorflow as tf  # noqa: F401  (before cli.run: see its docstring)
+from absl import flags
 
-from tfcae.training import loop as training  # noqa: E402
-from tfcae.training.config import TrainConfig  # noqa: E402
-from tfcae.training.rundir import RunDir  # noqa: E402
+from tfcae.training import loop as training
+from tfcae.training.config import TrainConfig
+from tfcae.training.rundir import RunDir
 
 flags.DEFINE_integer("steps", 40, "Steps per epoch (two epochs per setting).")
 flags.DEFINE_string("images", "data/sample/train", "Training images.")
@@ -30,14 +27,13 @@ FLAGS = flags.FLAGS
 def measure(model, num_filters, patch, batch):
   with tempfile.TemporaryDirectory() as model_dir:
     training.train(TrainConfig(
-        model_dir=model_dir, model=model, num_filters=num_filters, train_images=FLAGS.images,
+        model_dir=model_dir, architecture=model, num_filters=num_filters, train_images=FLAGS.images,
         patch_size=patch, batch_size=batch, epochs=2, steps_per_epoch=FLAGS.steps,
         validation_batches=1, verbose=0, image_summaries=False))
     return float(RunDir(model_dir).read_history()[-1]["steps_per_sec"])
 
 
-def main(argv):
-  del argv
+def main():
   rows = []
   for setting in FLAGS.settings.split(","):
     model, n, patch, batch = setting.split(":")
@@ -50,4 +46,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -15,9 +15,9 @@ SAMPLE_TRAIN = os.path.join(REPO, "data", "sample", "train")
 SAMPLE_EVAL = os.path.join(REPO, "data", "sample", "eval")
 
 
-def tiny_config(model_dir, model="factorized", **overrides):
+def tiny_config(model_dir, architecture="factorized", **overrides):
   from tfcae.training.config import TrainConfig
-  settings = dict(model_dir=str(model_dir), model=model, num_filters=8,
+  settings = dict(model_dir=str(model_dir), architecture=architecture, num_filters=8,
                   train_images=SAMPLE_TRAIN, patch_size=64, batch_size=2, epochs=1,
                   steps_per_epoch=60, validation_batches=1, learning_rate=5e-3, verbose=0,
                   image_summaries=False)
@@ -49,14 +49,14 @@ def exported_model(request, tmp_path_factory):
   # and CPUs (MSE/variance 0.5-1.04 over seeds 0-3); 150 steps at 3e-3 gives 0.41-0.57.
   overrides = dict(steps_per_epoch=150, learning_rate=3e-3) if request.param == "hyperprior" else {}
   return request.param, shared_model_dir(tmp_path_factory, f"tiny_{request.param}",
-                                         dict(model=request.param, **overrides))
+                                         dict(architecture=request.param, **overrides))
 
 
 @pytest.fixture(scope="session")
 def factorized_dir(tmp_path_factory):
   """The default tier's tiny factorized run: the same run as exported_model's (one
   training and export per test run; each costs ≈ 1.5 min on a slow 2-core CPU)."""
-  return shared_model_dir(tmp_path_factory, "tiny_factorized", dict(model="factorized"))
+  return shared_model_dir(tmp_path_factory, "tiny_factorized", dict(architecture="factorized"))
 
 
 @pytest.fixture(scope="session")

@@ -87,7 +87,7 @@ def _save_model_dir(model, model_dir):
   """A minimal bin/train directory: train_config.json + a checkpoint (no export)."""
   os.makedirs(model_dir, exist_ok=True)
   with open(os.path.join(model_dir, "train_config.json"), "w", encoding="utf-8") as f:
-    json.dump({"model": "factorized", "num_filters": 8, "latent_channels": 6,
+    json.dump({"architecture": "factorized", "num_filters": 8, "latent_channels": 6,
                "hyper_filters": 0}, f)
   tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
                              os.path.join(model_dir, "checkpoints"), 1).save()

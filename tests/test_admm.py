@@ -132,7 +132,7 @@ def test_admm_state_survives_checkpoint_and_resume(tmp_path):
   """Train 1 epoch (first update: Z⁰, U = 0), then resume for a 2nd: the restored state
   takes the steps (2)-(3) branch (U ≠ 0, 2 updates), which a fresh state never would."""
   from tfcae.training import loop as training
-  config = tiny_config(tmp_path / "m", model="caep", caep_blocks=1, latent_channels=4,
+  config = tiny_config(tmp_path / "m", architecture="caep", caep_blocks=1, latent_channels=4,
                        steps_per_epoch=4, epochs=1, admm_keep_ratio=0.1, admm_period=1,
                        admm_rho=0.1)
   training.train(config)

@@ -100,28 +100,28 @@ def test_caep_distortions_and_config(rng):
   assert Distortion(1., "caep-mix").name == "caep_mix"
   perfect = StepContext(None, x, {"x_hat": x}, training=False)
   assert float(perfect.distortion("ssim")) == pytest.approx(0., abs=1e-5)
-  config = TrainConfig(model_dir="m", train_images="t", model="caep", distortion="caep-mix",
+  config = TrainConfig(model_dir="m", train_images="t", architecture="caep", distortion="caep-mix",
                        patch_size=128)
   with pytest.raises(ValueError, match="caep-mix needs --patch_size >= 176"):
     config.validate()
-  config = TrainConfig(model_dir="m", train_images="t", model="caep", patch_size=132)
+  config = TrainConfig(model_dir="m", train_images="t", architecture="caep", patch_size=132)
   with pytest.raises(ValueError, match="stride"):
     config.validate()
-  assert TrainConfig(model="caep", caep_blocks=3).architecture()["caep_blocks"] == 3
+  assert TrainConfig(architecture="caep", caep_blocks=3).architecture_config()["caep_blocks"] == 3
 
 
 @pytest.fixture(scope="module")
 def caep_dir(tmp_path_factory):
   from tfcae.training import loop as training
   model_dir = tmp_path_factory.mktemp("tiny_caep")
-  training.train(tiny_config(model_dir, model="caep", caep_blocks=1, latent_channels=8,
+  training.train(tiny_config(model_dir, architecture="caep", caep_blocks=1, latent_channels=8,
                              steps_per_epoch=20, learning_rate=2e-3))
   return str(model_dir)
 
 
 @pytest.mark.slow
 def test_caep_files_are_bit_exact_through_the_cli(caep_dir, tmp_path):
-  from tfcae.deploy.codec import Codec
+  from tfcae.serving.codec import Codec
   image = os.path.join(SAMPLE_EVAL, "kodim23.png")
   for name in ("a.tfcae", "b.tfcae"):
     r = run_tool("compress", f"--model_dir={caep_dir}", f"--input={image}",
@@ -145,7 +145,7 @@ def test_caep_files_are_bit_exact_through_the_cli(caep_dir, tmp_path):
   from tfcae.training.loop import CONFIG_FILE, build_objective
   with open(os.path.join(caep_dir, CONFIG_FILE), encoding="utf-8") as f:
     config = TrainConfig(**json.load(f))
-  model = build_model(config.architecture(), objective=build_objective(config))
+  model = build_model(config.architecture_config(), objective=build_objective(config))
   tf.train.Checkpoint(model=model).restore(
       tf.train.latest_checkpoint(os.path.join(caep_dir, "checkpoints"))).expect_partial()
   h, w = original.shape[:2]

@@ -60,6 +60,46 @@ def test_zoo_warm_start_is_shipped_and_has_the_configs_architecture(path, monkey
   config = cli.dataclass_from_flags(TrainConfig, flag_values=values)
   architecture, quality = zoo.parse_spec(config.init_from)
   card = zoo.card(architecture, quality)
-  assert card["config"] == config.architecture()
+  assert card["config"] == config.architecture_config()
   if config.objective == "beta":  # the same trade-off as the warm start
     assert abs(card["lmbda"] - config.lmbda) < 1e-9
+
+
+# --- the architecture setting: --architecture, and the deprecated --model / "model" ------
+def test_train_config_takes_the_architecture():
+  config = TrainConfig(model_dir="m", train_images="t", architecture="hyperprior")
+  config.validate()
+  assert config.architecture_config()["architecture"] == "hyperprior"
+  assert "model" not in config.to_dict() and config.to_dict()["architecture"] == "hyperprior"
+
+
+def test_an_old_flagfile_with_model_builds_the_same_architecture(tmp_path, capsys):
+  old = tmp_path / "old.cfg"
+  old.write_text("--model=hyperprior\n--num_filters=8\n")
+  values = flags.FlagValues()
+  cli.define_flags_from_dataclass(TrainConfig, flag_values=values)
+  values(["prog", f"--flagfile={old}", "--model_dir=x"])
+  config = cli.dataclass_from_flags(TrainConfig, flag_values=values)
+  assert capsys.readouterr().err == "warning: --model is deprecated, use --architecture\n"
+  new = TrainConfig(architecture="hyperprior", num_filters=8, model_dir="x")
+  assert config == new and config.architecture_config() == new.architecture_config()
+  # The new flag: no warning.
+  values = flags.FlagValues()
+  cli.define_flags_from_dataclass(TrainConfig, flag_values=values)
+  values(["prog", "--architecture=hyperprior", "--num_filters=8", "--model_dir=x"])
+  assert cli.dataclass_from_flags(TrainConfig, flag_values=values) == new
+  assert capsys.readouterr().err == ""
+
+
+def test_an_old_train_config_json_with_model_builds_the_same_architecture(tmp_path, capsys):
+  import json
+  saved = TrainConfig(architecture="hyperprior", num_filters=8, lmbda=0.02).to_dict()
+  saved["model"] = saved.pop("architecture")
+  path = tmp_path / "train_config.json"
+  path.write_text(json.dumps(saved))
+  config = TrainConfig.load(str(path))
+  err = capsys.readouterr().err
+  assert err.startswith(f"warning: {path}: \"model\" is deprecated") and err.count("\n") == 1
+  assert config == TrainConfig(architecture="hyperprior", num_filters=8, lmbda=0.02)
+  assert config.architecture_config() == {"architecture": "hyperprior", "num_filters": 8,
+                                          "latent_channels": 8, "hyper_filters": 8}

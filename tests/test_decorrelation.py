@@ -159,7 +159,7 @@ def test_build_objective_adds_the_term_from_the_config(tmp_path):
 def test_cae_trains_with_the_penalty_from_the_config(tmp_path):
   config = tiny_config(tmp_path, num_filters=4, decorrelation_weight=1e-3)
   tf.keras.utils.set_random_seed(0)
-  model = build_model(config.architecture(), objective=training.build_objective(config))
+  model = build_model(config.architecture_config(), objective=training.build_objective(config))
   model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
   x = tf.random.uniform([2, 64, 64, 3], 0, 255, seed=4)
   logs = model.fit(tf.data.Dataset.from_tensors(x).repeat(3), epochs=1, verbose=0).history

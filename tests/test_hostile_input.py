@@ -2,7 +2,7 @@
 accepted where the coder can tell, one-line errors.
 
 Old-graph checks use the committed legacy factorized model (its SavedModel decodes with
-TFC's own range decoder, so tfcae.deploy.codec's Python checks are what protects it); new-graph
+TFC's own range decoder, so tfcae.serving.codec's Python checks are what protects it); new-graph
 checks use the shared tiny `factorized_dir` model, exported by today's code (its
 `decompress` signatures run tfcae.io.safedecode in-graph).
 """
@@ -22,7 +22,7 @@ from PIL import Image
 from tensorflow_compression.python.ops import gen_ops
 
 from tfcae import TfcaeError
-from tfcae.deploy.codec import Codec, decompress_file, graph_error_message
+from tfcae.serving.codec import Codec, decompress_file, graph_error_message
 from tfcae.io import bitstream, fileio, safedecode
 
 from conftest import REPO, run_tool, sample_image

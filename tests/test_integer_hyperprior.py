@@ -107,19 +107,19 @@ def test_coding_uses_the_frozen_integers(model):
 
 
 def test_older_architectures_keep_their_config_and_fingerprint():
-  config = TrainConfig(model_dir="x", model="hyperprior", train_images="x")
-  assert "integer_hyper_synthesis" not in config.architecture()
+  config = TrainConfig(model_dir="x", architecture="hyperprior", train_images="x")
+  assert "integer_hyper_synthesis" not in config.architecture_config()
   assert "integer_hyper_synthesis" not in build_model(
       {"architecture": "hyperprior", "num_filters": 8}).get_config()
   with pytest.raises(ValueError, match="--integer_hyper_synthesis applies"):
-    TrainConfig(model_dir="x", model="meanscale", train_images="x",
+    TrainConfig(model_dir="x", architecture="meanscale", train_images="x",
                 integer_hyper_synthesis=True).validate()
 
 
 @pytest.mark.slow
 def test_warm_start_from_a_float_hyperprior_keeps_its_weights(tmp_path_factory, tmp_path):
   float_dir = shared_model_dir(tmp_path_factory, "tiny_hyperprior_float",
-                               dict(model="hyperprior", steps_per_epoch=100,
+                               dict(architecture="hyperprior", steps_per_epoch=100,
                                     learning_rate=3e-3))
   source = build_model({"architecture": "hyperprior", "num_filters": 8})
   training.warm_start(source, float_dir)
@@ -138,7 +138,7 @@ def test_warm_start_from_a_float_hyperprior_keeps_its_weights(tmp_path_factory, 
   # Fine-tuning through bin/train's path: calibrated, trained, exported, decodable.
   from conftest import tiny_config
   run = tmp_path / "integer"
-  summary = training.train(tiny_config(run, model="hyperprior", integer_hyper_synthesis=True,
+  summary = training.train(tiny_config(run, architecture="hyperprior", integer_hyper_synthesis=True,
                                        init_from=float_dir, steps_per_epoch=20))
   assert summary["architecture"]["integer_hyper_synthesis"] is True
   steps = [float(layer.output_step.numpy())
@@ -155,7 +155,7 @@ def test_warm_start_from_a_float_hyperprior_keeps_its_weights(tmp_path_factory, 
 
 @pytest.mark.slow
 def test_files_of_varied_indices_decode_across_kernels(model, tmp_path):
-  from tfcae.training.export import export_model
+  from tfcae.serving.export import export_model
   export_model(model, str(tmp_path / "model"))
   images = [f"{SAMPLE_EVAL}/kodim23.png"]
   (record,) = crossplatform.cross_check(str(tmp_path / "model"), images, str(tmp_path / "w"),
@@ -168,15 +168,15 @@ def test_int8_device_files_decode_on_the_server(model, tmp_path):
   """The phone → server path: an int8 TFLite encoder's symbols, range-coded on the host
   (with the host's kernels), decode under the other kernel setting to the same pixels."""
   from tfcae.deploy import tflite
-  from tfcae.deploy.codec import TFLiteCodec
-  from tfcae.training.export import export_model
+  from tfcae.deploy.hostcoding import HostCoder
+  from tfcae.serving.export import export_model
   model_dir = str(tmp_path / "model")
   export_model(model, model_dir)
   crops = tflite.representative_crops([f"{SAMPLE_EVAL}/kodim23.png"], crop=128)
   (tmp_path / "enc.tflite").write_bytes(tflite.convert(model, "int8", crops))
   image = sample_image()[:128, :192]
   path = tmp_path / "x.tfcae"
-  path.write_bytes(TFLiteCodec(str(tmp_path / "enc.tflite"), model_dir).compress(image))
+  path.write_bytes(HostCoder(str(tmp_path / "enc.tflite"), model_dir).compress(image))
   decoded = {}
   for onednn in (0, 1):
     out = str(tmp_path / f"x{onednn}.npy")
@@ -188,9 +188,9 @@ def test_int8_device_files_decode_on_the_server(model, tmp_path):
 @pytest.mark.slow
 def test_bin_convert_integer(tmp_path_factory, tmp_path):
   from conftest import SAMPLE_TRAIN, run_tool
-  from tfcae.deploy.codec import Codec
+  from tfcae.serving.codec import Codec
   float_dir = shared_model_dir(tmp_path_factory, "tiny_hyperprior_float",
-                               dict(model="hyperprior", steps_per_epoch=100,
+                               dict(architecture="hyperprior", steps_per_epoch=100,
                                     learning_rate=3e-3))
   out = tmp_path / "integer"
   r = run_tool("convert_integer", f"--model_dir={float_dir}", f"--output_dir={out}",

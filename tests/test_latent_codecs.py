@@ -14,6 +14,7 @@ from tfcae import TfcaeError
 from tfcae.deploy import qat, tflite
 from tfcae.io import bitstream
 from tfcae.models import ARCHITECTURES, build_model, edge_pad
+from tfcae.deploy.hostcoding import pad_to_stride
 
 CONFIGS = {
     "factorized": {"num_filters": 8},
@@ -100,13 +101,13 @@ def test_meanscale_exports_to_tflite_and_int8_and_codes_on_the_host(tmp_path):
   hyperprior's, and the host re-centres. Float and int8 flatbuffers, host coding from
   the SavedModel alone, and a file the server decodes."""
   from tfcae.deploy.hostcoding import HostCoder
-  from tfcae.training.export import export_model
+  from tfcae.serving.export import export_model
   model = model_of("meanscale")
   assert "compress_symbols" in export_model(model, tmp_path / "m")["signatures"]
   img = image()
   for flatbuffer in (tflite.convert(model, "none"),
                      tflite.convert(model, "int8", representative())):
-    data = HostCoder(flatbuffer, tmp_path / "m").compress(img)
+    data = HostCoder(tflite.TFLiteEncoder(flatbuffer), tmp_path / "m").compress(img)
     assert bitstream.parse(data, model.fingerprint.numpy()).height == 100
     assert model.decompress(tf.constant(data)).shape == img.shape
 
@@ -121,7 +122,7 @@ def test_caep_exports_to_a_float_tflite_encoder():
   assert not reduced and encoder is model.analysis_transform  # residual blocks: as they are
   device = tflite.TFLiteEncoder(tflite.convert(model, "none", None, encoder))
   img = image()
-  x = tflite.pad_to_stride(img, model.stride)
+  x = pad_to_stride(img, model.stride)
   symbols = device.symbols(x)
   expected = np.round(model.encode(tf.constant(x[None], tf.float32)).numpy()).astype(np.int32)
   assert np.mean(symbols == expected) >= 0.99 and np.abs(symbols - expected).max() <= 1
@@ -145,7 +146,7 @@ def test_caep_int8_unrolls_its_residual_blocks_with_batchnorm_folded():
                               (layer.moving_mean, rng.normal(0, .1, c)),
                               (layer.moving_variance, rng.uniform(.5, 2., c))):
         variable.assign(value.astype(np.float32))
-  x = tflite.pad_to_stride(image(), model.stride)
+  x = pad_to_stride(image(), model.stride)
   pixels = tf.constant(x[None], tf.float32)
   integer = tflite.int8_encoder(model, representative())
   floats = integer.probe(pixels * integer.input_scale)
@@ -188,7 +189,7 @@ def test_hyperprior_int8_encoder_fine_tunes_through_its_codec(architecture):
   for value, variable in zip(fixed, model.synthesis_transform.trainable_variables +
                              model.hyper_analysis_transform.trainable_variables):
     np.testing.assert_array_equal(value, variable.numpy())
-  x = tflite.pad_to_stride(image(), model.stride)
+  x = pad_to_stride(image(), model.stride)
   symbols = integer.symbols(tf.constant(x[None], tf.float32))
   data = model.compress_symbols(tf.cast(symbols, tf.int32), tf.constant(100), tf.constant(140))
   assert model.decompress(data).shape == image().shape
@@ -203,19 +204,20 @@ def test_host_coding_from_the_savedmodel_alone(tmp_path):
   import json
   import os
   from tfcae.deploy.hostcoding import HostCoder
-  from tfcae.training.export import export_model
-  from tfcae.training.rundir import RunDir
+  from tfcae.serving import ExportedModel
+  from tfcae.serving.export import export_model
   model = model_of("factorized")
   info = export_model(model, tmp_path / "m")
   assert "compress_symbols" in info["signatures"]
   flatbuffer = tflite.convert(model, "none")
   img = image()
   expected = model.compress(tf.constant(img)).numpy()
-  assert HostCoder(flatbuffer, tmp_path / "m").compress(img) == expected
-  path = RunDir(tmp_path / "m").export_info_path
+  assert HostCoder(tflite.TFLiteEncoder(flatbuffer), tmp_path / "m").compress(img) == expected
+  path = ExportedModel(tmp_path / "m").export_info_path
   with open(path) as f:
     old = json.load(f)
   old["signatures"].remove("compress_symbols")
   with open(path, "w") as f:
     json.dump(old, f)
-  assert HostCoder(flatbuffer, os.fspath(tmp_path / "m")).compress(img) == expected
+  assert HostCoder(tflite.TFLiteEncoder(flatbuffer),
+                   os.fspath(tmp_path / "m")).compress(img) == expected

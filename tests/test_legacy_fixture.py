@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcae.deploy.codec import Codec
+from tfcae.serving.codec import Codec
 from tfcae.io import bitstream
 from tfcae.io.fileio import load_rgb_image
 
@@ -142,8 +142,8 @@ def test_train_config_gives_back_the_architecture(architecture):
   folder = fixture_dir(architecture)
   config = TrainConfig.load(os.path.join(folder, "train_config.json"))
   config.validate()
-  assert config.model == architecture and config.num_filters == 8
-  assert config.architecture() == read_json(folder, "tfcae_export.json")["architecture"]
+  assert config.architecture == architecture and config.num_filters == 8
+  assert config.architecture_config() == read_json(folder, "tfcae_export.json")["architecture"]
   assert config.lmbda == read_json(folder, "summary.json")["settings"]["lmbda"]
 
 
@@ -154,7 +154,7 @@ def test_train_config_gives_back_the_architecture(architecture):
 def test_training_warm_starts_from_the_run(architecture, tmp_path):
   from conftest import tiny_config
   from tfcae.training import loop as training
-  summary = training.train(tiny_config(tmp_path / "run", model=architecture, steps_per_epoch=2,
+  summary = training.train(tiny_config(tmp_path / "run", architecture=architecture, steps_per_epoch=2,
                                        init_from=fixture_dir(architecture)))
   assert summary["steps"] == 2
 

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tfcae import TfcaeError
-from tfcae.deploy.codec import Codec
+from tfcae.serving.codec import Codec
 from tfcae.io import bitstream
 from tfcae.models import build_model, edge_pad
 from tfcae.objectives.terms import LossTerm, Objective, Rate, TrainingHook, rate_distortion

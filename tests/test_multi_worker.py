@@ -60,7 +60,7 @@ def _start(model_dir, ports, index, tmp, epochs):
                                                "task": {"type": "worker", "index": index}}),
              TMPDIR=str(tmp), TF_CPP_MIN_LOG_LEVEL="2")
   argv = [sys.executable, os.path.join(REPO, "bin", "train"), "--strategy=multi_worker",
-          "--model=factorized", "--num_filters=8", f"--train_images={SAMPLE_TRAIN}",
+          "--architecture=factorized", "--num_filters=8", f"--train_images={SAMPLE_TRAIN}",
           "--patch_size=64", "--batch_size=4", f"--epochs={epochs}", "--steps_per_epoch=5",
           "--validation_batches=1", "--learning_rate=5e-3", "--image_summaries=false",
           "--verbose=2", f"--model_dir={model_dir}"]
@@ -87,7 +87,7 @@ def _fingerprints(outputs):
 
 @pytest.mark.slow
 def test_two_workers_train_identical_weights_and_only_the_chief_writes(tmp_path):
-  from tfcae.deploy.codec import Codec
+  from tfcae.serving.codec import Codec
   tmp = tmp_path / "tmp"
   tmp.mkdir()
   model_dir = tmp_path / "run"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcae.deploy.codec import Codec
+from tfcae.serving.codec import Codec
 from tfcae.training import loop as training
 
 from conftest import sample_image, tiny_config
@@ -23,7 +23,7 @@ def test_mixed_precision_trains_and_exports_float32(tmp_path, precision):
   assert decoded.shape == image.shape and decoded.dtype == np.uint8
   # The export is the float32 model: its decoder gives what a float32 rebuild of the
   # final checkpoint gives, bit for bit.
-  from tfcae.training.export import restore_keras
+  from tfcae.serving.exported import restore_keras
   model = restore_keras(str(tmp_path / "run"))
   assert all(v.dtype == tf.float32 for v in model.trainable_variables)
   assert model.analysis_transform.layers[0].compute_dtype == "float32"

@@ -14,6 +14,7 @@ from test_reduction import sparse_factorized_model
 from tfcae import TfcaeError
 from tfcae.deploy import qat, reduction, tflite
 from tfcae.models import build_model
+from tfcae.deploy.hostcoding import pad_to_stride
 
 INT8_OPS = {"ABS", "ADD", "CAST", "CONCATENATION", "CONV_2D", "DEQUANTIZE", "DIV",
             "GATHER", "MUL", "QUANTIZE", "ROUND", "SUB", "FILL", "BROADCAST_TO", "SHAPE",
@@ -57,7 +58,7 @@ def compare(model, encoder=None):
   same_ref = same_float = total = 0
   worst_ref = worst_float = 0
   for image in images():
-    padded = tflite.pad_to_stride(image, model.stride)
+    padded = pad_to_stride(image, model.stride)
     x = tf.constant(padded[None], tf.float32)
     expected = reference.symbols(x).numpy()
     floats = np.round(model.analysis_transform(x).numpy() - offset).astype(np.int32)
@@ -107,7 +108,7 @@ def test_integer_encoder_latent_is_the_symbol():
   output is already an integer, round(y − o) up to int8 noise and clipping."""
   model = dense_model()
   integer = tflite.int8_encoder(model, representative())
-  x = tf.constant(tflite.pad_to_stride(images()[1], 16)[None], tf.float32)
+  x = tf.constant(pad_to_stride(images()[1], 16)[None], tf.float32)
   k = integer.quantized(x / 255., training=False).numpy()
   np.testing.assert_array_equal(k, np.round(k))
   assert k.min() >= -128 and k.max() <= 127
@@ -166,7 +167,7 @@ def test_fine_tune_trains_the_int8_encoder_only_and_stays_convertible():
   device = tflite.TFLiteEncoder(tflite.convert_integer(integer))
   equal, total = 0, 0
   for image in images():
-    padded = tflite.pad_to_stride(image, 16)
+    padded = pad_to_stride(image, 16)
     expected = integer.symbols(tf.constant(padded[None], tf.float32)).numpy()
     got = device.symbols(padded)
     assert np.abs(got - expected).max() <= 1

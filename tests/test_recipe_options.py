@@ -46,7 +46,7 @@ def test_elapsed_time_drives_the_schedule():
 @pytest.mark.parametrize("overrides, message", [
     (dict(lr_warmup=1.), "lr_warmup"),
     (dict(time_budget_minutes=-1.), "time_budget"),
-    (dict(model="caep", gdn="original"), "--gdn applies to .*, not caep"),
+    (dict(architecture="caep", gdn="original"), "--gdn applies to .*, not caep"),
 ])
 def test_recipe_settings_validation(tmp_path, overrides, message):
   with pytest.raises(ValueError, match=message):
@@ -140,4 +140,4 @@ def test_train_config_round_trips_the_new_fields(tmp_path):
   path = tmp_path / "c.json"
   path.write_text(config.to_json())
   assert TrainConfig.load(str(path)) == config
-  assert config.architecture()["gdn"] == "original"
+  assert config.architecture_config()["gdn"] == "original"

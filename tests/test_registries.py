@@ -88,7 +88,7 @@ def test_architectures_are_registered_by_their_classes():
       assert setting in parameters, (name, setting)
       field = TrainConfig.__dataclass_fields__[setting]
       assert field.metadata["architecture"] in (VALUE, FILTERS, SWITCH), setting
-  assert set(ARCHITECTURE_FIELDS) == {"model", "num_filters", "latent_channels",
+  assert set(ARCHITECTURE_FIELDS) == {"architecture", "num_filters", "latent_channels",
                                       "hyper_filters", "integer_hyper_synthesis",
                                       "caep_blocks", "gdn"}
 
@@ -97,7 +97,7 @@ def test_model_flag_lists_the_registry():
   from tfcae.models import ARCHITECTURES
   values = flags.FlagValues()
   cli.define_flags_from_dataclass(TrainConfig, flag_values=values)
-  assert tuple(values["model"].parser.enum_values) == ARCHITECTURES.names()
+  assert tuple(values["architecture"].parser.enum_values) == ARCHITECTURES.names()
   assert "<factorized|hyperprior|meanscale|caep>" in values.get_help()
 
 
@@ -248,7 +248,7 @@ def _rows():
   for line in TODAY.strip().splitlines():
     left, right = line.split("|")
     model, latent, hyper, gdn, integer, blocks = left.split()
-    settings = dict(model=model, num_filters=64, latent_channels=int(latent),
+    settings = dict(architecture=model, num_filters=64, latent_channels=int(latent),
                     hyper_filters=int(hyper), gdn=gdn,
                     integer_hyper_synthesis=_value(integer), caep_blocks=int(blocks))
     expected = None
@@ -261,7 +261,7 @@ def _rows():
 def test_the_table_covers_every_architecture_and_variation():
   rows = list(_rows())
   assert len(rows) == 128 and sum(e is not None for _, e in rows) == 72
-  assert {s["model"] for s, _ in rows} == {"factorized", "hyperprior", "meanscale", "caep"}
+  assert {s["architecture"] for s, _ in rows} == {"factorized", "hyperprior", "meanscale", "caep"}
 
 
 @pytest.mark.parametrize("settings, expected", list(_rows()),
@@ -270,11 +270,11 @@ def test_the_table_covers_every_architecture_and_variation():
 def test_architecture_config_is_unchanged(settings, expected):
   config = TrainConfig(model_dir="x", train_images="y", patch_size=256, **settings)
   if expected is None:
-    with pytest.raises(ValueError, match="applies to --model="):
+    with pytest.raises(ValueError, match="applies to --architecture="):
       config.validate()
     return
   config.validate()
-  got = [(key, value, type(value)) for key, value in config.architecture().items()]
+  got = [(key, value, type(value)) for key, value in config.architecture_config().items()]
   assert got == [(key, value, type(value)) for key, value in expected]  # order, types too
 
 
@@ -284,7 +284,7 @@ def test_architecture_config_is_what_the_model_reports():
   varied = dict(num_filters=8, latent_channels=6, hyper_filters=4, caep_blocks=1)
   for name, cls in ARCHITECTURES.items():
     switches = dict(gdn="original") if "gdn" in cls.settings else {}
-    architecture = TrainConfig(model=name, **varied, **switches).architecture()
+    architecture = TrainConfig(architecture=name, **varied, **switches).architecture_config()
     assert build_model(architecture).get_config() == architecture
 
 
@@ -348,7 +348,7 @@ def _term_and_hook_classes(objective):
     ({"objective": "hinge", "target_distortion": 40.}, ["Rate", "Hinge"], []),
     ({"objective": "rco", "target_bpp": 0.5}, ["Distortion", "ConstrainedRate"],
      ["DualAscent"]),
-    ({"model": "caep", "admm_keep_ratio": 0.5}, ["Rate", "Distortion", "ADMMPenalty"],
+    ({"architecture": "caep", "admm_keep_ratio": 0.5}, ["Rate", "Distortion", "ADMMPenalty"],
      ["ADMMUpdate"]),
     ({"sparsity_constraint": "l11", "epochs": 3}, ["Rate", "Distortion"], ["DoubleDescent"]),
 ])

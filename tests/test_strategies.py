@@ -46,7 +46,7 @@ config = tiny_config(sys.argv[1], strategy="mirrored", batch_size=4, steps_per_e
                      first_descent_epochs=1)
 built = []
 summary = training.train(config, model_fn=lambda objective: built.append(
-    build_model(config.architecture(), objective=objective)) or built[-1])
+    build_model(config.architecture_config(), objective=objective)) or built[-1])
 model = built[-1]
 strategy = model.distribute_strategy
 assert strategy.num_replicas_in_sync == 2

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE_EVAL, SAMPLE_TRAIN, run_tool, sample_image, shared_model_dir
+from tfcae.deploy.hostcoding import pad_to_stride
 
 # TFLite conversion of trained encoders (minutes in all): second tier.
 pytestmark = pytest.mark.slow
@@ -30,8 +31,8 @@ def kodak_crops():
 
 @pytest.fixture(scope="module")
 def trained(factorized_dir):
-  from tfcae.deploy import tflite
-  return tflite.load_trained_model(factorized_dir)
+  from tfcae.serving import open_model
+  return open_model(factorized_dir).restore_keras()
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def reference_symbols(model, image):
   """The SavedModel path's symbols: round(y − o) of the (checked-equal) trained encoder."""
   import tensorflow as tf
   from tfcae.deploy import tflite
-  padded = tflite.pad_to_stride(image, model.stride)
+  padded = pad_to_stride(image, model.stride)
   y = model.analysis_transform(tf.constant(padded[None], tf.float32))
   return np.round(y.numpy() - model.latent_codec().offset().numpy()).astype(np.int32)
 
@@ -61,17 +62,18 @@ def test_float_tflite_builtin_ops_and_equal_latents(trained, float_tflite):
   encoder = tflite.TFLiteEncoder(float_tflite)
   for image in kodak_crops():
     expected = reference_symbols(trained, image)
-    got = encoder.symbols(tflite.pad_to_stride(image, trained.stride))
+    got = encoder.symbols(pad_to_stride(image, trained.stride))
     assert got.shape == expected.shape
     np.testing.assert_array_equal(got, expected)  # all elements
   assert np.abs(expected).max() >= 1  # the latents are not all zero: the check bites
 
 
 def test_tflite_file_is_the_savedmodel_file_and_decodes(factorized_dir, float_tflite, tmp_path):
-  from tfcae.deploy.codec import Codec, TFLiteCodec
+  from tfcae.serving.codec import Codec
+  from tfcae.deploy.hostcoding import HostCoder
   path = tmp_path / "encoder.tflite"
   path.write_bytes(float_tflite)
-  host = TFLiteCodec(str(path), factorized_dir)
+  host = HostCoder(str(path), factorized_dir)
   server = Codec(factorized_dir)
   for image in kodak_crops():
     data = host.compress(image)
@@ -100,7 +102,7 @@ def test_int8_latents_equal_the_int8_reference_and_nearly_the_float_model(traine
   reference = tflite.int8_encoder(trained, representative)
   equal_ref, equal_float, total, nonzero = 0, 0, 0, 0
   for image in kodak_crops():
-    padded = tflite.pad_to_stride(image, trained.stride)
+    padded = pad_to_stride(image, trained.stride)
     expected = reference_symbols(trained, image)
     int8_expected = reference.symbols(tf.constant(padded[None], tf.float32)).numpy()
     got = encoder.symbols(padded)
@@ -125,7 +127,7 @@ def test_hyperprior_symbols_round_trip():
   model.prepare_for_compression()
   image = sample_image()[:100, :140]
   function = tflite.encoder_function(model)
-  padded = tflite.pad_to_stride(image, model.stride)
+  padded = pad_to_stride(image, model.stride)
   symbols = function(tf.constant(padded[None], tf.float32))["symbols"]
   data = model.compress_symbols(symbols, tf.constant(100), tf.constant(140)).numpy()
   stream = bitstream.parse(data, model.fingerprint.numpy())
@@ -210,7 +212,7 @@ def test_cli_int8_fine_tuned_export_reference_and_decoding(factorized_dir, tmp_p
   device = tflite.TFLiteEncoder(tflite_path)
   equal = total = 0
   for image in kodak_crops():
-    padded = tflite.pad_to_stride(image, 16)
+    padded = pad_to_stride(image, 16)
     expected = reference(image=tf.constant(padded[None], tf.float32))["symbols"].numpy()
     got = device.symbols(padded)
     assert np.abs(got - expected).max() <= 1
@@ -235,7 +237,7 @@ def test_cli_int8_export_of_a_caep_run(tmp_path_factory, tmp_path):
   the float server path's."""
   from tfcae.io.fileio import load_rgb_image
   model_dir = shared_model_dir(tmp_path_factory, "tiny_caep",
-                               dict(model="caep", caep_blocks=1, latent_channels=8))
+                               dict(architecture="caep", caep_blocks=1, latent_channels=8))
   tflite_path, out = str(tmp_path / "caep8.tflite"), str(tmp_path / "a.tfcae")
   r = run_tool("export", f"--model_dir={model_dir}", f"--tflite={tflite_path}",
                "--quantize=int8", f"--representative_images={SAMPLE_TRAIN}")

@@ -80,9 +80,9 @@ def test_changing_architecture_refuses_to_resume(tmp_path):
     ({"model_dir": ""}, "model_dir"),
     ({"train_images": ""}, "train_images"),
     ({"distortion": "ms-ssim", "patch_size": 64}, "patch_size >= 176"),
-    ({"model": "hyperprior", "patch_size": 96}, "multiple"),
+    ({"architecture": "hyperprior", "patch_size": 96}, "multiple"),
     ({"lmbda": 0.}, "positive"),
-    ({"model": "vq"}, "expected one of"),
+    ({"architecture": "vq"}, "expected one of"),
 ])
 def test_config_validation(overrides, message):
   config = tiny_config("/tmp/unused")

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tfcae import TfcaeError, zoo
-from tfcae.deploy.codec import Codec
+from tfcae.serving.codec import Codec
 from tfcae.io import bitstream
 from tfcae.zoo import ladder
 
@@ -197,7 +197,7 @@ def test_refresh_rewrites_a_shipped_model_with_the_same_files(tiny_zoo, tmp_path
 @pytest.mark.slow
 def test_refresh_keeps_the_old_model_when_the_new_one_decodes_differently(
     tiny_zoo, tmp_path, monkeypatch):
-  from tfcae.training import export
+  from tfcae.serving import export
   root, _ = tiny_zoo
   folder = tmp_path / "factorized" / "2"
   shutil.copytree(root / "factorized" / "2", folder)
@@ -300,7 +300,7 @@ def test_ladder_trains_resumes_and_publishes(tmp_path):
   (it waits for the anchor), a re-run trains nothing, and both publish with cards."""
   flagfile = tmp_path / "tiny.cfg"
   flagfile.write_text("\n".join([
-      "--model=factorized", "--num_filters=8", f"--train_images={SAMPLE_EVAL}/../train",
+      "--architecture=factorized", "--num_filters=8", f"--train_images={SAMPLE_EVAL}/../train",
       "--patch_size=64", "--batch_size=2", "--steps_per_epoch=10", "--epochs=1000",
       "--validation_batches=1", "--learning_rate=5e-3", "--image_summaries=false",
       "--verbose=0"]) + "\n")
@@ -354,7 +354,7 @@ def test_sparse_family_trains_from_the_zoo_and_ships_device_encoders(tiny_zoo, t
   monkeypatch.setenv("TFCAE_ZOO", str(own))
   flagfile = tmp_path / "tiny_l11.cfg"
   flagfile.write_text("\n".join([
-      "--model=factorized", "--num_filters=8", f"--train_images={SAMPLE_EVAL}/../train",
+      "--architecture=factorized", "--num_filters=8", f"--train_images={SAMPLE_EVAL}/../train",
       "--patch_size=64", "--batch_size=2", "--steps_per_epoch=20", "--epochs=2",
       "--first_descent_epochs=1", "--project_every=epoch", "--sparsity_constraint=l11",
       "--sparsity_radius=0.01", "--validation_batches=1", "--learning_rate=1e-3",

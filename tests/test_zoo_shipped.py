@@ -11,7 +11,7 @@ import pytest
 
 from tfcae import zoo
 from tfcae.deploy import crossplatform
-from tfcae.deploy.codec import Codec
+from tfcae.serving.codec import Codec
 from tfcae.zoo.sparse import SPARSE_FAMILIES, TFLITE_FILES
 
 from conftest import REPO, SAMPLE_EVAL, run_tool, sample_image, tiered

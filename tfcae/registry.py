@@ -1,10 +1,11 @@
 """Registry: one table per extension point, filled by a decorator at each class.
 
-Why: an architecture or a classical codec used to be named in several places (a dict of
-classes, a flag's choices, an if-ladder of settings, a string if-ladder of codecs), and
-each new one had to be added to all of them. With a registry, the class is the one place:
-its decorator enters it under its name, and everything else -- the `--model` flag's
-choices, the lookup by name, the list in an error message -- reads the registry.
+Why: without it, an architecture or a classical codec would be named in several places (a
+dict of classes, a flag's choices, an if-ladder of settings, a string if-ladder of
+codecs), and each new one would have to be added to all of them. With a registry, the
+class is the one place: its decorator enters it under its name, and everything else --
+the `--architecture` flag's choices, the lookup by name, the list in an error message -- reads
+the registry.
 
     CODEC_REGISTRY = Registry("codec", attribute="name")
 
@@ -23,18 +24,35 @@ every layer of the package -- the models, the flags, the evaluation -- can use i
 registry lives with its members' base layer (e.g. `tfcae.models.registry`), and code that
 must not import that layer yet reads its names through `LazyNames`.
 """
+from __future__ import annotations
+
 import collections.abc
 import dataclasses
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 __all__ = ["LazyNames", "Registry", "setting"]
 
+_C = TypeVar("_C", bound=type)
 
-def setting(default, help_text, choices=None, architecture=None):
-  """A dataclass field that is also a command-line flag of the same name: its help text,
-  its choices (checked by the config's validate()), and for architecture settings how it
-  enters the architecture config (tfcae.training.config: VALUE, FILTERS, SWITCH). The
-  training settings, the methods' settings and the MNIST study's declare their fields
-  with it, so a tool turns any of them into absl flags the same way (tfcae.cli)."""
+
+def setting(default: Any, help_text: str, choices: Sequence[Any] | None = None,
+            architecture: str | None = None) -> Any:
+  """A dataclass field that is also a command-line flag of the same name.
+
+  The training settings, the methods' settings and the MNIST study's declare their fields
+  with it, so a tool turns any of them into absl flags the same way (tfcae.cli).
+
+  Args:
+    default: the field's default value (an immutable one: it is shared).
+    help_text: the flag's help text.
+    choices: the allowed values (checked by the config's validate()), or None.
+    architecture: for an architecture setting, how it enters the architecture config
+      (tfcae.training.config: VALUE, FILTERS, SWITCH); None for any other setting.
+
+  Returns:
+    A dataclasses.field with that default, and the rest in its metadata ("help",
+    "choices", "architecture").
+  """
   return dataclasses.field(default=default, metadata={
       "help": help_text, "choices": choices, "architecture": architecture})
 
@@ -49,19 +67,33 @@ class Registry(collections.abc.Mapping):
     error: the exception a failed `get` raises (the layer's user-facing error type).
   """
 
-  def __init__(self, kind, attribute="name", error=ValueError):
+  def __init__(self, kind: str, attribute: str = "name",
+               error: type[Exception] = ValueError):
     self.kind = kind
     self.attribute = attribute
     self.error = error
     self._members = {}
 
-  def register(self, name=None, **attributes):
+  def register(self, name: str | type | None = None,
+               **attributes: Any) -> type | Callable[[_C], _C]:
     """Class decorator: enters the class under `name` (default: its `attribute`).
 
     Usable bare (`@registry.register`) or called (`@registry.register("name",
     key=value)`). Each keyword is set as a class attribute first, so what a registry
     needs to know about a member is declared at the class, in one line above it.
-    A name registered twice is an error (two classes would silently shadow each other).
+
+    Args:
+      name: the member's name (default: the class's `attribute`); used bare, this is
+        the class itself.
+      **attributes: class attributes to set on the class before it is entered.
+
+    Returns:
+      Used bare, the class; called, a decorator that enters its class and returns it.
+
+    Raises:
+      TypeError: the class has no name (none given and no `attribute`).
+      ValueError: the name is already registered by another class (two classes would
+        silently shadow each other).
     """
     if isinstance(name, type):  # bare @registry.register
       return self._add(name, None, attributes)
@@ -80,10 +112,20 @@ class Registry(collections.abc.Mapping):
     self._members[name] = cls
     return cls
 
-  def get(self, name):
-    """The class registered as `name`; `error` naming the available ones otherwise.
+  def get(self, name: str) -> type:
+    """The class registered as `name`.
 
     (Unlike a dict's `get` there is no default: an unknown name is always a mistake.)
+
+    Args:
+      name: a registered name.
+
+    Returns:
+      The class.
+
+    Raises:
+      `error` (the registry's error type): an unknown name; the message names the
+        available ones.
     """
     try:
       return self._members[name]
@@ -91,20 +133,26 @@ class Registry(collections.abc.Mapping):
       raise self.error(f"unknown {self.kind} {name!r}; available: "
                        f"{', '.join(self._members)}") from None
 
-  def names(self):
+  def unregister(self, name):
+    """Removes a member (a plug-in unloaded, a test's own class); unknown names are an
+    error, as in `get`."""
+    self.get(name)
+    del self._members[name]
+
+  def names(self) -> tuple[str, ...]:
     """The registered names, in registration order (the order of imports)."""
     return tuple(self._members)
 
-  def __getitem__(self, name):
+  def __getitem__(self, name: str) -> type:
     return self._members[name]
 
-  def __iter__(self):
+  def __iter__(self) -> Iterator[str]:
     return iter(self._members)
 
-  def __len__(self):
+  def __len__(self) -> int:
     return len(self._members)
 
-  def __repr__(self):
+  def __repr__(self) -> str:
     return f"Registry({self.kind!r}: {', '.join(self._members)})"
 
 
@@ -116,16 +164,19 @@ class LazyNames(collections.abc.Sequence):
   them to be imported (tfcae.training.config, whose fields become flags) holds this view
   instead, e.g. as a flag's choices; the members are imported only when the names are
   first read.
+
+  Args:
+    load: a function that imports the members and returns their registry.
   """
 
-  def __init__(self, load):
+  def __init__(self, load: Callable[[], Registry]):
     self._load = load
 
-  def __getitem__(self, index):
+  def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
     return self._load().names()[index]
 
-  def __len__(self):
+  def __len__(self) -> int:
     return len(self._load().names())
 
-  def __repr__(self):
+  def __repr__(self) -> str:
     return repr(tuple(self))

@@ -34,8 +34,11 @@ Counting conventions (stated once, used everywhere):
   times the pixel count for one image (a 768×512 Kodak image: ×393,216). "Reduced" counts
   the channels the reduced encoder keeps (its re-inserted constant latents included).
 """
+from __future__ import annotations
+
 import json
 import math
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -136,12 +139,14 @@ def _chains(model):
       latent_stride *= int(layer.strides[0])
   chains = [("encoder", "", analysis, plans, 1)]
   decoder = [("decoder", "", list(model.synthesis_transform.layers), None, latent_stride)]
-  if hasattr(model, "hyper_analysis_transform"):
-    chains.append(("encoder", "hyper_analysis/", list(model.hyper_analysis_transform.layers),
-                   None, latent_stride))
+  hyper = model.hyper_transforms()
+  if hyper is not None:
+    hyper_analysis, hyper_synthesis = hyper
+    chains.append(("encoder", "hyper_analysis/", list(hyper_analysis.layers), None,
+                   latent_stride))
     # The hyper-synthesis runs on both sides (the sender needs the scale indexes).
-    decoder.insert(0, ("decoder", "hyper_synthesis/",
-                       list(model.hyper_synthesis_transform.layers), None, model.stride))
+    decoder.insert(0, ("decoder", "hyper_synthesis/", list(hyper_synthesis.layers), None,
+                       model.stride))
   return chains + decoder
 
 
@@ -181,11 +186,18 @@ def _peak_activations(rows, latent_channels=0):
   return peaks
 
 
-def analyze(model):
+def analyze(model: tf.keras.Model) -> dict[str, Any]:
   """Per-layer and total accounting of the encoder and the decoder (see module doc).
 
-  Returns {"architecture", "encoder": {"layers": [...], "total": {...}},
-  "decoder": {...}, "conventions": str}.
+  Args:
+    model: a built tfcae compression model (tfcae.models), e.g. from
+      tfcae.training.export.load_trained.
+
+  Returns:
+    {"architecture": the model's config, "encoder": {"layers": [one row per layer],
+    "total": {...}}, "decoder": {...}, "conventions": str}. The encoder's total also
+    holds S, the MACC and memory reductions and the peak activation memory (dense and
+    reduced); the encoder counts the hyper-analysis, the decoder the hyper-synthesis.
   """
   parts = {"encoder": [], "decoder": []}
   for part, prefix, layers, plans, stride in _chains(model):
@@ -207,8 +219,16 @@ def analyze(model):
   return report
 
 
-def format_report(report):
-  """A readable text table of `analyze`'s result."""
+def format_report(report: dict[str, Any]) -> str:
+  """A readable text table of `analyze`'s result.
+
+  Args:
+    report: the dict `analyze` returns.
+
+  Returns:
+    One table per part (encoder, decoder) with a total line and its reductions, then a
+    legend and the counting conventions; lines joined by newlines.
+  """
   lines = [f"architecture: {json.dumps(report['architecture'])}"]
   head = (f"{'layer':24s} {'type':16s} {'shape':>14s} {'params':>8s} {'S':>6s} {'0filt':>5s} "
           f"{'0in':>4s} {'dead*':>5s} {'MACC/px':>9s} {'reduced':>9s} {'mem B':>8s} "
@@ -251,9 +271,18 @@ def format_report(report):
   return "\n".join(lines)
 
 
-def format_tradeoff(report, card):
-  """Two lines: the encoder's cost (`analyze`'s report) and the Kodak result on the zoo
-  card of the same model, with the dense sibling's for a sparse model (tfcae.zoo.sparse)."""
+def format_tradeoff(report: dict[str, Any], card: dict[str, Any]) -> str:
+  """What the encoder costs and what it buys, for a model of the zoo.
+
+  Args:
+    report: `analyze`'s report of the model.
+    card: the model's zoo card (its "kodak" block; a sparse model's "encoder" block,
+      tfcae.zoo.sparse, names its dense sibling).
+
+  Returns:
+    Two lines: the encoder's cost, dense -> reduced, and the Kodak result; a third with
+    the dense sibling's result and ΔPSNR at equal bpp for a sparse model.
+  """
   t = report["encoder"]["total"]
   k = card["kodak"]
   mib = KODAK_PIXELS / 2 ** 20

@@ -1,4 +1,4 @@
-"""Sharded TFRecord training sets with a manifest (issue 19; `bin/prepare_data`).
+"""Sharded TFRecord training sets with a manifest (`bin/prepare_data`).
 
 A folder of images is listed, decoded and checked once, by `write`, into
 
@@ -17,15 +17,24 @@ The split is the one of `tfcae.training.loop.split_files`: the last `holdout` fr
 images by name validates. Several workers (`--strategy=multi_worker`) each read their own
 training shards (disjoint: tfcae.data.images.worker_share deals them), so a set meant for N workers
 needs at least N shards.
+
+TensorFlow is imported inside the functions that need it, so that reading a manifest
+(is_records_dir, read_manifest) stays cheap.
 """
+from __future__ import annotations
+
 import datetime
 import json
 import os
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
 from tfcae import TfcaeError
 from tfcae.io.fileio import atomic_write_json
+
+if TYPE_CHECKING:
+  import tensorflow as tf
 
 __all__ = ["FORMAT", "MANIFEST", "is_records_dir", "read_manifest", "train_dataset",
            "validation_dataset", "write"]
@@ -35,13 +44,32 @@ FORMAT = "tfcae-records/1"
 SPLITS = ("train", "validation")
 
 
-def is_records_dir(path):
-  """Whether `path` is a folder written by `write` (it holds a manifest)."""
+def is_records_dir(path: str | os.PathLike | None) -> bool:
+  """Whether `path` is a folder written by `write` (it holds a manifest).
+
+  Args:
+    path: any path, or None.
+
+  Returns:
+    True when `path` holds a manifest file.
+  """
   return bool(path) and os.path.isfile(os.path.join(str(path), MANIFEST))
 
 
-def read_manifest(path):
-  """The manifest of a records folder, checked; a one-line TfcaeError otherwise."""
+def read_manifest(path: str) -> dict[str, Any]:
+  """The manifest of a records folder, checked.
+
+  Args:
+    path: the records folder.
+
+  Returns:
+    The manifest: {"format", "crop", "created", "images", "skipped", "splits": {split:
+    {"shards", "examples", "images"}}}.
+
+  Raises:
+    TfcaeError: an unreadable manifest, another format, a missing split, or a shard
+      that is missing or named outside the folder.
+  """
   name = os.path.join(path, MANIFEST)
   try:
     with open(name, encoding="utf-8") as f:
@@ -84,13 +112,32 @@ def _tiles(image, crop):
           for j in range(0, w - crop + 1, crop)]
 
 
-def write(images, output, crop=0, examples_per_shard=1024, holdout=0.1, log=print,
-          progress=True):
-  """Writes the records folder `output` from image files; returns the manifest.
+def write(images: Iterable[str], output: str, crop: int = 0, examples_per_shard: int = 1024,
+          holdout: float = 0.1, log: Callable[[str], Any] = print,
+          progress: bool = True) -> dict[str, Any]:
+  """Writes the records folder `output` from image files.
 
   Unreadable images are skipped, each named in one warning line and in the manifest.
   Shards are written under temporary names and renamed, the manifest last, so an
   interrupted run leaves no folder that training would take for complete.
+
+  Args:
+    images: the image files; sorted by name, the last `holdout` fraction validates.
+    output: the folder to write (created if needed; it must not hold a records set).
+    crop: cut each image into non-overlapping crop×crop tiles, stored as PNG (0: store
+      whole images, as their files' bytes).
+    examples_per_shard: records per shard file.
+    holdout: the fraction of images held out for validation (at least one image when
+      > 0), in [0, 1).
+    log: where warning lines go.
+    progress: show a Keras progress bar.
+
+  Returns:
+    The manifest written (see read_manifest).
+
+  Raises:
+    TfcaeError: invalid settings, an existing records set in `output`, too few images
+      to hold some out, no readable training image, or a shard that cannot be written.
   """
   import tensorflow as tf
   from PIL import Image
@@ -163,9 +210,25 @@ def _decode(record):
   return image
 
 
-def train_dataset(path, patch_size, batch_size, seed=None, worker=0, workers=1, cache=False):
-  """Infinite dataset of random [batch, patch, patch, 3] float32 crops from the training
-  shards (this worker's, with several). cache: keep the decoded images in memory."""
+def train_dataset(path: str, patch_size: int, batch_size: int, seed: int | None = None,
+                  worker: int = 0, workers: int = 1, cache: bool = False) -> tf.data.Dataset:
+  """Infinite dataset of random training crops from the training shards.
+
+  Args:
+    path: the records folder.
+    patch_size: the crops' side.
+    batch_size: images per batch (an incomplete last batch is dropped).
+    seed: the shuffles' seed; with one, the order is deterministic.
+    worker: this worker's index (it reads its own share of the shards).
+    workers: the number of workers.
+    cache: keep the decoded images in memory.
+
+  Returns:
+    A dataset of float32 [batch, patch, patch, 3] batches in [0, 255].
+
+  Raises:
+    TfcaeError: a bad manifest, or fewer training shards than workers.
+  """
   import tensorflow as tf
   from tfcae.data.images import random_patch, worker_share
   shards = _shards(path, "train")
@@ -185,8 +248,22 @@ def train_dataset(path, patch_size, batch_size, seed=None, worker=0, workers=1, 
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def validation_dataset(path, patch_size, batch_size, max_batches=None):
-  """Finite, deterministic, cached centre crops of the validation shards."""
+def validation_dataset(path: str, patch_size: int, batch_size: int,
+                       max_batches: int | None = None) -> tf.data.Dataset:
+  """Finite, deterministic, cached centre crops of the validation shards.
+
+  Args:
+    path: the records folder.
+    patch_size: the crops' side.
+    batch_size: images per batch (the last one may be smaller).
+    max_batches: keep only the first this many batches (None or 0: all).
+
+  Returns:
+    A dataset of float32 [batch, patch, patch, 3] batches in [0, 255].
+
+  Raises:
+    TfcaeError: a bad manifest, or a records set without validation images.
+  """
   import tensorflow as tf
   from tfcae.data.images import center_patch
   shards = _shards(path, "validation")

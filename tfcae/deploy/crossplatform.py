@@ -2,7 +2,7 @@
 (`TF_ENABLE_ONEDNN_OPTS=1/0`) are two implementations of the same convolutions, as a
 phone's and a server's are: files written under one setting and read under the other, in
 fresh processes, expose every floating-point decision the file format depends on
-(issue 16; tests/test_zoo.py runs it on every shipped model, bench/cross_kernel.py on
+(tests/test_zoo.py runs it on every shipped model, bench/cross_kernel.py on
 Kodak).
 
 A decode is classified as

@@ -1,4 +1,4 @@
-"""The magnitude-pruning baseline for sparse encoders, with TF-MOT (issue 7).
+"""The magnitude-pruning baseline for sparse encoders, with TF-MOT.
 
 Zhu & Gupta ("To prune, or not to prune", 2017) as TF-MOT implements it: the encoder's
 convolutions are wrapped by `tfmot.sparsity.keras.prune_low_magnitude`; during a short
@@ -21,7 +21,9 @@ from tfcae.io.fileio import atomic_write_json
 from tfcae.models import build_model
 from tfcae.nn.layers import GDN
 from tfcae.objectives.terms import rate_distortion
-from tfcae.training import export
+from tfcae.serving.export import export_model
+from tfcae.serving.exported import assign_matching
+from tfcae.training.export import load_trained
 from tfcae.training.rundir import RunDir
 
 __all__ = ["PruneLowMagnitude", "wrap_encoder", "strip", "kernel_sparsity", "restore",
@@ -86,7 +88,7 @@ def _copy(source, target):
 
 def restore(model_dir):
   """The trained model of `model_dir` (latest checkpoint) and its TrainConfig."""
-  model = export.load_trained(model_dir, for_compression=False)
+  model = load_trained(model_dir, for_compression=False)
   return model, RunDir(model_dir).read_config()
 
 
@@ -119,14 +121,14 @@ def magnitude_prune(model_dir, out_dir, sparsity, steps, train_images, patch_siz
       layer.pruning_obj.weight_mask_op()
   stripped = strip(encoder)
 
-  # A fresh model of the same architecture: the checkpoint structure every tool restores.
+  # A fresh model of the same architecture (the checkpoint structure every tool restores):
+  # the pruned encoder, and every other weight of the fine-tuned model, matched by name.
   pruned = build_model(model.get_config())
   for source, target in zip(stripped.layers, pruned.analysis_transform.layers):
     _copy(source, target)
-  for name in ("synthesis_transform", "prior", "hyper_analysis_transform",
-               "hyper_synthesis_transform", "hyperprior"):
-    if hasattr(model, name):
-      _copy(getattr(model, name), getattr(pruned, name))
+  others = lambda m, encoder: [v for v in m.weight_variables()
+                               if id(v) not in {id(e) for e in encoder.variables}]
+  assign_matching(others(pruned, pruned.analysis_transform), others(model, encoder), model_dir)
   pruned.prepare_for_compression()
   out = RunDir(out_dir).create()
   manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=pruned), out.checkpoint_dir,
@@ -137,7 +139,7 @@ def magnitude_prune(model_dir, out_dir, sparsity, steps, train_images, patch_siz
              "kernel_sparsity": kernel_sparsity(pruned.analysis_transform), "lmbda": lmbda,
              "learning_rate": learning_rate,
              "final_loss": float(history["loss"][-1]) if history else None}
-  export.export_model(pruned, out_dir, {"pruning": summary})
+  export_model(pruned, out_dir, {"pruning": summary})
   out.write_config(dict(config.to_dict(), model_dir=out_dir))
   atomic_write_json(out.join("pruning.json"), summary)
   return summary

@@ -1,4 +1,4 @@
-"""TFLite encoders for the device, and host-side coding of their latents (issue 7).
+"""The TFLite device target: encoders as TFLite flatbuffers, run in tf.lite.Interpreter.
 
 Range coding cannot run inside TFLite, so the work is split:
 
@@ -14,8 +14,8 @@ Range coding cannot run inside TFLite, so the work is split:
           quantises round((k + o) − o) = k again, and writes the same
           tfcae file format (tfcae.io.bitstream). For a float encoder whose symbols equal the
           SavedModel's, the file is byte-identical to `bin/compress`'s; bin/decompress
-          on a server decodes it either way. The host side is tfcae.deploy.hostcoding (below
-          this module and tfcae.deploy.codec, so that neither imports the other).
+          on a server decodes it either way. The host side is tfcae.deploy.hostcoding,
+          which takes any target's encoder (tfcae.deploy.device).
 
 Quantisation (`quantize`): "none" (float32), "float16" (float16 weights, float compute) or
 "int8" (full-integer post-training quantisation calibrated on crops of representative
@@ -36,19 +36,75 @@ import tensorflow as tf
 import tensorflow_compression  # noqa: F401  (registers the range coding ops)
 
 from tfcae import TfcaeError
+from tfcae.deploy.device import DEVICE_TARGETS, DeviceEncoder, DeviceTarget
 from tfcae.io.fileio import expand_images, load_rgb_image
-# The host side lives below both this module and tfcae.deploy.codec (which uses it for
-# `bin/compress --tflite`); its names stay importable from here, where they were.
-from tfcae.deploy.hostcoding import (HostCoder, TFLiteEncoder,  # noqa: F401  (re-exported)
-                              load_trained_model, pad_to_stride)
+from tfcae.serving import open_model
 
-__all__ = ["QUANTIZE", "latent_offset", "encoder_function", "device_encoder",
-           "representative_crops", "convert", "convert_integer", "int8_encoder", "op_names", "host_coding_quality",
+__all__ = ["QUANTIZE", "TFLiteEncoder", "TFLiteTarget", "latent_offset", "encoder_function", "device_encoder",
+           "representative_crops", "convert", "convert_integer", "int8_encoder", "op_names",
            "write_export_info", "image_paths", "save_int8_reference", "fine_tune_int8",
            "export_tflite"]
 
 QUANTIZE = ("none", "float16", "int8")
 _IMAGE = tf.TensorSpec([1, None, None, 3], tf.float32, name="image")
+
+
+# --- running a flatbuffer ------------------------------------------------------------
+class TFLiteEncoder(DeviceEncoder):
+  """A TFLite device encoder in a plain tf.lite.Interpreter (XNNPACK, `num_threads`).
+
+  Args:
+    tflite: a .tflite path or the flatbuffer's bytes.
+    num_threads: the interpreter's threads.
+  """
+
+  def __init__(self, tflite, num_threads: int = 1):
+    if isinstance(tflite, (bytes, bytearray)):
+      self.interpreter = tf.lite.Interpreter(model_content=bytes(tflite),
+                                             num_threads=num_threads)
+    else:
+      tflite = os.fspath(tflite)
+      if not os.path.isfile(tflite):
+        raise TfcaeError(f"{tflite}: no such TFLite model")
+      self.interpreter = tf.lite.Interpreter(model_path=tflite, num_threads=num_threads)
+    self._input = self.interpreter.get_input_details()[0]
+    self._output = self.interpreter.get_output_details()[0]
+    self._shape = None
+
+  @property
+  def latent_channels(self) -> int:
+    return int(self._output["shape_signature"][-1])
+
+  def prepare(self, height: int, width: int) -> None:
+    """Resizes the input to a padded [1, height, width, 3] (re-plans the graph once)."""
+    if self._shape != (height, width):
+      self.interpreter.resize_tensor_input(self._input["index"], [1, height, width, 3])
+      self.interpreter.allocate_tensors()
+      self._shape = (height, width)
+
+  def set_input(self, padded: np.ndarray) -> None:
+    """padded: uint8 [H, W, 3], H and W multiples of the stride."""
+    self.prepare(*padded.shape[:2])
+    x = padded[None]
+    if self._input["dtype"] == np.float32:
+      x = x.astype(np.float32)
+    elif self._input["quantization"][1] != 0 or self._input["dtype"] != np.uint8:
+      raise TfcaeError(f"unexpected quantised input {self._input['dtype'].__name__} "
+                       f"{self._input['quantization']}: not a tfcae int8 encoder")
+    # else: tfcae's int8 encoders take the pixels themselves (uint8, zero point 0; their
+    # scale, 1/255, is the encoder's Rescaling: tfcae.deploy.qat).
+    self.interpreter.set_tensor(self._input["index"], x)
+
+  def invoke(self) -> None:
+    self.interpreter.invoke()
+
+  def output(self) -> np.ndarray:
+    return self.interpreter.get_tensor(self._output["index"])
+
+  def symbols(self, padded: np.ndarray) -> np.ndarray:
+    self.set_input(padded)
+    self.invoke()
+    return self.output()
 
 
 # --- the trained Keras model ---------------------------------------------------------
@@ -62,10 +118,13 @@ def encoder_function(model, encoder=None):
   """tf.function: float32 [1, H, W, 3] pixels -> int32 symbols round(y − o)."""
   encoder = encoder if encoder is not None else model.analysis_transform
   offset = tf.constant(latent_offset(model), tf.float32)
+  gain = float(model.latent_codec().symbol_gain)
 
   @tf.function(input_signature=[_IMAGE])
   def encode(image):
     y = encoder(image)
+    if gain != 1.:  # a codec that codes g·y (LatentCodec.symbol_gain)
+      y = gain * y
     return {"symbols": tf.cast(tf.round(y - offset), tf.int32)}
 
   return encode
@@ -157,21 +216,6 @@ def op_names(tflite_bytes):
 
 
 # --- running it ----------------------------------------------------------------------
-def host_coding_quality(tflite, model_dir, paths):
-  """Per-image (bpp, PSNR) of `paths` coded through a TFLite encoder (path or bytes) and
-  host-side coding, decoded by the model's SavedModel: what a phone-to-server user gets."""
-  from tfcae.deploy.codec import Codec
-  from tfcae.objectives import metrics
-  host, codec = HostCoder(tflite, model_dir), Codec(model_dir)
-  results = []
-  for path in paths:
-    image = load_rgb_image(path)
-    stream = host.compress(image)
-    results.append((metrics.bpp(len(stream), *image.shape[:2]),
-                    float(metrics.psnr(image, codec.decompress(stream)))))
-  return results
-
-
 def write_export_info(tflite_path, info):
   with open(tflite_path + ".json", "w", encoding="utf-8") as f:
     json.dump(info, f, indent=2, sort_keys=True)
@@ -213,18 +257,21 @@ def save_int8_reference(integer, path):
 
 def fine_tune_int8(integer, model_dir, model, qat_images, steps, learning_rate=1e-5,
                    lmbda=None, verbose=1):
-  """Fine-tunes an int8 encoder quantization-aware (tfcae.deploy.qat.fine_tune) with the run's
-  objective: its --lmbda (unless `lmbda`) and --distortion. Returns what was done."""
+  """Fine-tunes an int8 encoder quantization-aware (tfcae.deploy.qat.fine_tune) with the
+  model's objective: its λ (unless `lmbda`) and distortion. Returns what was done."""
   from tfcae.deploy import qat
-  from tfcae.training.rundir import RunDir
   if not qat_images:
     raise TfcaeError("--qat_steps needs --qat_images=GLOB (training crops)")
-  config = RunDir(model_dir).read_config()
-  lmbda = lmbda or config.lmbda
+  objective = open_model(model_dir).trained_objective() or {}
+  if not lmbda and "lmbda" not in objective:
+    raise TfcaeError(f"{model_dir}: its training objective is not recorded; give --qat_lmbda "
+                     "(the distortion is then mse)")
+  lmbda = lmbda or objective["lmbda"]
+  distortion = objective.get("distortion", "mse")
   final = qat.fine_tune(integer, model, image_paths(qat_images, "--qat_images"), steps, lmbda,
-                        config.distortion, learning_rate, verbose=verbose)
+                        distortion, learning_rate, verbose=verbose)
   return {"steps": steps, "learning_rate": learning_rate, "lmbda": lmbda,
-          "distortion": config.distortion, "final": final}
+          "distortion": distortion, "final": final}
 
 
 def export_tflite(model_dir, tflite_path, quantize="none", representative_images="",
@@ -239,9 +286,10 @@ def export_tflite(model_dir, tflite_path, quantize="none", representative_images
   from tfcae.io.fileio import atomic_write_bytes
   if quantize != "int8" and (qat_steps or int8_reference):
     raise TfcaeError("--qat_steps and --int8_reference need --quantize=int8")
-  model = load_trained_model(model_dir)
+  exported = open_model(model_dir)
+  model = exported.restore_keras()
   encoder, reduced = device_encoder(model)
-  info = {"model_dir": os.path.abspath(model_dir), "quantize": quantize,
+  info = {"model_dir": os.path.abspath(exported.path), "quantize": quantize,
           "reduced_encoder": reduced, "fingerprint": model.fingerprint.numpy().hex(),
           "stride": model.stride, "latent_channels": model.latent_channels,
           "input": "float32 [1, H, W, 3] in [0, 255]" if quantize != "int8" else
@@ -254,7 +302,7 @@ def export_tflite(model_dir, tflite_path, quantize="none", representative_images
     integer = int8_encoder(model, representative_crops(image_paths(representative_images)),
                            encoder)
     if qat_steps:
-      info["qat"] = fine_tune_int8(integer, model_dir, model, qat_images, qat_steps,
+      info["qat"] = fine_tune_int8(integer, exported, model, qat_images, qat_steps,
                                    qat_learning_rate, qat_lmbda)
     if int8_reference:
       save_int8_reference(integer, int8_reference)
@@ -266,3 +314,19 @@ def export_tflite(model_dir, tflite_path, quantize="none", representative_images
   info.update(ops=op_names(data), bytes=len(data))
   write_export_info(tflite_path, info)
   return info
+
+
+@DEVICE_TARGETS.register
+class TFLiteTarget(DeviceTarget):
+  """TFLite (LiteRT's flatbuffer format): builtin ops only, float32, float16 or int8."""
+
+  name = "tflite"
+  suffix = ".tflite"
+
+  def convert(self, exported, output_path, **options):
+    """export_tflite's options: quantize, representative_images, qat_steps, qat_images,
+    qat_learning_rate, qat_lmbda, int8_reference."""
+    return export_tflite(exported, output_path, **options)
+
+  def load(self, encoder, num_threads=1):
+    return TFLiteEncoder(encoder, num_threads)

@@ -25,13 +25,17 @@ the package leaves to its caller: the checks with one-line reasons (at least 4 f
 points, positive rates, overlapping curves, distinct values for pchip), sorting the
 points (the package expects them in order along the fitted axis), curves with different
 numbers of points, and no warning for a small overlap (the tables print the figure; the
-overlap is the caller's to judge). The package fits log10(rate) where we used ln(rate):
+overlap is the caller's to judge). The package fits log10(rate) rather than ln(rate):
 both interpolations are invariant to that scaling, so the figures are the same (to
 floating point; tests/test_bdrate.py checks the published Kodak ones).
 
 Quality can be any "higher is better" measure; MS-SSIM must be passed in dB
 (tfcae.objectives.metrics.ms_ssim_db), where it is close to linear in log-rate.
 """
+from __future__ import annotations
+
+from typing import Any, Sequence, Union
+
 import numpy as np
 
 __all__ = ["METHODS", "INTERPOLATIONS", "MIN_POINTS", "bd_rate", "bd_psnr", "curve",
@@ -41,6 +45,9 @@ METHODS = ("cubic", "pchip")
 # How value_at_rate interpolates between a curve's measured points.
 INTERPOLATIONS = ("linear", "pchip")
 MIN_POINTS = 4
+
+# A curve's rates or quality values: any sequence of numbers.
+_Values = Union[Sequence[float], np.ndarray]
 
 
 def _prepare(rates, dist, name):
@@ -91,11 +98,26 @@ def _package():
 _OPTIONS = {"require_matching_points": False, "min_overlap": 0}
 
 
-def bd_rate(rates_anchor, dist_anchor, rates_test, dist_test, method="cubic"):
+def bd_rate(rates_anchor: _Values, dist_anchor: _Values, rates_test: _Values,
+            dist_test: _Values, method: str = "cubic") -> float:
   """Bjontegaard delta rate of `test` against `anchor`, in percent.
 
-  rates: bits per pixel (or any rate unit, the same for both curves);
-  dist: quality, higher is better (PSNR in dB, MS-SSIM in dB).
+  Args:
+    rates_anchor: the anchor's rates, bits per pixel (or any rate unit, the same for
+      both curves), positive, at least MIN_POINTS, in any order.
+    dist_anchor: the anchor's quality at those rates, higher is better (PSNR in dB,
+      MS-SSIM in dB).
+    rates_test: the test curve's rates (any number of points >= MIN_POINTS).
+    dist_test: the test curve's quality.
+    method: "cubic" or "pchip" (METHODS).
+
+  Returns:
+    The mean rate difference over the shared quality interval, in percent; negative
+    when the test codec needs fewer bits at equal quality.
+
+  Raises:
+    ValueError: too few, non-finite or non-positive points, curves that do not overlap
+      in quality, repeated quality values with pchip, or an unknown method.
   """
   ra, da = _prepare(rates_anchor, dist_anchor, "anchor")
   rt, dt = _prepare(rates_test, dist_test, "test")
@@ -106,8 +128,21 @@ def bd_rate(rates_anchor, dist_anchor, rates_test, dist_test, method="cubic"):
   return float(_package().bd_rate(ra, da, rt, dt, method, **_OPTIONS))
 
 
-def bd_psnr(rates_anchor, dist_anchor, rates_test, dist_test, method="cubic"):
-  """Bjontegaard delta quality (BD-PSNR) of `test` against `anchor`, in quality units (dB)."""
+def bd_psnr(rates_anchor: _Values, dist_anchor: _Values, rates_test: _Values,
+            dist_test: _Values, method: str = "cubic") -> float:
+  """Bjontegaard delta quality (BD-PSNR) of `test` against `anchor`.
+
+  Args:
+    rates_anchor, dist_anchor, rates_test, dist_test, method: as for bd_rate.
+
+  Returns:
+    The mean quality difference over the shared log-rate interval, in the quality's
+    units (dB); positive when the test codec is better at equal rate.
+
+  Raises:
+    ValueError: as bd_rate, with the overlap checked in log-rate and pchip needing
+      distinct rates.
+  """
   ra, da = _prepare(rates_anchor, dist_anchor, "anchor")
   rt, dt = _prepare(rates_test, dist_test, "test")
   _overlap(np.log(ra), np.log(rt), "log-rate")
@@ -117,8 +152,20 @@ def bd_psnr(rates_anchor, dist_anchor, rates_test, dist_test, method="cubic"):
   return float(_package().bd_psnr(ra, da, rt, dt, method, **_OPTIONS))
 
 
-def curve(results, metric):
-  """(bpp, quality) arrays of a results dict; metric "psnr" or "ms-ssim" (in dB)."""
+def curve(results: dict[str, Any], metric: str) -> tuple[np.ndarray, np.ndarray]:
+  """The rate-distortion curve of a results dict.
+
+  Args:
+    results: a results dict (tfcae.evaluation.results layout).
+    metric: "psnr" (the `psnr-rgb` means) or "ms-ssim" (the `ms-ssim-rgb` means,
+      converted to dB).
+
+  Returns:
+    (bpp, quality): float64 arrays, one value per operating point, in the file's order.
+
+  Raises:
+    ValueError: an unknown metric.
+  """
   from tfcae.objectives.metrics import ms_ssim_db
   r = results["results"]
   rates = np.asarray(r["bpp"], dtype=np.float64)
@@ -131,15 +178,28 @@ def curve(results, metric):
   return rates, quality
 
 
-def value_at_rate(rates, values, bpp, method="linear", extrapolate=False):
-  """A curve's value at `bpp`, interpolated in log-rate between its measured points
-  (rates, values: one per point, in any order): the equal-rate comparison of an
-  operating point with a codec or a reference curve.
+def value_at_rate(rates: _Values, values: _Values, bpp: float, method: str = "linear",
+                  extrapolate: bool = False) -> float:
+  """A curve's value at `bpp`, interpolated in log-rate between its measured points:
+  the equal-rate comparison of an operating point with a codec or a reference curve.
 
-  method "linear": straight lines between the points (np.interp); "pchip": the monotone
-  piecewise cubic through them (scipy), for a curve of few points whose bends a line
-  would cut. Outside the measured range: NaN, or with `extrapolate` the line through the
-  two nearest points (for either method)."""
+  Args:
+    rates: the curve's rates (bpp), one per point, in any order.
+    values: the curve's values at those rates.
+    bpp: the rate to read the curve at.
+    method: "linear": straight lines between the points (np.interp); "pchip": the
+      monotone piecewise cubic through them (scipy), for a curve of few points whose
+      bends a line would cut.
+    extrapolate: outside the measured range, use the line through the two nearest
+      points (for either method) instead of returning NaN.
+
+  Returns:
+    The interpolated value; NaN outside the measured range without `extrapolate` (or
+    with fewer than two points).
+
+  Raises:
+    ValueError: an unknown method.
+  """
   if method not in INTERPOLATIONS:
     raise ValueError(f"unknown interpolation {method!r}; choose one of "
                      f"{', '.join(INTERPOLATIONS)}")
@@ -158,19 +218,39 @@ def value_at_rate(rates, values, bpp, method="linear", extrapolate=False):
   return float(y[i] + (y[i + 1] - y[i]) * (t - x[i]) / (x[i + 1] - x[i]))
 
 
-def quality_at_rate(results, metric, bpp, extrapolate=False, method="linear"):
-  """A results dict's quality (PSNR, or MS-SSIM in dB) at `bpp`: value_at_rate of its
-  curve(results, metric)."""
+def quality_at_rate(results: dict[str, Any], metric: str, bpp: float,
+                    extrapolate: bool = False, method: str = "linear") -> float:
+  """A results dict's quality at `bpp`: value_at_rate of its curve(results, metric).
+
+  Args:
+    results: a results dict.
+    metric: "psnr" or "ms-ssim" (in dB), as for curve.
+    bpp: the rate to read the curve at.
+    extrapolate, method: as for value_at_rate.
+
+  Returns:
+    PSNR, or MS-SSIM in dB, at `bpp` (NaN outside the curve without `extrapolate`).
+  """
   return value_at_rate(*curve(results, metric), bpp, method, extrapolate)
 
 
-def bd_table(results_list, anchor, method="cubic"):
+def bd_table(results_list: Sequence[dict[str, Any]], anchor: str,
+             method: str = "cubic") -> dict[str, Any]:
   """BD-rate and BD-quality of every curve against the one named `anchor`.
 
-  Returns {"anchor": name, "method": method, "rows": [{"name", "bd_rate_psnr",
-  "bd_psnr", "bd_rate_ms_ssim", "bd_ms_ssim_db"}, ...]}; a metric that cannot be
-  computed for a pair (too few points, no overlap) is None with the reason in
-  "notes".
+  Args:
+    results_list: results dicts, each with a distinct "name" (the anchor included).
+    anchor: the name of the reference curve.
+    method: "cubic" or "pchip", as for bd_rate.
+
+  Returns:
+    {"anchor": name, "method": method, "rows": [{"name", "bd_rate_psnr", "bd_psnr",
+    "bd_rate_ms_ssim", "bd_ms_ssim_db"}, ...]}, one row per curve in the given order;
+    a metric that cannot be computed for a pair (too few points, no overlap) is None
+    with the reason in the row's "notes".
+
+  Raises:
+    ValueError: no curve is named `anchor`.
   """
   by_name = {r["name"]: r for r in results_list}
   if anchor not in by_name:
@@ -195,8 +275,16 @@ def bd_table(results_list, anchor, method="cubic"):
   return {"anchor": anchor, "method": method, "rows": rows}
 
 
-def format_table(table):
-  """The bd_table as aligned text (for the terminal) and as markdown lines."""
+def format_table(table: dict[str, Any]) -> tuple[str, str]:
+  """A bd_table for people to read.
+
+  Args:
+    table: the dict bd_table returns.
+
+  Returns:
+    (text, markdown): the table as aligned columns for the terminal, and as a markdown
+    table; a metric that could not be computed reads "n/a".
+  """
   def fmt(v, unit):
     return "n/a" if v is None else f"{v:+.2f}{unit}"
   header = ("curve", "BD-rate PSNR", "BD-PSNR", "BD-rate MS-SSIM", "BD-MS-SSIM")

@@ -25,7 +25,10 @@ means, bpp from the encoded size, PSNR and MS-SSIM on RGB (tfcae.objectives.metr
 encode/decode wall times in seconds, in the CompressAI JSON layout of
 tfcae.evaluation.results.
 """
+from __future__ import annotations
+
 import io
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -87,8 +90,18 @@ class ClassicalCodec:
   quality_name = "quality"  # what the quality is, for error messages
   settings = ""  # how it is configured, recorded in the results' description
 
-  def check_quality(self, quality):
-    """`quality` as an int, or TfcaeError if it is not an integer in `quality_range`."""
+  def check_quality(self, quality: int | str) -> int:
+    """Checks a quality setting of this codec.
+
+    Args:
+      quality: an integer, or a string holding one.
+
+    Returns:
+      `quality` as an int.
+
+    Raises:
+      TfcaeError: it is not an integer in `quality_range`.
+    """
     lo, hi = self.quality_range
     try:
       q = int(quality)
@@ -100,8 +113,19 @@ class ClassicalCodec:
                        f"got {quality!r}")
     return q
 
-  def encode(self, image, quality):
-    """A uint8 [H, W, 3] array -> the bitstream bytes."""
+  def encode(self, image: np.ndarray, quality: int | str) -> bytes:
+    """Encodes an RGB image.
+
+    Args:
+      image: a uint8 [height, width, 3] array.
+      quality: the codec's quality setting (checked by check_quality).
+
+    Returns:
+      The bitstream bytes.
+
+    Raises:
+      TfcaeError: the quality is out of range or the image is not uint8 RGB.
+    """
     q = self.check_quality(quality)
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -114,8 +138,18 @@ class ClassicalCodec:
   def _save(self, pil, buf, quality):
     raise NotImplementedError
 
-  def decode(self, data):
-    """A bitstream made by `encode` -> a uint8 [H, W, 3] array (Pillow reads them all)."""
+  def decode(self, data: bytes) -> np.ndarray:
+    """Decodes a bitstream made by `encode` (Pillow reads every format it writes).
+
+    Args:
+      data: the bitstream bytes.
+
+    Returns:
+      The uint8 [height, width, 3] image.
+
+    Raises:
+      TfcaeError: Pillow cannot decode the bytes.
+    """
     try:
       with Image.open(io.BytesIO(data)) as im:
         im.load()
@@ -125,12 +159,13 @@ class ClassicalCodec:
                        f"{e})") from None
     return array
 
-  def versions(self):
+  def versions(self) -> str:
     """The libraries that code it, with their versions (for the results' description)."""
     import PIL
     return f"Pillow {PIL.__version__}"
 
-  def description(self):
+  def description(self) -> str:
+    """'<name> via <libraries>; <settings>': the results' description of a sweep."""
     return f"{self.name} via {self.versions()}; {self.settings}"
 
 
@@ -209,12 +244,22 @@ class Heic(ClassicalCodec):
     return f"{super().versions()}, pillow-heif {_heif().__version__}"
 
 
-def get(codec):
-  """The codec object registered as `codec`; a one-line TfcaeError naming the others."""
+def get(codec: str) -> ClassicalCodec:
+  """A codec by name.
+
+  Args:
+    codec: one of CODECS.
+
+  Returns:
+    A new instance of the class registered as `codec`.
+
+  Raises:
+    TfcaeError: an unknown name (the message lists the registered ones).
+  """
   return CODEC_REGISTRY.get(codec)()
 
 
-# The codecs' tables by name (what callers read before the classes existed).
+# The codecs' class attributes as plain tables by name, read from the registry.
 CODECS = CODEC_REGISTRY.names()
 DEFAULT_QUALITIES = {name: cls.default_qualities for name, cls in CODEC_REGISTRY.items()}
 QUALITY_RANGES = {name: cls.quality_range for name, cls in CODEC_REGISTRY.items()}
@@ -222,23 +267,70 @@ QUALITY_INCREASES_RATE = {name: cls.quality_increases_rate
                           for name, cls in CODEC_REGISTRY.items()}
 
 
-def check_quality(codec, quality):
-  """Returns `quality` as an int, or raises TfcaeError if it is out of range."""
+def check_quality(codec: str, quality: int | str) -> int:
+  """Checks a quality setting of the codec named `codec`.
+
+  Args:
+    codec: one of CODECS.
+    quality: an integer, or a string holding one.
+
+  Returns:
+    `quality` as an int.
+
+  Raises:
+    TfcaeError: an unknown codec, or a quality that is not an integer in its range.
+  """
   return get(codec).check_quality(quality)
 
 
-def encode(image, codec, quality):
-  """Encodes a uint8 [H, W, 3] array; returns the bitstream bytes."""
+def encode(image: np.ndarray, codec: str, quality: int | str) -> bytes:
+  """Encodes an RGB image with a codec named by string.
+
+  Args:
+    image: a uint8 [height, width, 3] array.
+    codec: one of CODECS.
+    quality: the codec's quality setting.
+
+  Returns:
+    The bitstream bytes.
+
+  Raises:
+    TfcaeError: an unknown codec, a quality out of range, or an image that is not uint8
+      RGB.
+  """
   return get(codec).encode(image, quality)
 
 
-def decode(data, codec):
-  """Decodes a bitstream made by `encode`; returns a uint8 [H, W, 3] array."""
+def decode(data: bytes, codec: str) -> np.ndarray:
+  """Decodes a bitstream made by `encode`.
+
+  Args:
+    data: the bitstream bytes.
+    codec: the codec that made them (one of CODECS).
+
+  Returns:
+    The uint8 [height, width, 3] image.
+
+  Raises:
+    TfcaeError: an unknown codec, or bytes Pillow cannot decode.
+  """
   return get(codec).decode(data)
 
 
-def parse_qualities(codec, spec):
-  """'5,10,20' -> (5, 10, 20) checked for `codec`; None or '' -> the default sweep."""
+def parse_qualities(codec: str, spec: str | Iterable[int | str] | None) -> tuple[int, ...]:
+  """The qualities of a sweep, checked for `codec`.
+
+  Args:
+    codec: one of CODECS.
+    spec: a comma-separated string ('5,10,20'), an iterable of qualities, or None / ''
+      for the codec's default sweep. Empty items of a string are skipped.
+
+  Returns:
+    The qualities as ints, in the given order.
+
+  Raises:
+    TfcaeError: an unknown codec, a quality out of range, or a duplicate quality.
+  """
   default = get(codec).default_qualities
   if spec is None or (isinstance(spec, str) and not spec.strip()):
     return default
@@ -250,8 +342,22 @@ def parse_qualities(codec, spec):
   return qualities
 
 
-def evaluate_image(image, codec, quality, name="image"):
-  """Encodes and decodes one image; returns its per-image record."""
+def evaluate_image(image: np.ndarray, codec: str, quality: int | str,
+                   name: str = "image") -> dict[str, Any]:
+  """Encodes and decodes one image, timing both, and measures the result.
+
+  Args:
+    image: a uint8 [height, width, 3] array (each side >= 161 pixels for MS-SSIM).
+    codec: one of CODECS.
+    quality: the codec's quality setting.
+    name: the record's "image" entry.
+
+  Returns:
+    {"image", "bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"}.
+
+  Raises:
+    TfcaeError: as encode and decode, or a decoded image of another shape.
+  """
   codec_object = get(codec)
   data, encoding_time = timed(codec_object.encode, image, quality)
   decoded, decoding_time = timed(codec_object.decode, data)
@@ -268,7 +374,9 @@ def evaluate_image(image, codec, quality, name="image"):
   }
 
 
-def sweep(codec, image_paths, qualities=None, progress=True):
+def sweep(codec: str, image_paths: Iterable[str],
+          qualities: str | Iterable[int | str] | None = None,
+          progress: bool = True) -> dict[str, Any]:
   """Rate-distortion sweep of one codec: every image at every quality.
 
   Args:
@@ -278,7 +386,12 @@ def sweep(codec, image_paths, qualities=None, progress=True):
     progress: show a tqdm progress bar on stderr.
 
   Returns:
-    A results dict (tfcae.evaluation.results.make_results), one operating point per quality.
+    A results dict (tfcae.evaluation.results.make_results), one operating point per
+    quality, labelled "q=<quality>", with the qualities also in `results["quality"]`.
+
+  Raises:
+    TfcaeError: no images, an image too small for MS-SSIM, or as parse_qualities and
+      evaluate_image.
   """
   import os
   qualities = parse_qualities(codec, qualities)
@@ -313,10 +426,24 @@ def sweep(codec, image_paths, qualities=None, progress=True):
   return results
 
 
-def at_size(image, codec, max_bytes):
-  """The highest-quality encoding of `image` with `codec` that fits in `max_bytes`
-  (bisection over the quality; file sizes grow with it). Returns (quality, bytes) or
-  (None, None) when even the lowest quality is larger."""
+def at_size(image: np.ndarray, codec: str,
+            max_bytes: int) -> tuple[int, bytes] | tuple[None, None]:
+  """The highest-quality encoding of `image` with `codec` that fits in `max_bytes`.
+
+  The quality is bisected over the codec's whole range, assuming that file sizes grow
+  with it.
+
+  Args:
+    image: a uint8 [height, width, 3] array.
+    codec: one of CODECS whose quality increases the rate (not jpeg2000).
+    max_bytes: the largest acceptable bitstream size.
+
+  Returns:
+    (quality, bitstream bytes), or (None, None) when even the lowest quality is larger.
+
+  Raises:
+    TfcaeError: an unknown codec, or one whose quality does not grow with size.
+  """
   codec_object = get(codec)
   if not codec_object.quality_increases_rate:
     raise TfcaeError(f"{codec}: its quality is not a rate knob that grows with size")

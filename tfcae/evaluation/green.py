@@ -55,6 +55,10 @@ class DenseCurve:
     bpp: the points' rates (bits per pixel, > 0), any order.
     psnr: their PSNR in dB.
     name: what the curve is (for tables and plots).
+
+  Raises:
+    ValueError: fewer than two points, mismatched lengths, non-finite values or a rate
+      that is not positive.
   """
 
   def __init__(self, bpp: Sequence[float], psnr: Sequence[float], name: str = ""):
@@ -68,8 +72,15 @@ class DenseCurve:
     self.bpp, self.psnr, self.name = bpp[order], psnr[order], name
 
   def psnr_at(self, bpp: float) -> Optional[float]:
-    """The curve's PSNR at `bpp` (linear in log-bpp between the neighbouring points);
-    None outside the curve's range (no extrapolation: the comparison would be a guess)."""
+    """The curve's PSNR at a rate, linear in log-bpp between the neighbouring points.
+
+    Args:
+      bpp: the rate, bits per pixel.
+
+    Returns:
+      The PSNR in dB, or None outside the curve's range (no extrapolation: the
+      comparison would be a guess).
+    """
     value = value_at_rate(self.bpp, self.psnr, bpp, "linear")
     return None if np.isnan(value) else value
 
@@ -79,9 +90,13 @@ def curve_of_cards(cards: Iterable[dict], name: str = "") -> DenseCurve:
 
   Args:
     cards: model cards with a "kodak" block (bpp, psnr-rgb).
-    name: the curve's name (default: the cards' family).
+    name: the curve's name (default: the first card's family).
+
   Returns:
     A DenseCurve.
+
+  Raises:
+    ValueError: fewer than two cards (see DenseCurve).
   """
   cards = list(cards)
   return DenseCurve([c["kodak"]["bpp"] for c in cards], [c["kodak"]["psnr-rgb"] for c in cards],
@@ -90,6 +105,11 @@ def curve_of_cards(cards: Iterable[dict], name: str = "") -> DenseCurve:
 
 def delta_psnr_at_bpp(curve: DenseCurve, bpp: float, psnr: float) -> Optional[float]:
   """ΔPSNR (dB) of an operating point against `curve` at the same rate: negative = a loss.
+
+  Args:
+    curve: the reference curve.
+    bpp: the operating point's rate.
+    psnr: its PSNR in dB.
 
   Returns:
     psnr − curve(bpp), or None when bpp lies outside the curve.
@@ -106,6 +126,13 @@ def delta_psnr_against_control(curve: DenseCurve, bpp: float, psnr: float,
   control_psnr + curve(bpp) − curve(control_bpp). So the training both had in common (the
   same warm start and steps) cancels, and the rate difference is accounted for.
 
+  Args:
+    curve: the dense curve whose slope moves the control.
+    bpp: the operating point's rate.
+    psnr: its PSNR in dB.
+    control_bpp: the control's rate.
+    control_psnr: the control's PSNR in dB.
+
   Returns:
     psnr minus the moved control, or None when either rate lies outside the curve.
   """
@@ -116,8 +143,18 @@ def delta_psnr_against_control(curve: DenseCurve, bpp: float, psnr: float,
 
 
 def attach_controls(models: List[Dict], curve: DenseCurve) -> None:
-  """Gives every sparse model (kind "sparse") the dense control (kind "control") of the
-  same λ and objective, in place: its label as "control" and "delta_psnr_control"."""
+  """Pairs every sparse model with its dense control, in place.
+
+  A sparse model (kind "sparse") gets the first control (kind "control") of the same λ
+  and objective (default "beta"): its label as "control", and ΔPSNR against it
+  (delta_psnr_against_control) as "delta_psnr_control". Models without a control are
+  left as they are.
+
+  Args:
+    models: rows with "kind", "lmbda", "label", "bpp", "psnr" (and optionally
+      "objective"); the sparse ones are updated.
+    curve: the dense curve that moves each control to its sparse model's rate.
+  """
   for entry in models:
     if entry.get("kind") != "sparse":
       continue
@@ -142,8 +179,14 @@ def tradeoff_panel(bpp: float, zoo: DenseCurve, points: List[Dict],
     references: results dicts (tfcae.evaluation.results layout) of other codecs, each
       plotted at its curve's PSNR at `bpp`; those named in REFERENCE_ENCODERS get that
       encoder cost, the others (classical codecs) a horizontal line.
+
   Returns:
-    {"bpp", "points": [{"label", "encoder_kmacs", "delta_psnr", "kind"}], "lines": [...]}.
+    {"bpp", "points": [{"label", "encoder_kmacs", "delta_psnr", "bpp", "kind"}],
+    "lines": [{"label", "delta_psnr"}]}; points and references outside a curve are left
+    out.
+
+  Raises:
+    ValueError: `bpp` lies outside the dense curve.
   """
   out = {"bpp": float(bpp), "points": [], "lines": []}
   base = zoo.psnr_at(bpp)
@@ -180,6 +223,7 @@ def panels_of_table(table: dict, references: Iterable[dict] = ()) -> List[Dict]:
     table: {"reference": {"name", "points": [{"label", "bpp", "psnr", "maccs_per_pixel"}]},
       "models": [{"label", "kind", "init_from", "bpp", "psnr", "maccs_per_pixel_reduced"}]}.
     references: results dicts of other codecs (see tradeoff_panel).
+
   Returns:
     tradeoff_panel's dicts, lowest rate first, each with the dense model's "name".
   """
@@ -204,14 +248,30 @@ def panels_of_table(table: dict, references: Iterable[dict] = ()) -> List[Dict]:
 
 
 def fmt(value: Optional[float], spec: str, missing: str = "–") -> str:
-  """`value` formatted with `spec`, or `missing` for None."""
+  """A table cell.
+
+  Args:
+    value: the number, or None.
+    spec: its format spec (e.g. "+.2f").
+    missing: the cell for None.
+
+  Returns:
+    `value` formatted with `spec`, or `missing` for None.
+  """
   return missing if value is None else format(value, spec)
 
 
 def table1_markdown(results: dict) -> str:
-  """Table I at zoo scale as markdown, one table per λ (bench/sparse_table1.py's JSON:
-  "models" rows of accounting, Kodak RD, ΔPSNRs and latencies; "reference" the dense
-  curve), then the paper's figures."""
+  """Table I at zoo scale as markdown.
+
+  Args:
+    results: bench/sparse_table1.py's JSON: "models" rows of accounting, Kodak RD,
+      ΔPSNRs and latencies; "reference" the dense curve.
+
+  Returns:
+    One table per λ (largest first), then the paper's figures and the dense curve's
+    points, as markdown ending in a newline.
+  """
   lines = []
   for rate in sorted({r["lmbda"] for r in results["models"]}, reverse=True):
     rows = [r for r in results["models"] if r["lmbda"] == rate]

@@ -3,11 +3,18 @@
 A module of plain functions taking results dicts (tfcae.evaluation.results layout) and an
 output path; every figure is written atomically.
 """
+from __future__ import annotations
+
 import io
+import types
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from tfcae.io.fileio import atomic_write_bytes
+
+if TYPE_CHECKING:
+  from matplotlib.figure import Figure
 
 __all__ = ["METRICS", "pyplot", "save_figure", "plot_rd", "read_lambda_trajectory",
            "plot_lambda_trajectories", "plot_series", "plot_embeddings", "plot_green"]
@@ -18,25 +25,50 @@ METRICS = {
 }
 
 
-def pyplot():
-  """matplotlib.pyplot on the Agg backend (headless), for every tfcae figure."""
+def pyplot() -> types.ModuleType:
+  """matplotlib.pyplot on the Agg backend (headless), for every tfcae figure.
+
+  Returns:
+    The matplotlib.pyplot module, after selecting the Agg backend.
+  """
   import matplotlib
   matplotlib.use("Agg")  # headless; must precede the pyplot import
   import matplotlib.pyplot as plt
   return plt
 
 
-def save_figure(fig, output_png, dpi=120):
-  """Writes `fig` as a PNG atomically (a reader never sees half a file)."""
+def save_figure(fig: Figure, output_png: str, dpi: int = 120) -> None:
+  """Writes `fig` as a PNG atomically (a reader never sees half a file).
+
+  Args:
+    fig: the matplotlib figure (left open; the caller closes it).
+    output_png: the file to write.
+    dpi: resolution.
+  """
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
   atomic_write_bytes(output_png, buf.getvalue())
 
 
-def plot_rd(results_list, metric="psnr", output_png="rd.png", title=None, dpi=120):
+def plot_rd(results_list: Sequence[dict[str, Any]], metric: str = "psnr",
+            output_png: str = "rd.png", title: str | None = None, dpi: int = 120) -> str:
   """Rate-distortion curves, one per results dict, quality against bpp.
 
-  MS-SSIM is drawn in dB, where differences near 1 are visible. Returns the path.
+  MS-SSIM is drawn in dB, where differences near 1 are visible.
+
+  Args:
+    results_list: results dicts (tfcae.evaluation.results layout), one line each,
+      labelled with its "name".
+    metric: a key of METRICS ("psnr" or "ms-ssim").
+    output_png: the PNG to write.
+    title: the figure's title (default: "Rate-distortion (<metric>)").
+    dpi: resolution.
+
+  Returns:
+    `output_png`.
+
+  Raises:
+    ValueError: an unknown metric, no results, or results without the metric.
   """
   from tfcae.objectives.metrics import ms_ssim_db
   if metric not in METRICS:
@@ -69,14 +101,25 @@ def plot_rd(results_list, metric="psnr", output_png="rd.png", title=None, dpi=12
   return output_png
 
 
-# --- D-CO: Lagrange multiplier trajectories (issue 4) -----------------------------------
-def read_lambda_trajectory(model_dir):
-  """(steps, λ) of a D-CO (or hinge) run from its history.csv and train_config.json.
+# --- D-CO: Lagrange multiplier trajectories ---------------------------------------------
+def read_lambda_trajectory(model_dir: str) -> tuple[np.ndarray, np.ndarray]:
+  """The Lagrange multiplier of a D-CO (or hinge) run, from its history.csv and
+  train_config.json.
 
   λ after epoch e is the validation column `val_lambda` (the multiplier is constant during
   validation, so this is its value at the end of the epoch), or the epoch mean `lambda`
-  when validation did not log it. Step 0 is the initial λ: --multiplier_init under the
-  paper's rule, the derived λ0 under the auto rule (tfcae.methods.dco.auto_multiplier_settings).
+  when validation did not log it. Step 0 is the initial λ of a D-CO or R-CO run:
+  --multiplier_init under the paper's rule, the derived λ0 under the auto rule
+  (tfcae.methods.dco.multiplier_settings).
+
+  Args:
+    model_dir: the run directory.
+
+  Returns:
+    (steps, λ): the training step at the end of each epoch (and 0), and λ there.
+
+  Raises:
+    ValueError: the history cannot be read or has no λ column.
   """
   import csv
   import os
@@ -91,7 +134,7 @@ def read_lambda_trajectory(model_dir):
   column = next((c for c in ("val_lambda", "lambda") if rows and rows[0].get(c)), None)
   if column is None:
     raise ValueError(f"{history}: no λ column (was it trained with --objective=dco?)")
-  # As stored, not TrainConfig.load: a missing field must not take today's default.
+  # As stored, not TrainConfig.load: a missing field must not take the current default.
   settings = run.read_config_dict() if os.path.exists(run.config_path) else {}
   per_epoch = int(settings.get("steps_per_epoch", 1))
   steps, values = [], []
@@ -100,9 +143,8 @@ def read_lambda_trajectory(model_dir):
     if settings.get("multiplier_rule", "paper") == "auto":
       from tfcae.methods.dco import multiplier_settings
       from tfcae.training.config import TrainConfig
-      initial = multiplier_settings(TrainConfig(**{
-          k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__}))[
-              "initial_value"]
+      initial = multiplier_settings(TrainConfig.from_dict(settings, model_dir))[
+          "initial_value"]
     steps.append(0)
     values.append(initial)
   for row in rows:  # history.csv is appended across resumes: the last row of an epoch wins
@@ -115,13 +157,23 @@ def read_lambda_trajectory(model_dir):
   return np.asarray(steps), np.asarray(values)
 
 
-def plot_lambda_trajectories(runs, output_png="lambda.png", title=None, dpi=120,
-                             lambda_max=None):
+def plot_lambda_trajectories(runs: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+                             output_png: str = "lambda.png", title: str | None = None,
+                             dpi: int = 120, lambda_max: float | None = None) -> str:
   """λ against training step for several runs on a log axis (van Rozendaal et al., Fig. 3).
 
   Args:
-    runs: list of (label, steps, λ values).
-    lambda_max: draw the clip as a dashed line.
+    runs: list of (label, steps, λ values), e.g. from read_lambda_trajectory.
+    output_png: the PNG to write.
+    title: the figure's title (default: "D-CO: λ trajectories").
+    dpi: resolution.
+    lambda_max: draw the clip as a dashed line (None or 0: none).
+
+  Returns:
+    `output_png`.
+
+  Raises:
+    ValueError: no runs, or λ values that are negative or not finite.
   """
   if not runs:
     raise ValueError("nothing to plot: no runs given")
@@ -136,9 +188,31 @@ def plot_lambda_trajectories(runs, output_png="lambda.png", title=None, dpi=120,
                      hline_label="clip", marker=None, legend="upper right", dpi=dpi)
 
 
-def plot_series(series, xlabel, ylabel, output_png, title="", logx=False, logy=False,
-                hline=None, hline_label=None, marker="o", legend="lower right", dpi=120):
-  """Lines: series = [(label, xs, ys)]; hline draws a dashed reference (None: none)."""
+def plot_series(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], xlabel: str,
+                ylabel: str, output_png: str, title: str = "", logx: bool = False,
+                logy: bool = False, hline: float | None = None, hline_label: str | None = None,
+                marker: str | None = "o", legend: str = "lower right", dpi: int = 120) -> str:
+  """Line plot of several series on one pair of axes.
+
+  Args:
+    series: list of (label, xs, ys), one line each.
+    xlabel, ylabel: the axes' labels.
+    output_png: the PNG to write.
+    title: the figure's title.
+    logx: a log x axis, ticked at every x value of the series.
+    logy: a log y axis.
+    hline: the y of a dashed reference line (None: none).
+    hline_label: its legend entry.
+    marker: the points' marker (None: lines only).
+    legend: the legend's location.
+    dpi: resolution.
+
+  Returns:
+    `output_png`.
+
+  Raises:
+    ValueError: no series.
+  """
   if not series:
     raise ValueError("nothing to plot: no series given")
   plt = pyplot()
@@ -166,9 +240,20 @@ def plot_series(series, xlabel, ylabel, output_png, title="", logx=False, logy=F
   return output_png
 
 
-def plot_embeddings(panels, labels, output_png, dpi=120):
-  """Scatter plots of 2-D bottleneck codes, one panel per (title, codes [N, 2]), coloured
-  by digit label (the paper's Figure of the n = 2 embedding)."""
+def plot_embeddings(panels: Sequence[tuple[str, np.ndarray]], labels: np.ndarray,
+                    output_png: str, dpi: int = 120) -> None:
+  """Scatter plots of 2-D bottleneck codes coloured by digit (the decorrelation paper's
+  figure of the n = 2 embedding).
+
+  Args:
+    panels: list of (title, codes [N, 2]), one panel each.
+    labels: the N digit labels (0-9) of the codes.
+    output_png: the PNG to write.
+    dpi: resolution.
+
+  Raises:
+    ValueError: codes that are not 2-D.
+  """
   plt = pyplot()
   fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
   for ax, (title, codes) in zip(axes[0], panels):
@@ -189,10 +274,24 @@ _GREEN_STYLE = {"dense": ("s", "black"), "control": ("D", "gray"), "sparse": ("o
                 "reference": ("^", "tab:blue")}
 
 
-def plot_green(panels, output_png="green.png", title=None, dpi=120):
-  """ΔPSNR at equal bpp against encoder kMAC per pixel (log axis), one panel per rate
-  (tfcae.evaluation.green.panels_of_table); classical codecs as dashed horizontal lines
-  (their encoders cost next to nothing on this axis). Returns the path."""
+def plot_green(panels: Sequence[dict[str, Any]], output_png: str = "green.png",
+               title: str | None = None, dpi: int = 120) -> str:
+  """ΔPSNR at equal bpp against encoder kMAC per pixel (log axis), one panel per rate;
+  classical codecs as dashed horizontal lines (their encoders cost next to nothing on
+  this axis).
+
+  Args:
+    panels: tfcae.evaluation.green.panels_of_table's (or tradeoff_panel's) dicts.
+    output_png: the PNG to write.
+    title: the figure's overall title (None: none).
+    dpi: resolution.
+
+  Returns:
+    `output_png`.
+
+  Raises:
+    ValueError: no panels.
+  """
   if not panels:
     raise ValueError("nothing to plot: no panels (no model was warm-started from the curve)")
   plt = pyplot()

@@ -6,9 +6,12 @@ For every image: compress with the exported model, decompress the bytes, and mea
   psnr-rgb, ms-ssim-rgb on the 8-bit RGB reconstruction (tfcae.objectives.metrics)
   encoding_time, decoding_time  seconds per call (tfcae.deploy.timing), after one warm-up call
 """
-import os
+from __future__ import annotations
 
-from tfcae.deploy.codec import Codec
+import os
+from typing import Any, Sequence
+
+from tfcae.serving.codec import Codec
 from tfcae.deploy.timing import timed
 from tfcae.evaluation.results import make_results
 from tfcae.io import bitstream
@@ -18,8 +21,23 @@ from tfcae.objectives import metrics
 __all__ = ["evaluate_codec", "evaluate_model_dirs"]
 
 
-def evaluate_codec(codec, image_paths, progress=True):
-  """Per-image records for one exported model."""
+def evaluate_codec(codec: Codec, image_paths: Sequence[str],
+                   progress: bool = True) -> list[dict[str, Any]]:
+  """Compresses and decompresses every image with one exported model and measures it.
+
+  The first image is coded once before it is timed, so that the graph optimisation of
+  the restored functions' first call is not counted.
+
+  Args:
+    codec: the exported model (tfcae.serving.codec.Codec).
+    image_paths: image files to code, in order.
+    progress: whether to show a tqdm progress bar named after the model directory.
+
+  Returns:
+    One record per image: {"image": file name, "bpp", "estimated_bpp", "header_bpp",
+    "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"} (see the module
+    docstring), in the order of `image_paths`.
+  """
   records = []
   iterator = image_paths
   if progress:
@@ -49,8 +67,25 @@ def evaluate_codec(codec, image_paths, progress=True):
   return records
 
 
-def evaluate_model_dirs(model_dirs, image_paths, name="tfcae", description="", progress=True):
-  """Evaluates each model directory (one operating point each) -> results dict."""
+def evaluate_model_dirs(model_dirs: Sequence[str], image_paths: Sequence[str],
+                        name: str = "tfcae", description: str = "",
+                        progress: bool = True) -> dict[str, Any]:
+  """Evaluates each exported model directory as one operating point of a curve.
+
+  Args:
+    model_dirs: exported model directories, one operating point each.
+    image_paths: the image files every model is evaluated on.
+    name: the curve's name in the results.
+    description: free text; default: the model directories and the number of images.
+    progress: whether to show a progress bar per model.
+
+  Returns:
+    A results dict in CompressAI's layout (tfcae.evaluation.results.make_results), one
+    operating point per model directory, labelled with it.
+
+  Raises:
+    ValueError: `image_paths` is empty.
+  """
   if not image_paths:
     raise ValueError("no images to evaluate")
   points = []

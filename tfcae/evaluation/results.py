@@ -18,7 +18,10 @@ Layout (one file per codec or per family of models)::
 `results` holds means over the image set, exactly like CompressAI's `eval_model`
 and `bench` output, so its plotting tools read our files and vice versa.
 """
+from __future__ import annotations
+
 import json
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -30,7 +33,8 @@ __all__ = ["CORE_METRICS", "make_results", "write_results", "read_results"]
 CORE_METRICS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
 
 
-def make_results(name, description, points):
+def make_results(name: str, description: str,
+                 points: Iterable[tuple[Any, Sequence[dict[str, Any]]]]) -> dict[str, Any]:
   """Builds the results dict.
 
   Args:
@@ -38,6 +42,13 @@ def make_results(name, description, points):
     description: free text (settings, data, date).
     points: list of (label, per_image_records); each record is a dict with at
       least `image` and the CORE_METRICS keys; extra numeric keys are averaged too.
+
+  Returns:
+    {"name", "description", "results": {metric: [mean per operating point]},
+    "points": [{"label": str(label), "images": records}]} (the module's layout).
+
+  Raises:
+    ValueError: an operating point has no records, or a CORE_METRICS key is missing.
   """
   results = {}
   out_points = []
@@ -54,11 +65,28 @@ def make_results(name, description, points):
   return {"name": name, "description": description, "results": results, "points": out_points}
 
 
-def write_results(path, results):
+def write_results(path: str, results: dict[str, Any]) -> None:
+  """Writes a results dict as JSON, atomically (a reader never sees half a file).
+
+  Args:
+    path: the JSON file to write.
+    results: a dict as built by make_results.
+  """
   atomic_write_json(path, results)
 
 
-def read_results(path):
+def read_results(path: str) -> dict[str, Any]:
+  """Reads a results file (ours or CompressAI's).
+
+  Args:
+    path: a JSON file in the module's layout.
+
+  Returns:
+    The parsed dict.
+
+  Raises:
+    ValueError: the file has no `results.bpp`.
+  """
   with open(path, encoding="utf-8") as f:
     data = json.load(f)
   if "results" not in data or "bpp" not in data["results"]:

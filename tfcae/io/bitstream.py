@@ -12,7 +12,7 @@ All integers are big-endian::
   22        4*S   byte length of each string (uint32)
   (version 2 only)
   22+4S     4     index check: CRC-32 of the coding-table index of every latent element,
-                  one byte each, as the encoder chose them (hyperpriors; issue 16)
+                  one byte each, as the encoder chose them (hyperpriors)
   H-4       4     CRC-32 (IEEE 802.3, as zlib.crc32) of every other byte of the file:
                   the header before this field followed by the payload (H = header size)
   H         ...   payload: the S strings, concatenated

@@ -1,5 +1,5 @@
 """Bounded range decoding: TFC's range decoder, fed so that no payload can hang it, and
-checked so that a payload it does not consume exactly is refused (issue 18).
+checked so that a payload it does not consume exactly is refused.
 
 Why TFC's own `decompress` is not enough for hostile files (tensorflow_compression
 2.14, cc/kernels/range_coder_kernels.cc, cc/lib/range_coder.h):
@@ -35,8 +35,8 @@ What this module does instead, with TFC's ops and tables only (no coder of our o
      what it decodes to, i.e. a valid string of other latents (which the file's CRC
      then had to be forged for). This replaces TFC's weaker finalize check.
 
-Every function works eagerly (tfcae.deploy.codec's checks of SavedModels exported before this
-existed) and inside a tf.function (the exported `decompress`).
+Every function works eagerly (tfcae.serving.codec's checks of SavedModels without the
+bounded decoder) and inside a tf.function (the exported `decompress`).
 """
 import math
 

@@ -13,7 +13,7 @@ from tfcae.io import bitstream
 __all__ = ["CARD", "PREFIX", "card", "card_at", "find", "list", "model_of", "parse_spec", "path",
            "qualities", "resolve", "root"]
 
-PREFIX = "zoo:"  # --init_from=zoo:<family>/<quality>, --model=<family> --quality=<q>
+PREFIX = "zoo:"  # --model=zoo:<family>/<quality>, --init_from=zoo:<family>/<quality>
 
 CARD = "card.json"
 
@@ -124,5 +124,5 @@ def model_of(data, name="the file"):
   folder = find(fingerprint)
   if folder is None:
     raise TfcaeError(f"{name} was written by model {fingerprint.hex()}, which is not in "
-                     "the zoo; give --model_dir")
+                     "the zoo; give --model")
   return folder

@@ -36,7 +36,11 @@ divided by the number of latent elements per image), so ρ does not depend on th
 or the latent width. Z, U and the accumulators are tf.Variables owned by the term and the
 hook, hence part of the model's checkpoint and restored on resume.
 """
+from __future__ import annotations
+
 import dataclasses
+from typing import Any, Sequence
+
 import numpy as np
 import tensorflow as tf
 
@@ -50,11 +54,21 @@ __all__ = ["AdmmSettings", "AdmmLatentPruning", "SCOPES", "cardinality_mask", "p
 SCOPES = ("dataset", "image")
 
 
-def cardinality_mask(x, k, per_example=False):
+def cardinality_mask(x: tf.Tensor, k: int | tf.Tensor, per_example: bool = False) -> tf.Tensor:
   """1.0 at the k largest |x| (exactly k positions), 0.0 elsewhere.
 
   Ties are broken by position (the lower flat index is kept): tf.math.top_k is stable.
-  With per_example=True, the first axis indexes examples and each keeps its own k.
+
+  Args:
+    x: a floating-point tensor of any shape.
+    k: the number of entries kept, 0 ≤ k ≤ the entries (of each example).
+    per_example: the first axis indexes examples and each keeps its own k.
+
+  Returns:
+    The mask, of x's shape and dtype.
+
+  Raises:
+    tf.errors.InvalidArgumentError: k outside [0, number of entries], when it runs.
   """
   x = tf.convert_to_tensor(x)
   shape = tf.shape(x)
@@ -73,24 +87,55 @@ def cardinality_mask(x, k, per_example=False):
   return tf.reshape(mask, shape)
 
 
-def project_cardinality(x, k, per_example=False):
+def project_cardinality(x: tf.Tensor, k: int | tf.Tensor,
+                        per_example: bool = False) -> tf.Tensor:
   """Euclidean projection onto {z : card(z) ≤ k}: keeps the k largest |x|, zeros the rest.
 
-  Exactly k entries are kept (0 ≤ k ≤ x.size); ties in |x| are broken by position.
+  Args:
+    x: a floating-point tensor of any shape.
+    k: exactly k entries are kept (0 ≤ k ≤ x.size, or the size of one example); ties in
+      |x| are broken by position.
+    per_example: project each example (along the first axis) on its own.
+
+  Returns:
+    The projection, of x's shape and dtype.
+
+  Raises:
+    tf.errors.InvalidArgumentError: k out of range, when it runs.
   """
   x = tf.convert_to_tensor(x)
   return x * cardinality_mask(x, k, per_example)
 
 
-def keep_count(keep_ratio, num_entries):
-  """ℓ = the number of entries kept for a keep ratio (nearest integer, at least 0)."""
+def keep_count(keep_ratio: float, num_entries: int) -> int:
+  """ℓ, the number of entries kept for a keep ratio.
+
+  Args:
+    keep_ratio: the fraction of entries kept.
+    num_entries: the entries of one code.
+
+  Returns:
+    keep_ratio · num_entries rounded to the nearest integer, clipped to [0, num_entries].
+  """
   return int(np.clip(round(keep_ratio * num_entries), 0, num_entries))
 
 
 class ADMMState(tf.Module):
-  """Z, U and the running sum of E(x), shared by ADMMPenalty and ADMMUpdate."""
+  """Z, U and the running sum of E(x), shared by ADMMPenalty and ADMMUpdate.
 
-  def __init__(self, latent_shape, keep_ratio, scope="dataset", name="admm_state"):
+  Args:
+    latent_shape: the code of one training crop, [h, w, M].
+    keep_ratio: the fraction of latent entries the projection keeps, in [0, 1].
+    scope: one of SCOPES (see the module docstring); Z, U and the accumulators exist
+      only for "dataset".
+    name: the module's name.
+
+  Raises:
+    ValueError: an unknown scope or a keep ratio outside [0, 1].
+  """
+
+  def __init__(self, latent_shape: Sequence[int], keep_ratio: float, scope: str = "dataset",
+               name: str = "admm_state"):
     super().__init__(name=name)
     if scope not in SCOPES:
       raise ValueError(f"unknown ADMM scope {scope!r}; expected one of {SCOPES}")
@@ -113,30 +158,47 @@ class ADMMState(tf.Module):
       self.active = tf.Variable(0., trainable=False, name="active")
       self.updates = tf.Variable(0, trainable=False, dtype=tf.int64, name="updates")
 
-  def target(self, y):
-    """Z − U for a batch of codes y [B, h, w, M] (what the penalty pulls E(x) towards)."""
+  def target(self, y: tf.Tensor) -> tf.Tensor:
+    """What the penalty pulls E(x) towards.
+
+    Args:
+      y: a batch of codes [B, h, w, M].
+
+    Returns:
+      Z − U ("dataset", broadcast over the batch), or each code's own projection
+      ("image", a constant for the gradient).
+    """
     if self.scope == "image":
       return tf.stop_gradient(project_cardinality(y, self.k, per_example=True))
     return self.z - self.u
 
-  def z_for(self, y):
+  def z_for(self, y: tf.Tensor) -> tf.Tensor:
+    """Z for a batch of codes y [B, h, w, M]: the shared Z, or each code's projection."""
     if self.scope == "image":
       return tf.stop_gradient(project_cardinality(y, self.k, per_example=True))
     return self.z
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     return {"latent_shape": list(self.latent_shape), "keep_ratio": self.keep_ratio,
             "keep_count": self.k, "scope": self.scope}
 
 
 class ADMMPenalty(LossTerm):
-  """ADMM step (1): ρ/2·mean((E(x) − Z + U)²) over ctx["y"] (weight = ρ)."""
+  """ADMM step (1): ρ/2·mean((E(x) − Z + U)²) over ctx["y"] (weight = ρ).
 
-  def __init__(self, state, rho, name="admm"):
+  With the "dataset" scope the penalty is 0 until the first update creates Z.
+
+  Args:
+    state: the ADMMState shared with ADMMUpdate.
+    rho: ρ.
+    name: logged as.
+  """
+
+  def __init__(self, state: ADMMState, rho: float, name: str = "admm"):
     super().__init__(weight=rho, name=name)
     self.state = state
 
-  def value(self, ctx):
+  def value(self, ctx: Any) -> tf.Tensor:
     y = ctx["y"]
     residual = y - self.state.target(y)
     penalty = 0.5 * tf.reduce_mean(tf.square(residual))
@@ -144,7 +206,7 @@ class ADMMPenalty(LossTerm):
       penalty *= self.state.active
     return penalty
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     return dict(super().get_config(), rho=self.weight, **self.state.get_config())
 
 
@@ -154,16 +216,24 @@ class ADMMUpdate(TrainingHook):
   `after_apply` (in-graph, every step) accumulates the mean code for the "dataset" scope
   and logs `admm_zero_frac` (fraction of zeros in the quantized code ctx["y_hat"]) and
   `admm_y_minus_z` (‖E(x) − Z‖ per image, mean over the batch).
+
+  Args:
+    state: the ADMMState shared with ADMMPenalty.
+    period: epochs between updates, >= 1.
+    name: the module's name.
+
+  Raises:
+    ValueError: a period below one epoch.
   """
 
-  def __init__(self, state, period, name="admm_update"):
+  def __init__(self, state: ADMMState, period: int, name: str = "admm_update"):
     super().__init__(name=name)
     if period < 1:
       raise ValueError(f"ADMM period must be >= 1 epoch, got {period}")
     self.state = state
     self.period = int(period)
 
-  def after_apply(self, model, ctx):
+  def after_apply(self, model: tf.keras.Model, ctx: Any) -> dict[str, tf.Tensor]:
     y = tf.stop_gradient(ctx["y"])
     state = self.state
     if state.scope == "dataset":
@@ -173,8 +243,10 @@ class ADMMUpdate(TrainingHook):
     zero_frac = tf.reduce_mean(tf.cast(tf.equal(ctx["y_hat"], 0.), tf.float32))
     return {"admm_zero_frac": zero_frac, "admm_y_minus_z": tf.reduce_mean(distance)}
 
-  def update(self):
-    """Steps (2)–(3) from the mean code accumulated since the last update (eager)."""
+  def update(self) -> None:
+    """Steps (2)–(3) from the mean code accumulated since the last update (eager); the
+    first update sets Z⁰ and switches the penalty on. A no-op for the "image" scope or
+    when nothing was accumulated."""
     state = self.state
     if state.scope != "dataset" or float(state.count.numpy()) == 0.:
       return
@@ -190,26 +262,42 @@ class ADMMUpdate(TrainingHook):
     state.y_sum.assign(tf.zeros_like(state.y_sum))
     state.count.assign(0.)
 
-  def on_epoch_end(self, model, epoch, logs):
+  def on_epoch_end(self, model: tf.keras.Model, epoch: int, logs: dict[str, Any]) -> None:
     if (epoch + 1) % self.period == 0:
       self.update()
 
-  def log_names(self):
+  def log_names(self) -> list[str]:
     return ["admm_zero_frac", "admm_y_minus_z"]
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     return dict(super().get_config(), period=self.period, **self.state.get_config())
 
 
-def admm_objective_parts(latent_shape, keep_ratio, period, rho, scope="dataset"):
-  """(term, hook) for CAE-P's latent pruning, sharing one ADMMState."""
+def admm_objective_parts(latent_shape: Sequence[int], keep_ratio: float, period: int,
+                         rho: float, scope: str = "dataset"
+                         ) -> tuple[ADMMPenalty, ADMMUpdate]:
+  """CAE-P's latent pruning as the objective seam's parts.
+
+  Args:
+    latent_shape: the code of one training crop, [h, w, M].
+    keep_ratio: the fraction of latent entries kept, in [0, 1].
+    period: epochs between the Z/U updates.
+    rho: ρ, the penalty's weight.
+    scope: one of SCOPES.
+
+  Returns:
+    (term, hook), sharing one ADMMState.
+
+  Raises:
+    ValueError: an unknown scope, a keep ratio outside [0, 1] or a period below 1.
+  """
   state = ADMMState(latent_shape, keep_ratio, scope)
   return ADMMPenalty(state, rho), ADMMUpdate(state, period)
 
 
 @dataclasses.dataclass
 class AdmmSettings:
-  """The flags of ADMM pruning of the latent code (issue 5)."""
+  """The flags of ADMM pruning of the latent code."""
   admm_keep_ratio: float = setting(0., "ADMM latent pruning (CAE-P): fraction of latent "
                                    "entries kept by the projection; 0 disables ADMM.")
   admm_period: int = setting(20, "Epochs between ADMM Z/U updates (paper: 20).")
@@ -230,20 +318,20 @@ class AdmmLatentPruning(Method):
   settings = AdmmSettings
 
   @classmethod
-  def enabled(cls, config):
+  def enabled(cls, config: Any) -> bool:
     return config.admm_keep_ratio > 0
 
   @classmethod
-  def validate(cls, config):
+  def validate(cls, config: Any) -> None:
     if cls.enabled(config) and config.strategy == "multi_worker":
       # Each worker would compute Z and U from its own shard of the data.
       raise ValueError("--strategy=multi_worker cannot run with ADMM latent pruning "
                        "(--admm_keep_ratio)")
 
   @classmethod
-  def parts(cls, config):
+  def parts(cls, config: Any) -> tuple[list[LossTerm], list[TrainingHook]]:
     from tfcae.models import MODELS  # the stride of the architecture
-    side = config.patch_size // MODELS[config.model].stride  # Z, U: one crop's latent
+    side = config.patch_size // MODELS[config.architecture].stride  # Z, U: one crop's latent
     latent_shape = (side, side, config.latent_channels or config.num_filters)
     term, hook = admm_objective_parts(latent_shape, config.admm_keep_ratio,
                                       config.admm_period, config.admm_rho, config.admm_scope)

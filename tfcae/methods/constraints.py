@@ -33,10 +33,16 @@ k steps): use it for a one-off projection of trained weights, and an absolute `r
 (e.g. computed once as a fraction of the trained kernel's norm, as Gille et al. fix η)
 for training under the constraint.
 """
+from __future__ import annotations
+
+from typing import Any, Sequence, Union
+
 import numpy as np
 import tensorflow as tf
 
 from tfcae.methods import projections
+
+_Tensor = Union[tf.Tensor, tf.Variable, np.ndarray]
 
 GROUPINGS = ("output_filters", "input_channels", "kernel_positions")
 
@@ -67,8 +73,19 @@ def _permutation(groups, rank):
   return None  # kernel_positions: rows are already the leading (h, w, in) axes
 
 
-def to_groups(kernel, groups):
-  """A [..., in, out] kernel as a 2-D matrix whose rows are the groups (see module doc)."""
+def to_groups(kernel: _Tensor, groups: str) -> tf.Tensor:
+  """A kernel as a 2-D matrix whose rows are the groups (see the module docstring).
+
+  Args:
+    kernel: a [..., in, out] kernel of known rank >= 2.
+    groups: one of GROUPINGS.
+
+  Returns:
+    The [groups, entries per group] matrix, of the kernel's dtype.
+
+  Raises:
+    ValueError: an unknown grouping, or a kernel of unknown rank or rank < 2.
+  """
   kernel = tf.convert_to_tensor(kernel)
   groups = _check_groups(groups)
   rank = _rank(kernel)
@@ -79,8 +96,21 @@ def to_groups(kernel, groups):
   return tf.reshape(moved, [tf.shape(moved)[0], -1])
 
 
-def from_groups(matrix, groups, kernel_shape):
-  """Inverse of `to_groups`: the group matrix back to a kernel of shape `kernel_shape`."""
+def from_groups(matrix: _Tensor, groups: str,
+                kernel_shape: Sequence[int] | tf.Tensor) -> tf.Tensor:
+  """Inverse of `to_groups`: the group matrix back to a kernel.
+
+  Args:
+    matrix: a group matrix as `to_groups` returns it.
+    groups: the grouping it was made with (one of GROUPINGS).
+    kernel_shape: the kernel's shape, a vector of known length >= 2.
+
+  Returns:
+    The kernel, of shape `kernel_shape`.
+
+  Raises:
+    ValueError: an unknown grouping, or a shape of unknown length or length < 2.
+  """
   groups = _check_groups(groups)
   kernel_shape = tf.convert_to_tensor(kernel_shape, tf.int32)
   rank = kernel_shape.shape[0]
@@ -94,11 +124,22 @@ def from_groups(matrix, groups, kernel_shape):
 
 
 class _BallConstraint(tf.keras.constraints.Constraint):
-  """Shared radius handling, grouping and (de)serialisation of the ball constraints."""
+  """Shared radius handling, grouping and (de)serialisation of the ball constraints.
+
+  Args:
+    radius: the absolute radius, >= 0.
+    relative_radius: the radius as a fraction (>= 0) of the kernel's norm at each
+      projection (exactly one of radius and relative_radius).
+    groups: one of GROUPINGS.
+
+  Raises:
+    ValueError: both or neither radius given, a negative radius, or an unknown grouping.
+  """
 
   _norm_name = None
 
-  def __init__(self, radius=None, relative_radius=None, groups="output_filters"):
+  def __init__(self, radius: float | None = None, relative_radius: float | None = None,
+               groups: str = "output_filters"):
     if (radius is None) == (relative_radius is None):
       raise ValueError("Give exactly one of radius= and relative_radius=.")
     if radius is not None and not float(radius) >= 0.:
@@ -120,19 +161,43 @@ class _BallConstraint(tf.keras.constraints.Constraint):
       return tf.constant(self.radius, tf.float64)
     return self.relative_radius * self._norm(matrix)
 
-  def norm(self, kernel):
-    """The kernel's norm in this ball's norm and grouping (float64 scalar tensor)."""
+  def norm(self, kernel: _Tensor) -> tf.Tensor:
+    """The kernel's norm in this ball's norm and grouping.
+
+    Args:
+      kernel: a [..., in, out] kernel.
+
+    Returns:
+      The norm, a float64 scalar tensor.
+    """
     return self._norm(to_groups(kernel, self.groups))
 
-  def radius_for(self, kernel):
-    """The absolute radius this constraint would project `kernel` onto (float64 tensor)."""
+  def radius_for(self, kernel: _Tensor) -> tf.Tensor:
+    """The absolute radius this constraint would project `kernel` onto.
+
+    Args:
+      kernel: a [..., in, out] kernel.
+
+    Returns:
+      `radius`, or `relative_radius` times the kernel's norm, as a float64 scalar tensor.
+    """
     return self._radius(to_groups(kernel, self.groups))
 
-  def project(self, kernel, radius):
-    """`kernel` projected onto this ball (norm and grouping) of absolute `radius`, a
-    float64 scalar that may be a tensor read in the graph: double descent keeps radii
-    fixed at the values it measured once (tfcae.methods.double_descent), instead of the constraint's
-    own `radius`/`relative_radius`."""
+  def project(self, kernel: _Tensor, radius: float | tf.Tensor) -> tf.Tensor:
+    """`kernel` projected onto this ball (norm and grouping) of an explicit radius.
+
+    Double descent keeps the radii fixed at the values it measured once
+    (tfcae.methods.double_descent) and passes them here, instead of the constraint's own
+    `radius`/`relative_radius`.
+
+    Args:
+      kernel: a [..., in, out] kernel.
+      radius: the absolute radius, a float64 scalar that may be a tensor read in the
+        graph.
+
+    Returns:
+      The projected kernel, of the kernel's shape and dtype.
+    """
     matrix = to_groups(kernel, self.groups)
     return from_groups(self._project(matrix, radius), self.groups, tf.shape(kernel))
 
@@ -141,7 +206,7 @@ class _BallConstraint(tf.keras.constraints.Constraint):
     projected = self._project(matrix, self._radius(matrix))
     return from_groups(projected, self.groups, tf.shape(w))
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     return {"radius": self.radius, "relative_radius": self.relative_radius,
             "groups": self.groups}
 
@@ -157,6 +222,14 @@ class L1Ball(_BallConstraint):
   The ℓ1 ball does not depend on a grouping (every view has the same ℓ1 norm and the same
   projection); `groups` is accepted only so that the three constraints share one
   signature. Zeros land anywhere, so whole filters are rarely removed.
+
+  Args:
+    radius, relative_radius, groups: as for every ball constraint: exactly one of an
+      absolute radius and a fraction of the kernel's norm, and one of GROUPINGS
+      (default "output_filters").
+
+  Raises:
+    ValueError: both or neither radius given, a negative radius, or an unknown grouping.
   """
 
   def _norm(self, matrix):
@@ -172,6 +245,15 @@ class L11Ball(_BallConstraint):
 
   Zeroes whole groups (e.g. whole output filters) and sparsifies the surviving ones;
   ‖W‖_{1,1} = radius afterwards when the kernel was outside the ball.
+
+  Args:
+    radius: the absolute radius, >= 0.
+    relative_radius: the radius as a fraction (>= 0) of the kernel's ℓ1,1 norm at each
+      projection (exactly one of radius and relative_radius).
+    groups: one of GROUPINGS (default "output_filters").
+
+  Raises:
+    ValueError: both or neither radius given, a negative radius, or an unknown grouping.
   """
 
   def _norm(self, matrix):
@@ -185,15 +267,24 @@ class L11Ball(_BallConstraint):
 class L1InfBall(_BallConstraint):
   """Projection onto {Σ_groups max |w| <= radius}: whole groups vanish, the rest are clipped.
 
-  method="exact": the Euclidean projection (Quattoni et al. 2009, O(nm log nm));
-  method="bilevel": clip each group at the ℓ1 projection of the group maxima (Barlaud,
-  Perez & Marmorat 2024, O(nm)). Gille et al. use groups="kernel_positions".
+  Args:
+    radius: the absolute radius, >= 0.
+    relative_radius: the radius as a fraction (>= 0) of the kernel's ℓ1,∞ norm at each
+      projection (exactly one of radius and relative_radius).
+    groups: one of GROUPINGS; default "kernel_positions", the grouping Gille et al. use.
+    method: "exact": the Euclidean projection (Quattoni et al. 2009, O(nm log nm));
+      "bilevel": clip each group at the ℓ1 projection of the group maxima (Barlaud,
+      Perez & Marmorat 2024, O(nm)).
+
+  Raises:
+    ValueError: both or neither radius given, a negative radius, an unknown grouping or
+      an unknown method.
   """
 
   METHODS = ("exact", "bilevel")
 
-  def __init__(self, radius=None, relative_radius=None, groups="kernel_positions",
-               method="exact"):
+  def __init__(self, radius: float | None = None, relative_radius: float | None = None,
+               groups: str = "kernel_positions", method: str = "exact"):
     super().__init__(radius=radius, relative_radius=relative_radius, groups=groups)
     if method not in self.METHODS:
       raise ValueError(f"method must be one of {self.METHODS}, got {method!r}.")
@@ -207,16 +298,24 @@ class L1InfBall(_BallConstraint):
       return projections.project_l1inf(matrix, radius)
     return projections.project_l1inf_bilevel(matrix, radius)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     return dict(super().get_config(), method=self.method)
 
 
-def sparsity_report(kernel):
-  """Zeros in a [..., in, out] kernel, as NumPy values (for tests and accounting).
+def sparsity_report(kernel: _Tensor) -> dict[str, np.number]:
+  """Zeros in a kernel, as NumPy values (for tests and accounting).
 
-  Returns dict(zero_fraction, zero_output_filters, zero_input_channels, output_filters,
-  input_channels): the fraction of exactly-zero weights, and how many output filters
-  (kernel[..., o]) / input channels (kernel[..., i, :]) are entirely zero, out of how many.
+  Args:
+    kernel: a [..., in, out] kernel (a tensor, a variable or an array).
+
+  Returns:
+    dict(zero_fraction, zero_output_filters, zero_input_channels, output_filters,
+    input_channels): the fraction of exactly-zero weights, and how many output filters
+    (kernel[..., o]) / input channels (kernel[..., i, :]) are entirely zero, out of how
+    many.
+
+  Raises:
+    ValueError: a kernel of rank < 2.
   """
   k = np.asarray(kernel.numpy() if hasattr(kernel, "numpy") else kernel)
   if k.ndim < 2:

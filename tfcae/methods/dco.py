@@ -73,8 +73,11 @@ planned run instead:
 
 "paper" keeps the paper's update with the --multiplier_* settings (defaults the paper's).
 """
+from __future__ import annotations
+
 import dataclasses
 import math
+from typing import Any, Iterable
 
 import tensorflow as tf
 
@@ -116,13 +119,30 @@ def _measure(ctx, metric):
   return ctx.bpp if metric == RATE else ctx.distortion(metric)
 
 
-def auto_multiplier_settings(target, total_steps, lmbda=0.01, metric="mse",
-                             max_value=1e3, from_scratch=False):
-  """The default ("auto") rule's LagrangeMultiplier settings for a run of `total_steps`
-  with target c (c_D, or c_R for metric=RATE) and the β (= --lmbda) of the trade-off the
-  run starts from; `from_scratch`: no warm start (a distortion target then holds λ0 for
-  the first half, then steers on the constraint predicted T/10 steps ahead). See the module
-  docstring for the derivation."""
+def auto_multiplier_settings(target: float, total_steps: int, lmbda: float = 0.01,
+                             metric: str = "mse", max_value: float = 1e3,
+                             from_scratch: bool = False) -> dict[str, float | int]:
+  """The default ("auto") rule's LagrangeMultiplier settings for a planned run.
+
+  See the module docstring for the derivation.
+
+  Args:
+    target: c_D (in the distortion's units), or c_R in bpp for metric=RATE.
+    total_steps: T, the planned training steps (epochs × steps per epoch).
+    lmbda: β (= --lmbda) of the trade-off the run starts from.
+    metric: the constrained distortion (one of DISTORTIONS), or RATE.
+    max_value: the clip λ_max.
+    from_scratch: no warm start: a distortion target then holds λ0 for the first half
+      of the run, then steers on the constraint predicted T/10 steps ahead.
+
+  Returns:
+    Keyword arguments of LagrangeMultiplier: initial_value, learning_rate, momentum,
+    dampening, max_value, constraint_clip, engage_below, and with the hold also
+    engage_after, prediction_horizon and trend_window.
+
+  Raises:
+    ValueError: an invalid target, total_steps or β, or an initial λ above the clip.
+  """
   target = _check_target(target, metric)
   if not (isinstance(total_steps, int) and total_steps > 0):
     raise ValueError(f"the auto multiplier rule needs the planned number of steps > 0, "
@@ -166,12 +186,31 @@ class LagrangeMultiplier(tf.Module):
   Every variable is created with aggregation ONLY_FIRST_REPLICA: under tf.distribute each
   replica computes the identical update (DualAscent averages D over replicas first) and
   the first replica's value is what the mirrored variable keeps.
+
+  Args:
+    learning_rate: η, the step size of μ (> 0).
+    momentum: m, in [0, 1).
+    dampening: d, in [0, 1].
+    max_value: the clip λ_max (finite, > 0).
+    initial_value: λ0, in (0, λ_max].
+    constraint_clip: the bound of each step's g (inf: none).
+    engage_below: μ holds until the buffer first falls to ≤ this (inf: integrate from
+      the first step).
+    engage_after: μ holds for at least this many updates.
+    prediction_horizon: steer on g predicted this many steps ahead (0: on g itself).
+    trend_window: the slow average's time constant for the prediction (> 10 steps when
+      prediction_horizon is set).
+    name: the module's name.
+
+  Raises:
+    ValueError: a setting outside its range.
   """
 
-  def __init__(self, learning_rate=5e-3, momentum=0.99, dampening=0.99, max_value=1e3,
-               initial_value=1e3, constraint_clip=math.inf, engage_below=math.inf,
-               engage_after=0, prediction_horizon=0, trend_window=0,
-               name="lagrange_multiplier"):
+  def __init__(self, learning_rate: float = 5e-3, momentum: float = 0.99,
+               dampening: float = 0.99, max_value: float = 1e3, initial_value: float = 1e3,
+               constraint_clip: float = math.inf, engage_below: float = math.inf,
+               engage_after: int = 0, prediction_horizon: int = 0, trend_window: int = 0,
+               name: str = "lagrange_multiplier"):
     super().__init__(name=name)
     if not learning_rate > 0:
       raise ValueError(f"multiplier learning rate must be > 0, got {learning_rate}")
@@ -216,20 +255,30 @@ class LagrangeMultiplier(tf.Module):
                              aggregation=first)
     self.engaged = tf.Variable(False, trainable=False, dtype=tf.bool, name="engaged",
                                aggregation=first)
-    if self.prediction_horizon:  # only then: older checkpoints have no such variables
+    # Only with a prediction: the checkpoint of a run that steers on g itself holds no
+    # averages, and must restore into a multiplier without them.
+    if self.prediction_horizon:
       self.fast_average = tf.Variable(0., trainable=False, dtype=tf.float32,
                                       name="fast_average", aggregation=first)
       self.slow_average = tf.Variable(0., trainable=False, dtype=tf.float32,
                                       name="slow_average", aggregation=first)
 
   @property
-  def lmbda(self):
+  def lmbda(self) -> tf.Tensor:
     """λ = exp(μ) in [0, λ_max]; a constant for the gradient of the model's loss."""
     value = tf.clip_by_value(tf.exp(tf.convert_to_tensor(self.mu)), 0., self.max_value)
     return tf.stop_gradient(value)
 
-  def update(self, constraint):
-    """One ascent step on g = `constraint` (D/c_D − 1). Returns λ after the step."""
+  def update(self, constraint: tf.Tensor | float) -> tf.Tensor:
+    """One ascent step.
+
+    Args:
+      constraint: g = D/c_D − 1 (or R/c_R − 1) of this step, a scalar; NaN or ±Inf
+        leaves the state unchanged.
+
+    Returns:
+      λ after the step.
+    """
     g = tf.cast(constraint, tf.float32)
     finite = tf.math.is_finite(g)
     g = tf.where(finite, g, 0.)
@@ -264,17 +313,19 @@ class LagrangeMultiplier(tf.Module):
     slope = (fast - slow) / (tau_s - tau_f)
     return fast + (tau_f + self.prediction_horizon) * slope
 
-  def drop_prediction(self):
-    """Steer on the constraint itself again (a run begun before the prediction existed
-    resumes as it began: its checkpoint has no averages)."""
+  def drop_prediction(self) -> None:
+    """Steer on the constraint itself, without the prediction and its averages: for a
+    run whose checkpoint has no averages, which then resumes as it began."""
     if self.prediction_horizon:
       self.prediction_horizon = self.trend_window = 0
       del self.fast_average, self.slow_average
 
-  def at_clip(self):
+  def at_clip(self) -> bool:
+    """Whether λ is at its clip λ_max (eagerly)."""
     return bool(self.mu.numpy() >= self.mu_max - 1e-6)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
+    """Its settings; the optional ones only when they are in use (summary.json)."""
     config = {"learning_rate": self.learning_rate, "momentum": self.momentum,
               "dampening": self.dampening, "max_value": self.max_value,
               "initial_value": self.initial_value}
@@ -314,11 +365,16 @@ class _TargetTerm(LossTerm):
   def log_names(self):
     return [self.name, self.distortion_name, "constraint", "lambda"]
 
-  def summary(self, validation_logs):
+  def summary(self, validation_logs: dict[str, float]) -> dict[str, Any]:
     """What summary.json records: the target, whether validation met it, the final λ.
 
-    `validation_logs` come from the real quantizer (rounding) and the coding tables,
-    not from the noisy training proxy.
+    Args:
+      validation_logs: the validation metrics by log name; they come from the real
+        quantizer (rounding) and the coding tables, not from the noisy training proxy.
+
+    Returns:
+      {"metric", "target", "validation_distortion", "validation_constraint",
+      "tolerance", "target_met", "lambda", "warnings": [one line per missed target]}.
     """
     distortion = float(validation_logs[self.distortion_name])
     gap = distortion / self.target - 1.
@@ -341,29 +397,46 @@ class _TargetTerm(LossTerm):
 class ConstrainedDistortion(_TargetTerm):
   """λ·(D/c_D − 1), the constraint term of the D-CO Lagrangian (van Rozendaal et al., eq. 4
   with the constraint divided by c_D); λ comes from a LagrangeMultiplier and is a constant
-  in the gradient (the multiplier moves only by DualAscent)."""
+  in the gradient (the multiplier moves only by DualAscent).
+
+  Logs the term, the distortion, the constraint D/c_D − 1 and λ.
+
+  Args:
+    multiplier: the LagrangeMultiplier shared with the DualAscent hook.
+    target: c_D, > 0 (< 1 for the similarity-based distortions).
+    metric: the constrained distortion, one of DISTORTIONS.
+    tolerance: the summary counts the target as met when D ≤ c_D·(1 + tolerance).
+    name: logged as.
+
+  Raises:
+    ValueError: metric RATE (ConstrainedRate constrains the rate), an unknown metric,
+      an invalid target or a negative tolerance.
+  """
 
   advice = ("raise --target_distortion, or train longer (--epochs) so that the multiplier "
             "can follow")
 
-  def __init__(self, multiplier, target, metric="mse", tolerance=0.02, name="dco"):
+  def __init__(self, multiplier: LagrangeMultiplier, target: float, metric: str = "mse",
+               tolerance: float = 0.02, name: str = "dco"):
     if metric == RATE:
       raise ValueError("ConstrainedDistortion constrains a distortion; ConstrainedRate the "
                        "rate")
     super().__init__(1.0, target, metric, tolerance, name)
     self.multiplier = multiplier
 
-  def current_lambda(self):
+  def current_lambda(self) -> float:
     return self.multiplier.lmbda.numpy()
 
-  def __call__(self, ctx):
+  def __call__(self, ctx: StepContext) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     distortion, constraint = self.constraint(ctx)
     lmbda = self.multiplier.lmbda
     value = lmbda * constraint
     return value, {self.name: value, self.distortion_name: distortion,
                    "constraint": constraint, "lambda": lmbda}
 
-  def summary(self, validation_logs):
+  def summary(self, validation_logs: dict[str, float]) -> dict[str, Any]:
+    """The target's summary (see _TargetTerm.summary), with the multiplier's clip,
+    whether λ ended at it, and its number of updates."""
     state = super().summary(validation_logs)
     state["lambda_max"] = self.multiplier.max_value
     state["lambda_at_clip"] = self.multiplier.at_clip()
@@ -382,30 +455,53 @@ class ConstrainedRate(ConstrainedDistortion):
   """λ·(R/c_R − 1), the constraint term of the rate-constrained twin: with the codec
   core's β·D (`Distortion`) it is the Lagrangian of min D s.t. R ≤ c_R (bits per pixel
   from the entropy model; the summary checks the validation bpp, from the real
-  quantizer)."""
+  quantizer).
+
+  Args:
+    multiplier: the LagrangeMultiplier shared with the DualAscent hook.
+    target: c_R in bits per pixel, > 0.
+    tolerance: the summary counts the target as met when R ≤ c_R·(1 + tolerance).
+    name: logged as.
+
+  Raises:
+    ValueError: an invalid target or a negative tolerance.
+  """
 
   advice = ("raise --target_bpp, or train longer (--epochs) so that the multiplier can "
             "follow")
 
-  def __init__(self, multiplier, target, tolerance=0.02, name="rco"):
+  def __init__(self, multiplier: LagrangeMultiplier, target: float, tolerance: float = 0.02,
+               name: str = "rco"):
     _TargetTerm.__init__(self, 1.0, target, RATE, tolerance, name)
     self.multiplier = multiplier
 
 
 class Hinge(_TargetTerm):
-  """λ·max(D/c_D − 1, 0) with λ fixed (= weight): the paper's hinge baseline."""
+  """λ·max(D/c_D − 1, 0) with λ fixed (= weight): the paper's hinge baseline.
+
+  Args:
+    lmbda: the fixed λ, > 0.
+    target: c_D, > 0 (< 1 for the similarity-based distortions).
+    metric: the constrained distortion, one of DISTORTIONS.
+    tolerance: the summary counts the target as met when D ≤ c_D·(1 + tolerance).
+    name: logged as.
+
+  Raises:
+    ValueError: λ ≤ 0, an unknown metric, an invalid target or a negative tolerance.
+  """
 
   advice = "raise --hinge_lambda or --target_distortion"
 
-  def __init__(self, lmbda, target, metric="mse", tolerance=0.02, name="hinge"):
+  def __init__(self, lmbda: float, target: float, metric: str = "mse",
+               tolerance: float = 0.02, name: str = "hinge"):
     if not lmbda > 0:
       raise ValueError(f"hinge λ must be > 0, got {lmbda}")
     super().__init__(lmbda, target, metric, tolerance, name)
 
-  def current_lambda(self):
+  def current_lambda(self) -> float:
     return self.weight
 
-  def __call__(self, ctx):
+  def __call__(self, ctx: StepContext) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     distortion, constraint = self.constraint(ctx)
     penalty = tf.maximum(constraint, 0.)
     return self.weight * penalty, {self.name: penalty, self.distortion_name: distortion,
@@ -438,10 +534,20 @@ class DualAscent(TrainingHook):
   held-out images are harder (BSDS500's last 50 are, by ≈ 10 %; docs/results.md), only
   this signal makes the *validation* distortion land on c_D. One scalar is fitted to the
   validation set, so report generalisation on a third set (Kodak). Single device only.
+
+  Args:
+    multiplier: the LagrangeMultiplier shared with the constraint term.
+    target: c_D, or c_R for metric=RATE.
+    metric: the constrained distortion, or RATE (R-CO).
+    signal: one of SIGNALS: "train" or "validation".
+    name: the module's name.
+
+  Raises:
+    ValueError: an unknown signal or metric, or an invalid target.
   """
 
-  def __init__(self, multiplier, target, metric="mse", signal="train", name="dual_ascent"):
-    """metric: the constrained distortion, or RATE (R-CO)."""
+  def __init__(self, multiplier: LagrangeMultiplier, target: float, metric: str = "mse",
+               signal: str = "train", name: str = "dual_ascent"):
     super().__init__(name=name)
     if signal not in SIGNALS:
       raise ValueError(f"unknown multiplier signal {signal!r}; expected one of {SIGNALS}")
@@ -451,7 +557,8 @@ class DualAscent(TrainingHook):
     self.signal = signal
     self._held_out = _Unsaved(None)
 
-  def before_restore(self, checkpoint_keys):
+  def before_restore(self, checkpoint_keys: Iterable[str]) -> str | None:
+    # A checkpoint without the prediction's averages resumes steering on g itself.
     if self.multiplier.prediction_horizon and not any(
         "/fast_average/" in key for key in checkpoint_keys):
       self.multiplier.drop_prediction()
@@ -459,7 +566,7 @@ class DualAscent(TrainingHook):
               "the constraint itself")
     return None
 
-  def set_validation_data(self, dataset):
+  def set_validation_data(self, dataset: tf.data.Dataset) -> None:
     if self.signal == "validation":
       self._held_out = _Unsaved(iter(dataset.repeat()))
 
@@ -471,7 +578,7 @@ class DualAscent(TrainingHook):
     ctx = StepContext(model, x, model.forward(x, training=False), training=False)
     return _measure(ctx, self.metric)
 
-  def after_apply(self, model, ctx):
+  def after_apply(self, model: tf.keras.Model, ctx: StepContext) -> dict[str, tf.Tensor]:
     if self.signal == "validation":
       distortion = tf.stop_gradient(self._held_out_distortion(model))
       logs = {self._held_out_name: distortion}
@@ -488,26 +595,59 @@ class DualAscent(TrainingHook):
   def _held_out_name(self):
     return "heldout_" + _distortion_log_name(self.metric)
 
-  def log_names(self):
+  def log_names(self) -> list[str]:
     return [self._held_out_name] if self.signal == "validation" else []
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     return dict(super().get_config(), metric=self.metric, target=self.target,
                 signal=self.signal, multiplier=self.multiplier.get_config())
 
 
-def dco_objective_parts(target, metric="mse", tolerance=0.02, signal="train",
-                        **multiplier_settings):
-  """([Rate, ConstrainedDistortion], [DualAscent]) sharing one LagrangeMultiplier."""
+def dco_objective_parts(target: float, metric: str = "mse", tolerance: float = 0.02,
+                        signal: str = "train", **multiplier_settings: Any
+                        ) -> tuple[list[LossTerm], list[TrainingHook]]:
+  """The D-CO objective: min R s.t. D ≤ c_D.
+
+  Args:
+    target: c_D.
+    metric: the constrained distortion, one of DISTORTIONS.
+    tolerance: the summary's tolerance on the target.
+    signal: what DualAscent steers on (SIGNALS).
+    **multiplier_settings: keyword arguments of LagrangeMultiplier.
+
+  Returns:
+    ([Rate, ConstrainedDistortion], [DualAscent]), sharing one LagrangeMultiplier.
+
+  Raises:
+    ValueError: an invalid target, metric, signal or multiplier setting.
+  """
   target = _check_target(target, metric)
   multiplier = LagrangeMultiplier(**multiplier_settings)
   return ([Rate(), ConstrainedDistortion(multiplier, target, metric, tolerance)],
           [DualAscent(multiplier, target, metric, signal)])
 
 
-def rco_objective_parts(target_bpp, lmbda=0.01, metric="mse", tolerance=0.02,
-                        signal="train", **multiplier_settings):
-  """([Distortion(β), ConstrainedRate], [DualAscent on the rate]): min D s.t. R ≤ c_R."""
+def rco_objective_parts(target_bpp: float, lmbda: float = 0.01, metric: str = "mse",
+                        tolerance: float = 0.02, signal: str = "train",
+                        **multiplier_settings: Any
+                        ) -> tuple[list[LossTerm], list[TrainingHook]]:
+  """The R-CO objective: min D s.t. R ≤ c_R.
+
+  Args:
+    target_bpp: c_R, bits per pixel.
+    lmbda: β, the weight of the distortion term.
+    metric: the distortion, one of DISTORTIONS.
+    tolerance: the summary's tolerance on the target.
+    signal: what DualAscent steers on (SIGNALS).
+    **multiplier_settings: keyword arguments of LagrangeMultiplier.
+
+  Returns:
+    ([Distortion(β), ConstrainedRate], [DualAscent on the rate]), sharing one
+    LagrangeMultiplier.
+
+  Raises:
+    ValueError: an invalid target, metric, signal or multiplier setting.
+  """
   from tfcae.objectives.terms import Distortion
   target = _check_target(target_bpp, RATE)
   multiplier = LagrangeMultiplier(**multiplier_settings)
@@ -515,8 +655,20 @@ def rco_objective_parts(target_bpp, lmbda=0.01, metric="mse", tolerance=0.02,
           [DualAscent(multiplier, target, RATE, signal)])
 
 
-def multiplier_settings(config):
-  """The LagrangeMultiplier settings of a config: its --multiplier_rule's."""
+def multiplier_settings(config: Any) -> dict[str, Any]:
+  """The LagrangeMultiplier settings of a config: its --multiplier_rule's.
+
+  Args:
+    config: a TrainConfig (tfcae.training.config) with objective "dco" or "rco".
+
+  Returns:
+    Keyword arguments of LagrangeMultiplier: auto_multiplier_settings's for the run's
+    target and planned steps (from scratch unless --init_from), or the --multiplier_*
+    settings under the paper's rule.
+
+  Raises:
+    ValueError: as auto_multiplier_settings.
+  """
   constrained = config.target_bpp if config.objective == "rco" else config.target_distortion
   metric = RATE if config.objective == "rco" else config.distortion
   if config.multiplier_rule == "auto":
@@ -528,18 +680,37 @@ def multiplier_settings(config):
           "initial_value": config.multiplier_init}
 
 
-def signal_of(config):
-  """--multiplier_signal=auto: held-out batches on one device (the target then holds on
-  held-out images, DualAscent), the training batches under a distribution strategy."""
+def signal_of(config: Any) -> str:
+  """What DualAscent steers on for a config.
+
+  --multiplier_signal=auto means held-out batches on one device (the target then holds on
+  held-out images, see DualAscent), and the training batches under a distribution
+  strategy.
+
+  Args:
+    config: a TrainConfig.
+
+  Returns:
+    One of SIGNALS.
+  """
   if config.multiplier_signal != "auto":
     return config.multiplier_signal
   return "validation" if config.strategy == "default" else "train"
 
 
-def objective_parts(config):
-  """(terms, hooks) for config.objective: what training.build_objective plugs in.
+def objective_parts(config: Any) -> tuple[list[LossTerm], list[TrainingHook]]:
+  """The loss terms and hooks of config.objective (what ConstrainedOptimization adds).
 
   'beta' is the codec core's R + λ·D; 'dco', 'rco' and 'hinge' replace it.
+
+  Args:
+    config: a TrainConfig.
+
+  Returns:
+    (terms, hooks).
+
+  Raises:
+    ValueError: an unknown objective, or invalid targets or multiplier settings.
   """
   if config.objective not in OBJECTIVES:
     raise ValueError(f"unknown objective {config.objective!r}; expected one of {OBJECTIVES}")
@@ -560,7 +731,7 @@ def objective_parts(config):
 
 @dataclasses.dataclass
 class DcoSettings:
-  """The flags of D-CO, R-CO and the hinge baseline (issues 4, 17)."""
+  """The flags of D-CO, R-CO and the hinge baseline."""
   objective: str = setting("beta", "beta: R + λ·D (--lmbda); dco: min R s.t. D ≤ "
                            "--target_distortion by Lagrangian dual ascent (van Rozendaal et "
                            "al.); rco: min D s.t. R ≤ --target_bpp, the same machinery; "
@@ -605,11 +776,11 @@ class ConstrainedOptimization(Method):
   replaces_rate_distortion = True
 
   @classmethod
-  def enabled(cls, config):
+  def enabled(cls, config: Any) -> bool:
     return config.objective != "beta"
 
   @classmethod
-  def validate(cls, config):
+  def validate(cls, config: Any) -> None:
     constrained = config.objective in ("dco", "rco")
     if config.objective == "rco" and not config.target_bpp > 0:
       raise ValueError(f"--objective=rco needs --target_bpp > 0 (the constraint is "
@@ -647,10 +818,11 @@ class ConstrainedOptimization(Method):
                          "held-out batches are not distributed); use --strategy=default")
 
   @classmethod
-  def parts(cls, config):
+  def parts(cls, config: Any) -> tuple[list[LossTerm], list[TrainingHook]]:
     return objective_parts(config)
 
   @classmethod
-  def upgrade(cls, saved):
-    # Runs saved before --multiplier_rule existed used the paper's rule (issue 17).
+  def upgrade(cls, saved: dict[str, Any]) -> None:
+    # A saved train_config.json without multiplier_rule was trained with the paper's
+    # rule (the default is "auto"), so it resumes with that.
     saved.setdefault("multiplier_rule", "paper")

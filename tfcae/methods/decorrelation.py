@@ -1,9 +1,13 @@
-"""Bottleneck decorrelation (issue 6): Laakom et al., "On reducing the correlation of
-bottleneck representations in autoencoders" — a loss term α·Σ_{i≠j} C_ij² over the
-bottleneck, for the compressive autoencoders (`--decorrelation_weight`) and the MNIST
-study (tfcae.training.mnist).
+"""Bottleneck decorrelation: Laakom et al., "On reducing the correlation of bottleneck
+representations in autoencoders" — a loss term α·Σ_{i≠j} C_ij² over the bottleneck, for
+the compressive autoencoders (`--decorrelation_weight`) and the MNIST study
+(tfcae.training.mnist).
 """
+from __future__ import annotations
+
 import dataclasses
+from typing import Any
+
 import tensorflow as tf
 
 from tfcae.methods.registry import METHODS, Method
@@ -15,7 +19,7 @@ __all__ = ["DecorrelationSettings", "BottleneckDecorrelation", "DECORRELATION_FO
 DECORRELATION_FORMS = ("squared", "abs")
 
 
-def decorrelation_penalty(features, form="squared"):
+def decorrelation_penalty(features: tf.Tensor, form: str = "squared") -> tf.Tensor:
   """Σ_{i≠j} C(g_i, g_j)² (or |C|): off-diagonal covariances of bottleneck features.
 
   Laakom et al., "On reducing the correlation of bottleneck representations in
@@ -33,6 +37,9 @@ def decorrelation_penalty(features, form="squared"):
     A scalar ≥ 0, zero iff the features are pairwise uncorrelated over the samples. The
     covariance is centred with the sample mean and divided by the number of samples
     (the biased, maximum-likelihood estimate, as in the paper's C).
+
+  Raises:
+    ValueError: an unknown form, or features of known rank other than 2 or 4.
   """
   if form not in DECORRELATION_FORMS:
     raise ValueError(f"unknown decorrelation form {form!r}; expected one of "
@@ -64,9 +71,19 @@ class Decorrelation(LossTerm):
   batch. That needs no cross-replica communication inside the loss, matches what a
   single-device run with the per-replica batch size would optimise, and is what the
   paper's per-batch estimate is anyway (a batch estimate of C, not the population C).
+
+  Args:
+    weight: α, >= 0.
+    form: one of DECORRELATION_FORMS.
+    key: the entry of the model's outputs holding the bottleneck.
+    name: logged as.
+
+  Raises:
+    ValueError: a negative weight or an unknown form.
   """
 
-  def __init__(self, weight=0.01, form="squared", key="y", name="decorrelation"):
+  def __init__(self, weight: float = 0.01, form: str = "squared", key: str = "y",
+               name: str = "decorrelation"):
     if weight < 0:
       raise ValueError(f"decorrelation weight α must be ≥ 0, got {weight}")
     if form not in DECORRELATION_FORMS:
@@ -76,16 +93,16 @@ class Decorrelation(LossTerm):
     self.form = form
     self.key = key
 
-  def value(self, ctx):
+  def value(self, ctx: Any) -> tf.Tensor:
     return decorrelation_penalty(ctx[self.key], self.form)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     return dict(super().get_config(), form=self.form, key=self.key)
 
 
 @dataclasses.dataclass
 class DecorrelationSettings:
-  """The flags of the bottleneck decorrelation term (issue 6; also bin/train_mnist's)."""
+  """The flags of the bottleneck decorrelation term (also bin/train_mnist's)."""
   decorrelation_weight: float = setting(0.0, "α of the bottleneck decorrelation term "
                                        "α·Σ_{i≠j} C_ij² over the bottleneck (a CAE's "
                                        "latents y; Laakom et al.); 0 disables it.")
@@ -101,14 +118,14 @@ class BottleneckDecorrelation(Method):
   settings = DecorrelationSettings
 
   @classmethod
-  def enabled(cls, config):
+  def enabled(cls, config: Any) -> bool:
     return config.decorrelation_weight != 0
 
   @classmethod
-  def validate(cls, config):
+  def validate(cls, config: Any) -> None:
     if config.decorrelation_weight < 0:
       raise ValueError("--decorrelation_weight must be >= 0")
 
   @classmethod
-  def parts(cls, config):
+  def parts(cls, config: Any) -> tuple[list[LossTerm], list]:
     return [Decorrelation(config.decorrelation_weight, config.decorrelation_form)], []

@@ -17,7 +17,11 @@ All of it is one `TrainingHook` (docs/design.md, "The objective seam"): masks,
 initial weights, the phase and the per-layer radii are variables of the hook, hence in
 the model's checkpoint, and a run killed in either descent resumes where it was.
 """
+from __future__ import annotations
+
 import dataclasses
+from typing import Any, Sequence
+
 import numpy as np
 import tensorflow as tf
 
@@ -34,8 +38,20 @@ PROJECT_EVERY = ("step", "epoch", "end")
 FIRST, SECOND = 1, 2
 
 
-def make_constraint(name, groups, radius):
-  """A ball constraint with an absolute radius (the hook fixes radii once, see build)."""
+def make_constraint(name: str, groups: str, radius: float) -> tf.keras.constraints.Constraint:
+  """A ball constraint with an absolute radius (the hook fixes radii once, see build).
+
+  Args:
+    name: a key of CONSTRAINTS: "l1", "l11" or "l1inf".
+    groups: one of tfcae.methods.constraints.GROUPINGS.
+    radius: the absolute radius, >= 0.
+
+  Returns:
+    The L1Ball, L11Ball or L1InfBall (with its exact projection) constraint.
+
+  Raises:
+    ValueError: an unknown constraint or grouping, or a negative radius.
+  """
   if name not in CONSTRAINTS:
     raise ValueError(f"unknown constraint {name!r}; expected one of {sorted(CONSTRAINTS)}")
   return CONSTRAINTS[name](radius=radius, groups=groups)
@@ -55,13 +71,20 @@ class DoubleDescent(TrainingHook):
     layers: names of the encoder layers whose kernels are constrained (an empty tuple: all
       encoder layers with a kernel).
     first_descent_epochs: epochs of the first descent; the switch happens at its end.
+    relative: read `radius` as a fraction of each layer's norm.
     project_every: "step", "epoch" or "end" (during the first descent).
     prune_biases: also mask the bias of every filter whose kernel is entirely zero.
+    name: the module's name.
+
+  Raises:
+    ValueError: an unknown constraint, grouping or project_every, a negative radius, or
+      no epoch for the first descent.
   """
 
-  def __init__(self, constraint="l11", groups="output_filters", radius=0.2, relative=True,
-               layers=(), first_descent_epochs=1, project_every="step", prune_biases=True,
-               name="double_descent"):
+  def __init__(self, constraint: str = "l11", groups: str = "output_filters",
+               radius: float = 0.2, relative: bool = True, layers: Sequence[str] = (),
+               first_descent_epochs: int = 1, project_every: str = "step",
+               prune_biases: bool = True, name: str = "double_descent"):
     super().__init__(name=name)
     if constraint not in CONSTRAINTS:
       raise ValueError(f"unknown constraint {constraint!r}; expected one of "
@@ -84,11 +107,17 @@ class DoubleDescent(TrainingHook):
     self._built = False
 
   # --- set-up -------------------------------------------------------------------------
-  def build(self, model):
+  def build(self, model: tf.keras.Model) -> None:
     """Creates the hook's state from the model's current (initial) weights.
 
     Called by CompressionModel.compile(), i.e. before a checkpoint is restored: on resume
     the restored values replace these.
+
+    Args:
+      model: the compression model (its `encoder_layers()` are constrained).
+
+    Raises:
+      ValueError: a layer named in `layers` is not an encoder layer with a kernel.
     """
     if self._built:
       return
@@ -137,13 +166,14 @@ class DoubleDescent(TrainingHook):
     return [make_constraint(self.constraint_name, self.groups, float(r)) for r in radii]
 
   # --- the seam -----------------------------------------------------------------------
-  def transform_gradients(self, model, gradients, variables):
+  def transform_gradients(self, model: tf.keras.Model, gradients: list[tf.Tensor | None],
+                          variables: Sequence[tf.Variable]) -> list[tf.Tensor | None]:
     # Masks are all ones during the first descent, so this is a no-op there.
     masks = {id(v): m for v, m in self._masked_pairs(model)}
     return [g * masks[id(v)] if (g is not None and id(v) in masks) else g
             for g, v in zip(gradients, variables)]
 
-  def after_apply(self, model, ctx):
+  def after_apply(self, model: tf.keras.Model, ctx: Any) -> dict[str, tf.Tensor]:
     pairs = self._masked_pairs(model)
     for variable, mask in pairs:
       variable.assign(variable * mask)
@@ -177,7 +207,7 @@ class DoubleDescent(TrainingHook):
     total = float(sum(int(np.prod(k.shape)) for k in kernels))
     return zeros / total
 
-  def on_epoch_end(self, model, epoch, logs):
+  def on_epoch_end(self, model: tf.keras.Model, epoch: int, logs: dict[str, Any]) -> None:
     if int(self.phase.numpy()) != FIRST:
       return
     if self.project_every == "epoch":
@@ -188,13 +218,22 @@ class DoubleDescent(TrainingHook):
             f"{1. - float(self._zero_fraction(model)):.1%} of the constrained encoder weights; "
             "weights rewound, optimizer reset, second descent starts.", flush=True)
 
-  def project(self, model):
-    """Projects every constrained kernel onto its ball (eagerly)."""
+  def project(self, model: tf.keras.Model) -> None:
+    """Projects every constrained kernel onto its ball (eagerly).
+
+    Args:
+      model: the model the hook was built for.
+    """
     for layer, constraint in zip(self._layers(model), self._constraints()):
       layer.kernel.assign(constraint(layer.kernel))
 
-  def start_second_descent(self, model):
-    """Steps 2-3 of Algorithm 2: final projection, mask M0, rewind (masked), fresh optimizer."""
+  def start_second_descent(self, model: tf.keras.Model) -> None:
+    """Steps 2-3 of Algorithm 2: final projection, mask M0, rewind (masked), fresh
+    optimizer (its variables zeroed), and the phase set to the second descent.
+
+    Args:
+      model: the model the hook was built for.
+    """
     self.project(model)
     for layer, kmask, bmask in zip(self._layers(model), self.kernel_masks, self.bias_masks):
       kernel = layer.kernel.numpy()
@@ -211,10 +250,10 @@ class DoubleDescent(TrainingHook):
         variable.assign(tf.zeros_like(variable))
     self.phase.assign(SECOND)
 
-  def log_names(self):
+  def log_names(self) -> list[str]:
     return ["encoder_sparsity", "phase"]
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     return dict(super().get_config(), constraint=self.constraint_name, groups=self.groups,
                 radius=self.radius, relative=self.relative, layers=list(self.layer_names),
                 first_descent_epochs=self.first_descent_epochs,
@@ -223,7 +262,7 @@ class DoubleDescent(TrainingHook):
 
 @dataclasses.dataclass
 class SparsitySettings:
-  """The flags of weight sparsity by double descent (issue 3)."""
+  """The flags of weight sparsity by double descent."""
   sparsity_constraint: str = setting("none", "Double descent (Gille et al., Algorithm 2) with "
                                      "the encoder kernels projected onto this ball; none "
                                      "trains dense.", ("none", "l1", "l11", "l1inf"))
@@ -251,11 +290,11 @@ class DoubleDescentMethod(Method):
   settings = SparsitySettings
 
   @classmethod
-  def enabled(cls, config):
+  def enabled(cls, config: Any) -> bool:
     return config.sparsity_constraint != "none"
 
   @classmethod
-  def validate(cls, config):
+  def validate(cls, config: Any) -> None:
     if cls.enabled(config) and not 1 <= config.first_descent_epochs < config.epochs:
       raise ValueError("--first_descent_epochs must leave at least one epoch of --epochs "
                        "for the second descent")
@@ -263,7 +302,7 @@ class DoubleDescentMethod(Method):
       raise ValueError("--sparsity_radius must be >= 0")
 
   @classmethod
-  def parts(cls, config):
+  def parts(cls, config: Any) -> tuple[list, list[TrainingHook]]:
     return [], [DoubleDescent(
         config.sparsity_constraint, config.sparsity_groups, config.sparsity_radius,
         relative=config.sparsity_relative_radius,

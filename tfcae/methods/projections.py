@@ -31,7 +31,10 @@ decreasing order and s_k = u_1 + … + u_k, the soft threshold is
 its maximum is Duchi's τ = (s_ρ − r)/ρ; taking the max avoids finding ρ by indexing, which
 also makes empty rows and r = 0 safe: r = 0 gives τ = u_1, i.e. zeros.)
 """
+from __future__ import annotations
+
 import numbers
+from typing import Union
 
 import numpy as np
 import tensorflow as tf
@@ -40,6 +43,11 @@ __all__ = ["l1_norm", "l11_norm", "l1inf_norm", "project_l1", "project_l11",
            "project_l1inf", "project_l1inf_bilevel"]
 
 _F64 = tf.float64
+
+# What the functions accept: anything tf.convert_to_tensor takes (a tensor, a variable,
+# a NumPy array); a radius may also be a Python number.
+_Tensor = Union[tf.Tensor, tf.Variable, np.ndarray]
+_Radius = Union[float, tf.Tensor, np.ndarray]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -56,8 +64,8 @@ def _check_input(w, matrix):
 def _check_radius(radius):
   """Returns the radius as a float64 scalar tensor; rejects negative radii.
 
-  A Python/NumPy number is checked now (ValueError, also at tf.function trace time); a
-  tensor is checked when it runs (tf.debugging raises InvalidArgumentError).
+  A Python/NumPy number is checked at once (ValueError, also at tf.function trace time);
+  a tensor is checked when it runs (tf.debugging raises InvalidArgumentError).
   """
   if isinstance(radius, numbers.Real) and not isinstance(radius, bool):
     radius = float(radius)
@@ -119,20 +127,52 @@ def _project_or_keep(w, radius, norm, project):
 
 # --------------------------------------------------------------------------- norms
 
-def l1_norm(w):
-  """‖w‖₁ = Σ |w| over all entries (any shape), as a float64 scalar."""
+def l1_norm(w: _Tensor) -> tf.Tensor:
+  """‖w‖₁ = Σ |w| over all entries.
+
+  Args:
+    w: a floating-point tensor of any shape.
+
+  Returns:
+    The norm, a float64 scalar tensor.
+
+  Raises:
+    TypeError: `w` is not floating-point.
+  """
   w = _check_input(w, matrix=False)
   return tf.reduce_sum(tf.abs(tf.cast(w, _F64)))
 
 
-def l11_norm(w):
-  """‖W‖_{1,1} = Σ_i ‖W_i‖₁ over the rows of a 2-D tensor (= its entrywise ℓ1 norm)."""
+def l11_norm(w: _Tensor) -> tf.Tensor:
+  """‖W‖_{1,1} = Σ_i ‖W_i‖₁ over the rows of a 2-D tensor (= its entrywise ℓ1 norm).
+
+  Args:
+    w: a 2-D floating-point tensor whose rows are the groups.
+
+  Returns:
+    The norm, a float64 scalar tensor.
+
+  Raises:
+    TypeError: `w` is not floating-point.
+    ValueError: `w` has a known rank other than 2.
+  """
   w = _check_input(w, matrix=True)
   return tf.reduce_sum(tf.abs(tf.cast(w, _F64)))
 
 
-def l1inf_norm(w):
-  """‖W‖_{1,∞} = Σ_i max_j |w_ij| over the rows (groups) of a 2-D tensor, float64."""
+def l1inf_norm(w: _Tensor) -> tf.Tensor:
+  """‖W‖_{1,∞} = Σ_i max_j |w_ij| over the rows (groups) of a 2-D tensor.
+
+  Args:
+    w: a 2-D floating-point tensor whose rows are the groups (an empty row counts 0).
+
+  Returns:
+    The norm, a float64 scalar tensor.
+
+  Raises:
+    TypeError: `w` is not floating-point.
+    ValueError: `w` has a known rank other than 2.
+  """
   w = _check_input(w, matrix=True)
   a = tf.abs(tf.cast(w, _F64))
   # Padding with a zero column makes the max of an empty row 0 (reduce_max gives −inf).
@@ -142,12 +182,25 @@ def l1inf_norm(w):
 
 # --------------------------------------------------------------------------- ℓ1
 
-def project_l1(w, radius):
+def project_l1(w: _Tensor, radius: _Radius) -> tf.Tensor:
   """Euclidean projection of the whole tensor `w` (any shape) onto {x : ‖x‖₁ <= radius}.
 
   Sort-based, O(n log n): Duchi et al. (2008), Fig. 1, with the threshold in Condat's
   (2016) closed form, Eq. (L1) of the module docstring. The ℓ1 ball ignores any grouping,
   so zeros are scattered (unstructured sparsity).
+
+  Args:
+    w: a floating-point tensor of any shape (float32 or float64).
+    radius: the ball's radius, >= 0 (a Python number or a scalar tensor).
+
+  Returns:
+    The projection, of w's shape and dtype; `w` itself (bit-identical) when it is
+    already inside the ball, zeros when radius is 0.
+
+  Raises:
+    TypeError: `w` is not floating-point.
+    ValueError: a negative (or NaN) Python radius.
+    tf.errors.InvalidArgumentError: a negative radius tensor, when it runs.
   """
   w = _check_input(w, matrix=False)
   radius = _check_radius(radius)
@@ -172,7 +225,7 @@ def _project_rows_l1(w, radii):
 
 # --------------------------------------------------------------------------- ℓ1,1
 
-def project_l11(w, radius):
+def project_l11(w: _Tensor, radius: _Radius) -> tf.Tensor:
   """Bilevel ℓ1,1 projection of a 2-D tensor whose rows are the groups.
 
   Barlaud & Guyard, "Learning sparse deep neural networks using efficient structured
@@ -188,6 +241,19 @@ def project_l11(w, radius):
   Note this is NOT the Euclidean projection onto the ℓ1,1 ball — that ball is the plain ℓ1
   ball of the flattened matrix (`project_l1`), which spreads zeros over all rows. The
   bilevel projection is the exact composition above; cost O(nm log m + n log n).
+
+  Args:
+    w: a 2-D floating-point tensor [groups, entries per group].
+    radius: the ball's radius, >= 0 (a Python number or a scalar tensor).
+
+  Returns:
+    The projection, of w's shape and dtype; `w` itself (bit-identical) when
+    ‖W‖_{1,1} <= radius, zeros when radius is 0.
+
+  Raises:
+    TypeError: `w` is not floating-point.
+    ValueError: `w` has a known rank other than 2, or a negative Python radius.
+    tf.errors.InvalidArgumentError: a negative radius tensor, when it runs.
   """
   w = _check_input(w, matrix=True)
   radius = _check_radius(radius)
@@ -264,13 +330,26 @@ def _l1inf_theta(u, s, radius):
   return tf.clip_by_value(theta, beta_prev, beta[j])
 
 
-def project_l1inf(w, radius):
+def project_l1inf(w: _Tensor, radius: _Radius) -> tf.Tensor:
   """Exact Euclidean projection of a 2-D tensor onto {X : Σ_rows max_j |x_ij| <= radius}.
 
   Quattoni et al. (2009): the projection is X_ij = sign(w_ij)·min(|w_ij|, μ_i), whole rows
   vanish (μ_i = 0) when their ℓ1 norm is <= θ, and θ, μ are found by the breakpoint sweep
   of `_l1inf_theta`. Cost O(nm log(nm)) — one sort per row plus one global argsort; see
   `project_l1inf_bilevel` for the O(nm) approximation.
+
+  Args:
+    w: a 2-D floating-point tensor [groups, entries per group].
+    radius: the ball's radius, >= 0 (a Python number or a scalar tensor).
+
+  Returns:
+    The projection, of w's shape and dtype; `w` itself (bit-identical) when
+    ‖W‖_{1,∞} <= radius, zeros when radius is 0.
+
+  Raises:
+    TypeError: `w` is not floating-point.
+    ValueError: `w` has a known rank other than 2, or a negative Python radius.
+    tf.errors.InvalidArgumentError: a negative radius tensor, when it runs.
   """
   w = _check_input(w, matrix=True)
   radius = _check_radius(radius)
@@ -287,7 +366,7 @@ def project_l1inf(w, radius):
   return _project_or_keep(w, radius, l1inf_norm(w), project)
 
 
-def project_l1inf_bilevel(w, radius):
+def project_l1inf_bilevel(w: _Tensor, radius: _Radius) -> tf.Tensor:
   """Bilevel ℓ1,∞ projection: clip each row at the ℓ1 projection of the row maxima.
 
   Barlaud, Perez & Marmorat, "Linear time bi-level ℓ1,∞ projection; application to the
@@ -296,6 +375,19 @@ def project_l1inf_bilevel(w, radius):
   Rows with u_i = 0 vanish, and ‖X‖_{1,∞} = Σ u_i = radius when the input was outside.
   It is a projection onto the ball (idempotent, lands on it) but not the Euclidean one.
   O(nm) for the maxima and the clipping, plus an O(n log n) sort of the n maxima.
+
+  Args:
+    w: a 2-D floating-point tensor [groups, entries per group].
+    radius: the ball's radius, >= 0 (a Python number or a scalar tensor).
+
+  Returns:
+    The projection, of w's shape and dtype; `w` itself (bit-identical) when
+    ‖W‖_{1,∞} <= radius, zeros when radius is 0.
+
+  Raises:
+    TypeError: `w` is not floating-point.
+    ValueError: `w` has a known rank other than 2, or a negative Python radius.
+    tf.errors.InvalidArgumentError: a negative radius tensor, when it runs.
   """
   w = _check_input(w, matrix=True)
   radius = _check_radius(radius)

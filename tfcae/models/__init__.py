@@ -2,7 +2,8 @@
 `ARCHITECTURES` (tfcae/models/registry.py; CompressionModel.architecture is the name).
 
 Importing this package imports every architecture module, which is what fills the
-registry; the import order below is the registry's order (the `--model` flag lists it).
+registry; the import order below is the registry's order (the `--architecture` flag lists
+it).
 """
 from tfcae.models.base import CompressionModel, edge_pad
 from tfcae.models.factorized import FactorizedModel
@@ -13,7 +14,7 @@ from tfcae.models.registry import ARCHITECTURES
 __all__ = ["ARCHITECTURES", "CaepModel", "CompressionModel", "FactorizedModel",
            "HyperpriorModel", "MeanScaleHyperpriorModel", "MODELS", "build_model", "edge_pad"]
 
-# The name older code uses: the registry is a mapping (name -> class) like the dict was.
+# MODELS: another name of the registry (a mapping, name -> class).
 MODELS = ARCHITECTURES
 
 

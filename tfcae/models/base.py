@@ -121,6 +121,18 @@ class CompressionModel(ObjectiveModel):
 
   stride = 1
   architecture = None  # registry name, set by sub-classes
+  # The down-sampling of the latents y (None: `stride`; a hyperprior's stride is its side
+  # information's) and the class of the latent codec (its `layout` is what a file decoder
+  # checks in Python, recorded in tfcae_export.json).
+  latent_stride = None
+  latent_codec_class = None
+  # The serving signatures, declared once: method name -> the name of its output. The
+  # export (tfcae.serving) saves each method under its name, and the inputs are the
+  # method's input_signature; a model that takes another input (a quality, a gain)
+  # overrides the method with a longer signature, or adds one here.
+  SIGNATURES = {"compress": "bitstream", "decompress": "image",
+                "decompress_limited": "image", "estimate_bits": "bits",
+                "compress_symbols": "bitstream"}
   # What the synthesis sees in training ("noise" or "mixed"); a training setting that
   # tfcae.training.loop sets, not part of the architecture (the weights do not depend on it).
   decoder_quantization = "noise"
@@ -172,6 +184,20 @@ class CompressionModel(ObjectiveModel):
   def encoder_layers(self):
     """The layers that run on the sender (for projections, accounting, TFLite)."""
     raise NotImplementedError
+
+  def hyper_transforms(self):
+    """(hyper-analysis, hyper-synthesis) Keras layers of a model with side information
+    (both run on the sender), else None."""
+    return None
+
+  @classmethod
+  def string_layout(cls) -> list:
+    """Per string of a file, its table kind, latent stride and coding (LatentCodec.layout)."""
+    return cls.latent_codec_class.layout(cls.latent_stride or cls.stride)
+
+  def serving_functions(self) -> dict:
+    """{signature name: (tf.function, output name)} of the SavedModel (SIGNATURES)."""
+    return {name: (getattr(self, name), output) for name, output in self.SIGNATURES.items()}
 
   def get_config(self):
     """The architecture (what the fingerprint and a rebuild need)."""
@@ -256,7 +282,7 @@ class CompressionModel(ObjectiveModel):
                                                              self.num_strings, max_pixels)
     padded_shape = self.padded_shape(height, width)
     # Before any latent tensor exists: a payload shorter than the tables allow for this
-    # many symbols cannot be the image the header claims (issue 18).
+    # many symbols cannot be the image the header claims (tfcae.io.safedecode).
     codec = self.latent_codec()
     minimum = codec.min_payload_bytes(padded_shape)
     checks = bitstream.require_in_order([

@@ -161,6 +161,7 @@ class CaepModel(CompressionModel):
 
   architecture = "caep"
   stride = 8
+  latent_codec_class = StochasticRoundingLatentCodec
 
   def __init__(self, num_filters=128, latent_channels=None, caep_blocks=15, objective=None,
                **kwargs):

@@ -51,6 +51,7 @@ class FactorizedModel(CompressionModel):
 
   architecture = "factorized"
   stride = 16
+  latent_codec_class = FactorizedLatentCodec
 
   def __init__(self, num_filters=128, latent_channels=None, gdn="simplified", objective=None,
                **kwargs):

@@ -11,7 +11,8 @@ import tensorflow_compression as tfc
 
 from tfcae.models.base import CompressionModel
 from tfcae.models.integer import IntegerHyperSynthesis
-from tfcae.models.latent_codecs import HyperpriorLatentCodec
+from tfcae.models.latent_codecs import (FactorizedLatentCodec, GaussianConditionalLatentCodec,
+                                        HyperpriorLatentCodec)
 from tfcae.models.registry import ARCHITECTURES
 from tfcae.nn import layers
 
@@ -79,7 +80,9 @@ class HyperpriorModel(CompressionModel):
   """Ballé et al. (2018) scale hyperprior."""
 
   architecture = "hyperprior"
-  stride = 64
+  stride = 64  # the side information's: z is y down-sampled 4× more
+  latent_stride = 16
+  latent_codec_class = HyperpriorLatentCodec
 
   # Hyper-synthesis outputs per latent element: a scale index (1), or a mean and a scale
   # index (2, MeanScaleHyperpriorModel).
@@ -100,8 +103,8 @@ class HyperpriorModel(CompressionModel):
     if self.integer_hyper_synthesis:
       if self.outputs_per_latent != 1:
         raise ValueError(f"{self.architecture}: the integer hyper-synthesis predicts scale "
-                         "indices only; use --model=hyperprior")
-      # Ballé et al. (2019): indices every platform computes identically (issue 16).
+                         "indices only; use --architecture=hyperprior")
+      # Ballé et al. (2019): indices every platform computes identically.
       self.hyper_synthesis_transform = IntegerHyperSynthesis(
           self.hyper_filters, self.latent_channels, NUM_SCALES)
       self.hyper_synthesis_transform.build((None, None, None, self.hyper_filters))
@@ -114,7 +117,7 @@ class HyperpriorModel(CompressionModel):
   def get_config(self):
     config = {"architecture": self.architecture, "num_filters": self.num_filters,
               "latent_channels": self.latent_channels, "hyper_filters": self.hyper_filters}
-    if self.integer_hyper_synthesis:  # listed only when set: older fingerprints hold
+    if self.integer_hyper_synthesis:  # listed only when set: the fingerprints of models without it hold
       config["integer_hyper_synthesis"] = True
     return self._with_gdn(config)
 
@@ -134,10 +137,13 @@ class HyperpriorModel(CompressionModel):
   def latent_codec(self):
     latent_model, side_model = self.entropy_models()
     return HyperpriorLatentCodec(
-        latent_model, side_model, self.hyper_analysis_transform,
-        self.hyper_synthesis_transform, self.stride // 4, self.latent_channels,
-        self.hyper_filters, integer=self.integer_hyper_synthesis,
-        mean=self.outputs_per_latent == 2)
+        GaussianConditionalLatentCodec(latent_model, self.latent_stride, self.latent_channels),
+        FactorizedLatentCodec(side_model, self.stride, self.hyper_filters),
+        self.hyper_analysis_transform, self.hyper_synthesis_transform,
+        integer=self.integer_hyper_synthesis, mean=self.outputs_per_latent == 2)
+
+  def hyper_transforms(self):
+    return self.hyper_analysis_transform, self.hyper_synthesis_transform
 
   def prepare_for_compression(self):
     if self.integer_hyper_synthesis:

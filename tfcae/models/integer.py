@@ -4,7 +4,7 @@ compression with latent-variable models", ICLR 2019.
 Why: a hyperprior's decoder recomputes the scale index of every latent from the side
 information ẑ. In floating point two platforms (or two kernel libraries on one machine)
 can round one pre-activation differently, one index then differs from the encoder's, and
-the range decoder desynchronises for the rest of the image (issue 16). An integer network
+the range decoder desynchronises for the rest of the image. An integer network
 computes the indices from the integer symbols of ẑ with integer arithmetic only, so every
 platform gets the same integers.
 

@@ -1,4 +1,4 @@
-"""Latent codecs: the seam between a model's transforms and its entropy coding (issue 15).
+"""Latent codecs: the seam between a model's transforms and its entropy coding.
 
 As in CompressAI's latent codecs, a compression model is three parts:
 
@@ -6,10 +6,11 @@ As in CompressAI's latent codecs, a compression model is three parts:
     codec = model.latent_codec()    y -> (ŷ, bits) in training, y -> strings -> ŷ in coding
     x̂ = model.decode(ŷ)             the synthesis transform (the receiver's network)
 
-A codec is a view, built on each call from the model's entropy models and modules (cheap,
-as TFC's bls2017 rebuilds its entropy model on each call): the priors and hyper-transforms
-stay attributes of the model, so the checkpoints of older runs (keyed on attribute paths)
-and their fingerprints (which hash the variables' names) are unchanged. Everything that
+A codec is built on each call from the model's entropy models and modules (cheap, as TFC's
+bls2017 rebuilds its entropy model on each call), and codecs compose: a hyperprior codec
+owns a y codec and a z codec (CompressAI's latent codecs). The priors and hyper-transforms
+stay attributes of the model, so checkpoints (keyed on attribute paths) and fingerprints
+(which hash the variables' names) do not depend on how codecs are composed. Everything that
 codes latents goes through a codec: the model's `compress`/`decompress`, the reduced
 encoder (tfcae.deploy.reduction), the host side of a device encoder (`compress_symbols`,
 tfcae.deploy.tflite), quantization-aware fine-tuning (tfcae.deploy.qat).
@@ -21,7 +22,10 @@ Interface (latents are float32 [B, h, w, C]; coding works on B = 1):
   offset()                               -> o [C]: a device encoder sends round(y − o)
   compress_symbols(symbols)              -> what compress returns, from the int32 symbols
   decompress(strings, padded_shape, index_check) -> ŷ
-  min_payload_bytes(padded_shape)        -> the fewest bytes each string can have (issue 18)
+  min_payload_bytes(padded_shape)        -> the fewest bytes each string can have
+  layout(stride)  (class method)         -> per string: its table kind, latent stride and
+                                            coding, what a file decoder checks in Python
+                                            (recorded in tfcae_export.json)
 
 The index check (file format version 2, tfcae.io.bitstream) is the CRC-32 of the
 coding-table indices of a codec whose decoder recomputes them (a hyperprior); None when
@@ -33,7 +37,8 @@ from tfcae.io import bitstream, safedecode
 from tfcae.nn.quantizers import stochastic_round
 
 __all__ = ["batched_min_bytes", "LatentCodec", "FactorizedLatentCodec",
-           "StochasticRoundingLatentCodec", "HyperpriorLatentCodec"]
+           "StochasticRoundingLatentCodec", "GaussianConditionalLatentCodec",
+           "HyperpriorLatentCodec"]
 
 
 def batched_min_bytes(entropy_model, padded_shape, stride):
@@ -54,14 +59,23 @@ class LatentCodec:
   """Base class; see the module docstring. `stride`: the down-sampling of the latents y."""
 
   num_strings = 1
+  # A device encoder sends round(symbol_gain · y − offset()): the integers compress_symbols
+  # takes (a codec that scales y before its child codes it sets its gain here).
+  symbol_gain = 1.0
 
   def __init__(self, stride, channels):
     self.stride = int(stride)
     self.channels = int(channels)
 
-  def latent_shape(self, padded_shape, stride=None):
-    stride = stride or self.stride
-    return [padded_shape[0] // stride, padded_shape[1] // stride]
+  @classmethod
+  def layout(cls, stride):
+    """Per string of a file: {"table": "batched" | "indexed", "stride": the latents'
+    down-sampling, "coding": "channels" (one table row per channel) | "indexed" (any row
+    per element)}. `stride`: the down-sampling of y."""
+    raise NotImplementedError
+
+  def latent_shape(self, padded_shape):
+    return [padded_shape[0] // self.stride, padded_shape[1] // self.stride]
 
   def forward(self, y, training, mixed=False):
     raise NotImplementedError
@@ -90,6 +104,10 @@ class FactorizedLatentCodec(LatentCodec):
     super().__init__(stride, channels)
     self.entropy_model = entropy_model
 
+  @classmethod
+  def layout(cls, stride):
+    return [{"table": "batched", "stride": int(stride), "coding": "channels"}]
+
   def forward(self, y, training, mixed=False):
     y_hat, bits = self.entropy_model(y, training=training)
     if mixed:
@@ -110,7 +128,7 @@ class FactorizedLatentCodec(LatentCodec):
     return self.compress(tf.cast(symbols, tf.float32) + self.offset())
 
   def decompress(self, strings, padded_shape, index_check=bitstream.NO_INDEX_CHECK):
-    # TFC's decoder fed so that it cannot hang, and checked (issue 18; the same values).
+    # TFC's decoder fed so that it cannot hang, and checked (tfcae.io.safedecode).
     return safedecode.decompress_batched(self.entropy_model, strings[0],
                                          self.latent_shape(padded_shape))
 
@@ -131,10 +149,68 @@ class StochasticRoundingLatentCodec(FactorizedLatentCodec):
     return {"y_hat": y_hat, "bits": bits}
 
 
+class GaussianConditionalLatentCodec(LatentCodec):
+  """One string: y under Gaussians whose scales (table indexes) and means are given, coded
+  by TFC's LocationScaleIndexedEntropyModel (CompressAI's GaussianConditionalLatentCodec).
+  The parameters come from whoever owns this codec (a hyperprior's side information);
+  each call takes them as arguments."""
+
+  def __init__(self, entropy_model, stride, channels):
+    super().__init__(stride, channels)
+    self.entropy_model = entropy_model
+
+  @classmethod
+  def layout(cls, stride):
+    # Any element may use any row of the indexed table.
+    return [{"table": "indexed", "stride": int(stride), "coding": "indexed"}]
+
+  def forward_given(self, y, indexes, mean, training, mixed=False):
+    """(ŷ, bits) of y under the Gaussians N(mean, scale[indexes])."""
+    y_hat, bits = self.entropy_model(y, indexes, loc=mean, training=training)
+    if mixed:  # Minnen & Singh (2020): the decoder on rounded values
+      y_hat = self.entropy_model.quantize(y, loc=mean)
+    return y_hat, bits
+
+  def compress_given(self, y, indexes, mean):
+    return self.entropy_model.compress(y, indexes, loc=mean)[0]
+
+  def table_indexes(self, indexes):
+    """The table row the range coder uses for each element: the entropy model's own
+    clipping and truncation of the predicted indexes (NUM_SCALES ≤ 256, one byte each)."""
+    model = self.entropy_model
+    return model._flatten_indexes(model._normalize_indexes(indexes))
+
+  def index_check(self, indexes):
+    """CRC-32 of the table row of every element: the integers the decoder must
+    recompute identically (file format version 2, tfcae.io.bitstream)."""
+    return bitstream.crc32_bytes_tf(tf.reshape(self.table_indexes(indexes), [-1]))
+
+  def min_bytes_given(self, indexes):
+    """Fewest bytes of the string once the indexes are known: exact per element."""
+    bits = tf.reduce_sum(tf.gather(safedecode.row_min_bits_tf(self.entropy_model.cdf),
+                                   tf.reshape(self.table_indexes(indexes), [-1])))
+    return safedecode.min_payload_bytes(bits)
+
+  def min_payload_bytes(self, padded_shape):
+    """Before the indexes are known: every element at least the cheapest row's cost."""
+    h, w = self.latent_shape(padded_shape)
+    elements = tf.cast(h, tf.float64) * tf.cast(w, tf.float64) * self.channels
+    bits = elements * tf.reduce_min(safedecode.row_min_bits_tf(self.entropy_model.cdf))
+    return [safedecode.min_payload_bytes(bits)]
+
+  def decompress_given(self, string, indexes, mean):
+    # TFC's decoder fed so that it cannot hang, and checked (tfcae.io.safedecode).
+    return safedecode.decompress_indexed(self.entropy_model, string, indexes, loc=mean)
+
+
 class HyperpriorLatentCodec(LatentCodec):
   """Two strings: y under Gaussians whose scales (and, with `mean`, means: Minnen et al.
   2018 without the context model) the hyper-synthesis predicts from the side information
   z = h_a(|y|), which is coded under a factorized prior (Ballé et al. 2018).
+
+  It owns its parts, as CompressAI's HyperpriorLatentCodec: a y codec
+  (GaussianConditionalLatentCodec), a z codec (FactorizedLatentCodec, at 4× the stride:
+  the hyper-analysis has two stride-2 convolutions) and the two hyper-transforms.
 
   integer: the hyper-synthesis is tfcae.models.integer's (Ballé et al. 2019), run on its
   frozen integers in coding, so that every platform derives the same table indices.
@@ -142,18 +218,26 @@ class HyperpriorLatentCodec(LatentCodec):
 
   num_strings = 2  # latents y, then side information z
 
-  def __init__(self, latent_model, side_model, hyper_analysis, hyper_synthesis, stride,
-               channels, side_channels, integer=False, mean=False):
-    super().__init__(stride, channels)
-    self.latent_model, self.side_model = latent_model, side_model
+  def __init__(self, y_codec, z_codec, hyper_analysis, hyper_synthesis, integer=False,
+               mean=False):
+    super().__init__(y_codec.stride, y_codec.channels)
+    self.y_codec, self.z_codec = y_codec, z_codec
     self.hyper_analysis, self.hyper_synthesis = hyper_analysis, hyper_synthesis
-    self.side_stride = self.stride * 4  # the hyper-analysis has two stride-2 convolutions
-    self.side_channels = int(side_channels)
     self.integer, self.mean = bool(integer), bool(mean)
+
+  @classmethod
+  def layout(cls, stride):
+    return (GaussianConditionalLatentCodec.layout(stride) +
+            FactorizedLatentCodec.layout(4 * stride))
+
+  @property
+  def side_model(self):
+    """The side information's entropy model (ẑ's prior)."""
+    return self.z_codec.entropy_model
 
   def side_offset(self):
     """The side prior's quantization offsets o (ẑ = k + o)."""
-    return _zeros_if_none(self.side_model.quantization_offset, self.side_channels)
+    return self.z_codec.offset()
 
   def mean_and_indexes(self, z_hat, exact=False):
     """(mean or None, scale indexes) of the latents' Gaussians, from the side info ẑ.
@@ -176,31 +260,21 @@ class HyperpriorLatentCodec(LatentCodec):
 
   def forward(self, y, training, mixed=False):
     z = tf.cast(self.hyper_analysis(abs(y)), tf.float32)
-    z_hat, side_bits = self.side_model(z, training=training)
-    if mixed or self.integer:
-      # Minnen & Singh (2020): rate on noise, the decoders on rounded values; an integer
-      # hyper-synthesis sees the integer symbols it will see in coding.
-      z_hat = self.side_model.quantize(z)
-    mean, indexes = self._float_params(z_hat)
-    y_hat, bits = self.latent_model(y, indexes, loc=mean, training=training)
-    if mixed:
-      y_hat = self.latent_model.quantize(y, loc=mean)
-    return {"y_hat": y_hat, "bits": bits + side_bits, "z": z, "side_bits": side_bits}
+    # Rate on noise, the decoders on rounded values when mixed (Minnen & Singh 2020); an
+    # integer hyper-synthesis sees the integer symbols it will see in coding.
+    side = self.z_codec.forward(z, training, mixed or self.integer)
+    mean, indexes = self._float_params(side["y_hat"])
+    y_hat, bits = self.y_codec.forward_given(y, indexes, mean, training, mixed)
+    return {"y_hat": y_hat, "bits": bits + side["bits"], "z": z, "side_bits": side["bits"]}
 
   def index_check(self, indexes):
-    """CRC-32 of the scale-table index of every latent element, one byte each: the
-    integers the range coder uses (the entropy model's own clipping and truncation of
-    the hyper-synthesis output), which the decoder must recompute identically."""
-    return bitstream.crc32_bytes_tf(tf.reshape(self._table_indexes(indexes), [-1]))
-
-  def _table_indexes(self, indexes):
-    model = self.latent_model
-    return model._flatten_indexes(model._normalize_indexes(indexes))  # NUM_SCALES ≤ 256
+    """The y codec's index check (GaussianConditionalLatentCodec.index_check)."""
+    return self.y_codec.index_check(indexes)
 
   def _code(self, y, z):
     mean, indexes = self._float_params(self.side_model.quantize(z), exact=True)
-    strings = [self.latent_model.compress(y, indexes, loc=mean)[0],
-               self.side_model.compress(z)[0]]
+    (side_string,), _ = self.z_codec.compress(z)
+    strings = [self.y_codec.compress_given(y, indexes, mean), side_string]
     return strings, self.index_check(indexes)
 
   def compress(self, y):
@@ -223,31 +297,23 @@ class HyperpriorLatentCodec(LatentCodec):
     return self._code(y_hat, self.hyper_analysis(abs(y_hat)))
 
   def decompress(self, strings, padded_shape, index_check=bitstream.NO_INDEX_CHECK):
-    # TFC's decoders fed so that they cannot hang, and checked (issue 18; the same values).
-    z_hat = safedecode.decompress_batched(self.side_model, strings[1],
-                                          self.latent_shape(padded_shape, self.side_stride))
+    z_hat = self.z_codec.decompress(strings[1:], padded_shape)
     mean, indexes = self._float_params(z_hat, exact=True)
     # Before range decoding: with one index decided differently from the encoder's, the
     # decoder would desynchronise and write garbage (or not terminate). Version-1 files
-    # carry no check and decode as before.
+    # carry no check (NO_INDEX_CHECK) and decode without it.
     recorded = tf.cast(index_check, tf.int64)
     same = tf.logical_or(tf.equal(recorded, bitstream.NO_INDEX_CHECK),
                          tf.equal(self.index_check(indexes), recorded))
-    # With the indexes known, the bound on the latents' string is exact per element.
-    bits = tf.reduce_sum(tf.gather(safedecode.row_min_bits_tf(self.latent_model.cdf),
-                                   tf.reshape(self._table_indexes(indexes), [-1])))
     long_enough = (tf.cast(tf.strings.length(strings[0]), tf.int64) >=
-                   safedecode.min_payload_bytes(bits))
+                   self.y_codec.min_bytes_given(indexes))
     checks = bitstream.require_in_order([(same, bitstream.PLATFORM_MISMATCH),
                                          (long_enough, safedecode.TOO_SHORT)])
     with tf.control_dependencies(checks):
-      return safedecode.decompress_indexed(self.latent_model, strings[0], indexes, loc=mean)
+      return self.y_codec.decompress_given(strings[0], indexes, mean)
 
   def min_payload_bytes(self, padded_shape):
     """y: every element at least the cheapest scale's cost (the indexes are not known
     before z is decoded); z: its channels' rows."""
-    h, w = self.latent_shape(padded_shape)
-    elements = tf.cast(h, tf.float64) * tf.cast(w, tf.float64) * self.channels
-    y_bits = elements * tf.reduce_min(safedecode.row_min_bits_tf(self.latent_model.cdf))
-    return [safedecode.min_payload_bytes(y_bits),
-            batched_min_bytes(self.side_model, padded_shape, self.side_stride)]
+    return self.y_codec.min_payload_bytes(padded_shape) + self.z_codec.min_payload_bytes(
+        padded_shape)

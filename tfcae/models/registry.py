@@ -5,11 +5,11 @@ settings it is built from:
 
     @ARCHITECTURES.register(settings=("num_filters", "latent_channels", "gdn"))
     class FactorizedModel(CompressionModel):
-      architecture = "factorized"   # the registry name: --model=factorized, get_config()
+      architecture = "factorized"   # the registry name: --architecture=factorized, get_config()
 
 `settings` names the constructor arguments the architecture takes from the training
 settings (the tfcae.training.config.TrainConfig fields of the same names), in the order its
-`get_config()` lists them. TrainConfig.architecture() builds the architecture config
+`get_config()` lists them. TrainConfig.architecture_config() builds the architecture config
 from exactly these, so a new architecture needs no edit of the flags; how a setting's
 value enters the config (0 meaning num_filters, listed only when not the default) is a
 property of the setting, declared on its TrainConfig field.

@@ -4,8 +4,11 @@
 known to TF-MOT: `tfmot.sparsity.keras.prune_low_magnitude` refuses any layer that is not
 a built-in Keras layer or a `PrunableLayer`, so without this a TFC encoder cannot be
 wrapped for the magnitude-pruning baseline. It is the same layer (same variables, same
-names, same checkpoint structure), so models trained before the swap restore unchanged.
+names, same checkpoint structure), so a checkpoint written with tfc.GDN restores into it
+unchanged.
 """
+from __future__ import annotations
+
 import tensorflow as tf
 import tensorflow_compression as tfc
 import tensorflow_model_optimization as tfmot
@@ -27,7 +30,7 @@ class GDN(tfc.GDN, tfmot.sparsity.keras.PrunableLayer):
   whole encoder) but stays dense.
   """
 
-  def get_prunable_weights(self):
+  def get_prunable_weights(self) -> list:
     return []
 
 
@@ -37,8 +40,21 @@ GDN_FORMS = {"simplified": {"alpha_parameter": 1, "epsilon_parameter": 1},
              "original": {"alpha_parameter": 2, "epsilon_parameter": .5}}
 
 
-def gdn(form, name, inverse=False):
-  """A (TF-MOT-wrappable) GDN or inverse GDN of the given form."""
+def gdn(form: str, name: str, inverse: bool = False) -> tfc.GDN:
+  """A GDN or inverse GDN layer of the given form.
+
+  Args:
+    form: a key of GDN_FORMS: "simplified" or "original".
+    name: the layer's name.
+    inverse: an inverse GDN (tfc.GDN; only the encoder's forward GDN needs to be
+      TF-MOT-wrappable).
+
+  Returns:
+    A GDN (this module's, TF-MOT-wrappable) or an inverse tfc.GDN.
+
+  Raises:
+    ValueError: an unknown form.
+  """
   if form not in GDN_FORMS:
     raise ValueError(f"unknown GDN form {form!r}; available: {', '.join(GDN_FORMS)}")
   cls = tfc.GDN if inverse else GDN

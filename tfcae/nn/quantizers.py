@@ -11,12 +11,15 @@ so E[[t]] = t, and the backward pass treats the rounding as the identity
 are rounded deterministically to the nearest integer — the same integer grid, so the
 decoder sees at test time exactly the kind of values it was trained on.
 """
+from __future__ import annotations
+
 import tensorflow as tf
 
 __all__ = ["stochastic_round"]
 
 
-def stochastic_round(t, training, seed=None):
+def stochastic_round(t: tf.Tensor, training: bool | tf.Tensor,
+                     seed: int | None = None) -> tf.Tensor:
   """⌊t⌋ + Bernoulli(t − ⌊t⌋) with the identity gradient if training, else round(t).
 
   Args:

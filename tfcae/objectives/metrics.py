@@ -14,7 +14,10 @@ docs/results.md.
 No TensorFlow import happens here, so classical-codec tools and plotting start
 quickly; the tests compare against TensorFlow.
 """
+from __future__ import annotations
+
 import math
+from typing import Sequence
 
 import numpy as np
 
@@ -30,8 +33,20 @@ K1 = 0.01
 K2 = 0.03
 
 
-def bpp(num_bytes, height, width):
-  """Bits per pixel of a `num_bytes`-long bitstream for a height x width image."""
+def bpp(num_bytes: int, height: int, width: int) -> float:
+  """Bits per pixel of a bitstream.
+
+  Args:
+    num_bytes: the bitstream's length in bytes, >= 0.
+    height: the image's height, > 0.
+    width: the image's width, > 0.
+
+  Returns:
+    8 · num_bytes / (height · width).
+
+  Raises:
+    ValueError: a size that is not positive, or a negative length.
+  """
   if height <= 0 or width <= 0:
     raise ValueError(f"image size must be positive, got {height}x{width}")
   if num_bytes < 0:
@@ -51,17 +66,39 @@ def _as_pair(x, y, dtype=np.float64):
   return x.astype(dtype), y.astype(dtype)
 
 
-def mse(x, y):
-  """Mean squared error over all pixels and channels of two [H, W, C] images (float64)."""
+def mse(x: np.ndarray, y: np.ndarray) -> float:
+  """Mean squared error over all pixels and channels of two images (in float64).
+
+  Args:
+    x: an [H, W, C] image (any numeric dtype).
+    y: another of the same shape.
+
+  Returns:
+    The MSE, in the squared units of the values as given.
+
+  Raises:
+    ValueError: different shapes, a rank other than 3, or empty images.
+  """
   x, y = _as_pair(x, y)
   return float(np.mean(np.square(x - y)))
 
 
-def psnr(x, y, max_val=255.):
+def psnr(x: np.ndarray, y: np.ndarray, max_val: float = 255.) -> float:
   """Peak signal-to-noise ratio in dB over all pixels and channels (as tf.image.psnr).
 
   The MSE is taken over the whole [H, W, C] array (CompressAI's "psnr-rgb"), not
-  averaged per channel. Identical images give `inf`.
+  averaged per channel.
+
+  Args:
+    x: an [H, W, C] image.
+    y: another of the same shape.
+    max_val: the dynamic range of the values (255 for 8-bit images).
+
+  Returns:
+    The PSNR in dB; `inf` for identical images.
+
+  Raises:
+    ValueError: as mse.
   """
   mse_value = mse(x, y)
   if mse_value == 0:
@@ -69,8 +106,15 @@ def psnr(x, y, max_val=255.):
   return float(20 * math.log10(max_val) - 10 * math.log10(mse_value))
 
 
-def ms_ssim_db(value):
-  """MS-SSIM in dB, -10 log10(1 - v): spreads out values near 1 for plots and BD."""
+def ms_ssim_db(value: float) -> float:
+  """MS-SSIM in dB, -10 log10(1 - v): spreads out values near 1 for plots and BD.
+
+  Args:
+    value: an MS-SSIM value, at most 1.
+
+  Returns:
+    The value in dB; `inf` for 1.
+  """
   value = float(value)
   if value >= 1:
     return math.inf
@@ -181,13 +225,23 @@ def _downsample(a):
   return (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) * 0.25
 
 
-def min_ms_ssim_side(filter_size=FILTER_SIZE, num_scales=len(POWER_FACTORS)):
-  """Smallest image side accepted by MS-SSIM: (filter_size - 1) * 2^(scales-1) + 1."""
+def min_ms_ssim_side(filter_size: int = FILTER_SIZE,
+                     num_scales: int = len(POWER_FACTORS)) -> int:
+  """Smallest image side accepted by MS-SSIM.
+
+  Args:
+    filter_size: the Gaussian window's side.
+    num_scales: the number of scales.
+
+  Returns:
+    (filter_size - 1) · 2^(num_scales - 1) + 1 (161 for the defaults).
+  """
   return (filter_size - 1) * 2 ** (num_scales - 1) + 1
 
 
-def ms_ssim(x, y, max_val=255., power_factors=POWER_FACTORS, filter_size=FILTER_SIZE,
-            filter_sigma=FILTER_SIGMA, k1=K1, k2=K2):
+def ms_ssim(x: np.ndarray, y: np.ndarray, max_val: float = 255.,
+            power_factors: Sequence[float] = POWER_FACTORS, filter_size: int = FILTER_SIZE,
+            filter_sigma: float = FILTER_SIGMA, k1: float = K1, k2: float = K2) -> float:
   """Multi-scale SSIM of two [H, W, C] images, as tf.image.ssim_multiscale.
 
   The algorithm is TensorFlow's (tensorflow/python/ops/image_ops_impl.py):
@@ -196,11 +250,25 @@ def ms_ssim(x, y, max_val=255., power_factors=POWER_FACTORS, filter_size=FILTER_
   between scales the images are padded to even size (symmetric, at the end) and
   2x2 average-pooled. Per channel, MS-SSIM = prod_j relu(cs_j)^p_j over all but
   the coarsest scale, times relu(ssim_coarsest)^p_last; the result is the mean
-  over channels. uint8 and float inputs are both accepted; `max_val` is the
-  dynamic range of the values as given (255 for 8-bit images).
+  over channels.
 
-  Raises ValueError when a side is too small for the coarsest scale to hold one
-  filter window, the condition under which TF fails with an opaque assertion.
+  Args:
+    x: an [H, W, C] image, uint8 or float.
+    y: another of the same shape.
+    max_val: the dynamic range of the values as given (255 for 8-bit images).
+    power_factors: the exponent of each scale, finest first; their number is the
+      number of scales.
+    filter_size: the Gaussian window's side.
+    filter_sigma: its standard deviation.
+    k1, k2: SSIM's stabilising constants (as fractions of max_val).
+
+  Returns:
+    The MS-SSIM, in [0, 1].
+
+  Raises:
+    ValueError: different shapes, a rank other than 3, or a side too small for the
+      coarsest scale to hold one filter window (the condition under which TF fails
+      with an opaque assertion).
   """
   x, y = _as_pair(x, y, np.float32)
   min_side = min_ms_ssim_side(filter_size, len(power_factors))

@@ -22,6 +22,10 @@ tf.train.Checkpoint and restored on resume. Each declares the names it logs via
 The default objective is Ballé et al.'s rate-distortion Lagrangian  R + λ·D  with R in
 bits per pixel and D the MSE on the 0..255 scale (or 1 − MS-SSIM).
 """
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
 import tensorflow as tf
 
 __all__ = ["DISTORTIONS", "MS_SSIM_POWER_FACTORS", "MS_SSIM_FLOOR", "ms_ssim",
@@ -36,7 +40,7 @@ MS_SSIM_POWER_FACTORS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_FLOOR = 1e-6
 
 
-def ms_ssim(x, x_hat, max_val=255.):
+def ms_ssim(x: tf.Tensor, x_hat: tf.Tensor, max_val: float = 255.) -> tf.Tensor:
   """MS-SSIM of a batch of images [B, H, W, C], as `tf.image.ssim_multiscale`, with a
   gradient that is finite everywhere.
 
@@ -48,6 +52,14 @@ def ms_ssim(x, x_hat, max_val=255.):
   TensorFlow's wherever every factor is above the floor (tested), and the gradient stays
   finite. The per-scale SSIM itself is TensorFlow's (same filter, constants, down-sampling
   and padding), not a re-implementation.
+
+  Args:
+    x: the reference images, [B, H, W, C] (cast to float32).
+    x_hat: the reconstructions, same shape.
+    max_val: the dynamic range of the pixel values (255 for 0..255 images).
+
+  Returns:
+    The MS-SSIM of each image, a float32 [B] tensor.
   """
   from tensorflow.python.ops.image_ops_impl import _ssim_per_channel  # noqa: PLC0415
   images = [tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(x_hat, tf.float32)]
@@ -79,9 +91,16 @@ class StepContext:
   Under a mixed-precision policy (--precision) the transforms compute in float16 or
   bfloat16; the reconstruction and the bits are cast to float32 here, so that every loss
   term, the rate included, is computed in float32.
+
+  Args:
+    model: the model whose forward pass this is (hooks and terms may read its layers).
+    x: the input batch.
+    outputs: the model's forward() dict.
+    training: whether this is a training step.
   """
 
-  def __init__(self, model, x, outputs, training):
+  def __init__(self, model: tf.keras.Model, x: tf.Tensor, outputs: dict[str, tf.Tensor],
+               training: bool | tf.Tensor):
     self.model = model
     self.x = tf.cast(x, tf.float32)
     outputs = dict(outputs)
@@ -92,24 +111,37 @@ class StepContext:
     self.training = training
     self._cache = {}
 
-  def __getitem__(self, key):
+  def __getitem__(self, key: str) -> tf.Tensor:
     return self.outputs[key]
 
   @property
-  def num_pixels(self):
+  def num_pixels(self) -> tf.Tensor:
+    """Pixels in the batch (B·H·W), a float32 scalar."""
     if "num_pixels" not in self._cache:
       self._cache["num_pixels"] = tf.cast(tf.reduce_prod(tf.shape(self.x)[:-1]), tf.float32)
     return self._cache["num_pixels"]
 
   @property
-  def bpp(self):
+  def bpp(self) -> tf.Tensor:
     """Bits per pixel of this (per-replica) batch, from the entropy model."""
     if "bpp" not in self._cache:
       self._cache["bpp"] = tf.reduce_sum(self.outputs["bits"]) / self.num_pixels
     return self._cache["bpp"]
 
-  def distortion(self, metric):
-    """Mean distortion of the batch: 'mse' (0..255 scale) or 'ms-ssim' (1 − MS-SSIM)."""
+  def distortion(self, metric: str) -> tf.Tensor:
+    """Mean distortion of the batch, computed once per metric.
+
+    Args:
+      metric: one of DISTORTIONS: "mse" (0..255 scale), "ms-ssim" (1 − MS-SSIM),
+        "ssim" (1 − SSIM) or "caep-mix" (CAE-ADMM's mix of all three and PSNR, scaled
+        so that λ ≈ 1 weights it).
+
+    Returns:
+      A float32 scalar tensor.
+
+    Raises:
+      ValueError: an unknown metric.
+    """
     if metric not in self._cache:
       x, x_hat = self.x, self.outputs["x_hat"]
       if metric == "mse":
@@ -132,50 +164,79 @@ class StepContext:
 
 
 class LossTerm(tf.Module):
-  """One additive term of the loss. Sub-classes implement `value(ctx)` (unweighted)."""
+  """One additive term of the loss. Sub-classes implement `value(ctx)` (unweighted).
 
-  def __init__(self, weight=1.0, name=None):
+  Args:
+    weight: the factor the term enters the loss with.
+    name: the module's name, also the name its value is logged under.
+  """
+
+  def __init__(self, weight: float = 1.0, name: str | None = None):
     super().__init__(name=name)
     self.weight = float(weight)
 
-  def value(self, ctx):
+  def value(self, ctx: StepContext) -> tf.Tensor:
+    """The term's unweighted value on one step (a scalar tensor); sub-classes define it."""
     raise NotImplementedError
 
-  def __call__(self, ctx):
-    """Returns (weighted loss contribution, dict of values to log)."""
+  def __call__(self, ctx: StepContext) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """The term on one step.
+
+    Args:
+      ctx: the step's context.
+
+    Returns:
+      (weight · value, {name: value}): the loss contribution and the values to log.
+    """
     v = self.value(ctx)
     return self.weight * v, {self.name: v}
 
-  def log_names(self):
+  def log_names(self) -> list[str]:
+    """The names this term logs (its own name)."""
     return [self.name]
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
+    """Its class, name and weight (recorded in summary.json)."""
     return {"class": type(self).__name__, "name": self.name, "weight": self.weight}
 
 
 class Rate(LossTerm):
-  """R: bits per pixel estimated by the entropy model (Ballé et al. 2017, eq. 2)."""
+  """R: bits per pixel estimated by the entropy model (Ballé et al. 2017, eq. 2).
 
-  def __init__(self, weight=1.0, name="bpp"):
+  Args:
+    weight: the factor of R in the loss.
+    name: logged as (default "bpp").
+  """
+
+  def __init__(self, weight: float = 1.0, name: str = "bpp"):
     super().__init__(weight, name)
 
-  def value(self, ctx):
+  def value(self, ctx: StepContext) -> tf.Tensor:
     return ctx.bpp
 
 
 class Distortion(LossTerm):
-  """λ·D with D = MSE on the 0..255 scale, or 1 − MS-SSIM."""
+  """λ·D with D one of DISTORTIONS (StepContext.distortion).
 
-  def __init__(self, weight=0.01, metric="mse", name=None):
+  Args:
+    weight: λ.
+    metric: one of DISTORTIONS.
+    name: logged as (default: the metric, with "_" for "-").
+
+  Raises:
+    ValueError: an unknown metric.
+  """
+
+  def __init__(self, weight: float = 0.01, metric: str = "mse", name: str | None = None):
     if metric not in DISTORTIONS:
       raise ValueError(f"unknown distortion {metric!r}; expected one of {DISTORTIONS}")
     super().__init__(weight, name or metric.replace("-", "_"))
     self.metric = metric
 
-  def value(self, ctx):
+  def value(self, ctx: StepContext) -> tf.Tensor:
     return ctx.distortion(self.metric)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     return dict(super().get_config(), metric=self.metric)
 
 
@@ -186,39 +247,91 @@ class TrainingHook(tf.Module):
   mode, per replica under tf.distribute); `on_epoch_end` runs eagerly.
   """
 
-  def build(self, model):
+  def build(self, model: tf.keras.Model) -> None:
     """Creates the hook's variables from the built model (called by model.compile(),
-    before a checkpoint is restored)."""
+    before a checkpoint is restored).
 
-  def transform_gradients(self, model, gradients, variables):
+    Args:
+      model: the compression model the hook acts on.
+    """
+
+  def transform_gradients(self, model: tf.keras.Model, gradients: list[tf.Tensor | None],
+                          variables: Sequence[tf.Variable]) -> list[tf.Tensor | None]:
+    """Changes the gradients before the optimizer applies them (e.g. masks them).
+
+    Args:
+      model: the model.
+      gradients: one per variable (None where a variable has none).
+      variables: the trainable variables, in the gradients' order.
+
+    Returns:
+      The gradients to apply, in the same order (default: unchanged).
+    """
     return gradients
 
-  def after_apply(self, model, ctx):
-    """Returns a dict of values to log (names declared in log_names)."""
+  def after_apply(self, model: tf.keras.Model, ctx: StepContext) -> dict[str, tf.Tensor]:
+    """Acts after the optimizer step, in the compiled train_step.
+
+    Args:
+      model: the model.
+      ctx: the step's context.
+
+    Returns:
+      A dict of values to log (names declared in log_names).
+    """
     return {}
 
-  def on_epoch_end(self, model, epoch, logs):
-    pass
+  def on_epoch_end(self, model: tf.keras.Model, epoch: int, logs: dict[str, Any]) -> None:
+    """Acts at the end of an epoch, eagerly (ObjectiveEpochCallback).
 
-  def set_validation_data(self, dataset):
-    """Offered the held-out dataset before training, for hooks that steer on it."""
+    Args:
+      model: the model.
+      epoch: the epoch that ended, from 0.
+      logs: Keras's logs of the epoch.
+    """
 
-  def before_restore(self, checkpoint_keys):
+  def set_validation_data(self, dataset: tf.data.Dataset) -> None:
+    """Offered the held-out dataset before training, for hooks that steer on it.
+
+    Args:
+      dataset: the validation dataset.
+    """
+
+  def before_restore(self, checkpoint_keys: Iterable[str]) -> str | None:
     """Offered the variable names of the checkpoint a run resumes from, before it is
     restored: a hook whose state has grown since the run began can return to the state it
-    began with. Returns a line for the log, or None."""
+    began with.
 
-  def log_names(self):
+    Args:
+      checkpoint_keys: the names of the checkpoint's variables.
+
+    Returns:
+      A line for the log, or None.
+    """
+
+  def log_names(self) -> list[str]:
+    """The names of the values after_apply returns (default: none)."""
     return []
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
+    """Its class, name and settings (recorded in summary.json)."""
     return {"class": type(self).__name__, "name": self.name}
 
 
 class Objective(tf.Module):
-  """A list of loss terms and a list of training hooks."""
+  """A list of loss terms and a list of training hooks.
 
-  def __init__(self, terms, hooks=(), name="objective"):
+  Args:
+    terms: the loss terms, at least one, with distinct names.
+    hooks: the training hooks, applied in order.
+    name: the module's name.
+
+  Raises:
+    ValueError: no terms, or two terms of the same name.
+  """
+
+  def __init__(self, terms: Sequence[LossTerm], hooks: Sequence[TrainingHook] = (),
+               name: str = "objective"):
     super().__init__(name=name)
     if not terms:
       raise ValueError("an objective needs at least one loss term")
@@ -228,12 +341,28 @@ class Objective(tf.Module):
     self.terms = list(terms)
     self.hooks = list(hooks)
 
-  def context(self, model, x, outputs, training):
-    """The StepContext of one forward pass (the model's train_step/test_step call this)."""
+  def context(self, model: tf.keras.Model, x: tf.Tensor, outputs: dict[str, tf.Tensor],
+              training: bool | tf.Tensor) -> StepContext:
+    """The StepContext of one forward pass (the model's train_step/test_step call this).
+
+    Args:
+      model, x, outputs, training: as for StepContext.
+
+    Returns:
+      A new StepContext.
+    """
     return StepContext(model, x, outputs, training)
 
-  def __call__(self, ctx):
-    """Returns (total loss, logs)."""
+  def __call__(self, ctx: StepContext) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """The loss of one step.
+
+    Args:
+      ctx: the step's context.
+
+    Returns:
+      (total loss, logs): the sum of the weighted terms, and every term's value with
+      the total as "loss".
+    """
     total, logs = 0., {}
     for term in self.terms:
       contribution, term_logs = term(ctx)
@@ -242,13 +371,15 @@ class Objective(tf.Module):
     logs["loss"] = total
     return total, logs
 
-  def log_names(self):
+  def log_names(self) -> list[str]:
+    """The names logged: "loss", then every term's and hook's, each once, in order."""
     names = ["loss"]
     for item in self.terms + self.hooks:
       names.extend(n for n in item.log_names() if n not in names)
     return names
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
+    """{"terms": [...], "hooks": [...]}: their configs (recorded in summary.json)."""
     return {"terms": [t.get_config() for t in self.terms],
             "hooks": [h.get_config() for h in self.hooks]}
 
@@ -256,24 +387,40 @@ class Objective(tf.Module):
 class BinaryCrossEntropy(LossTerm):
   """Mean binary cross-entropy between x in [0, 1] and the sigmoid output (Keras's
   `binary_crossentropy`: averaged over pixels and images), computed from the logits
-  `ctx["logits"]` for numerical stability: the MNIST autoencoder's distortion (issue 6)."""
+  `ctx["logits"]` for numerical stability: the MNIST autoencoder's distortion.
 
-  def __init__(self, weight=1.0, name="bce"):
+  Args:
+    weight: the factor of the term in the loss.
+    name: logged as (default "bce").
+  """
+
+  def __init__(self, weight: float = 1.0, name: str = "bce"):
     super().__init__(weight, name)
 
-  def value(self, ctx):
+  def value(self, ctx: StepContext) -> tf.Tensor:
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
         labels=ctx.x, logits=ctx["logits"]))
 
 
-def rate_distortion(lmbda, distortion="mse"):
-  """The classic objective R + λ·D (Ballé et al. 2017)."""
+def rate_distortion(lmbda: float, distortion: str = "mse") -> Objective:
+  """The classic objective R + λ·D (Ballé et al. 2017).
+
+  Args:
+    lmbda: λ, the weight of the distortion.
+    distortion: one of DISTORTIONS.
+
+  Returns:
+    An Objective of a Rate and a Distortion term, with no hooks.
+
+  Raises:
+    ValueError: an unknown distortion.
+  """
   return Objective([Rate(), Distortion(lmbda, distortion)])
 
 
 class ObjectiveEpochCallback(tf.keras.callbacks.Callback):
   """Calls every hook's `on_epoch_end` (e.g. ADMM's Z/U updates)."""
 
-  def on_epoch_end(self, epoch, logs=None):
+  def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
     for hook in self.model.objective.hooks:
       hook.on_epoch_end(self.model, epoch, logs or {})

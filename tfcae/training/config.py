@@ -9,13 +9,15 @@ keeps its name, so every flagfile and train_config.json keeps working.
 """
 import dataclasses
 import json
+import sys
+from typing import Any, ClassVar, Dict, Mapping
 
 from tfcae.methods.registry import METHODS, settings_classes
 from tfcae.registry import LazyNames, setting
 
 __all__ = ["VALUE", "FILTERS", "SWITCH", "CoreSettings", "TrainConfig", "ARCHITECTURE_FIELDS"]
 
-# How an architecture setting enters the architecture config (TrainConfig.architecture(),
+# How an architecture setting enters the architecture config (TrainConfig.architecture_config(),
 # which is the model's get_config() and so what its fingerprint hashes), for the
 # architectures that take it (their `settings`, tfcae/models/registry.py):
 VALUE = "value"        # as it is
@@ -41,10 +43,10 @@ class CoreSettings:
   # Architecture.
   # The names of the registered architectures (tfcae.models.ARCHITECTURES), read when the
   # flags are defined or validated, so importing this module does not import TensorFlow.
-  model: str = setting("factorized", "Architecture: factorized prior (Ballé et al. 2017), "
-                       "scale hyperprior (Ballé et al. 2018), mean-scale hyperprior (Minnen et "
-                       "al. 2018, without the context model) or CAE-P.",
-                       LazyNames(_architectures))
+  architecture: str = setting("factorized", "Architecture: factorized prior (Ballé et al. 2017), "
+                              "scale hyperprior (Ballé et al. 2018), mean-scale hyperprior "
+                              "(Minnen et al. 2018, without the context model) or CAE-P.",
+                              LazyNames(_architectures))
   num_filters: int = setting(128, "Filters of the hidden transform layers (N).",
                              architecture=VALUE)
   latent_channels: int = setting(0, "Latent channels (M); 0 means num_filters.",
@@ -53,7 +55,7 @@ class CoreSettings:
                                architecture=FILTERS)
   integer_hyper_synthesis: bool = setting(False, "Hyperprior only: an integer network "
                                           "(Ballé et al. 2019) computes the scale indices, so "
-                                          "files decode on any platform (issue 16). With "
+                                          "files decode on any platform. With "
                                           "--init_from a float hyperprior, fine-tunes it.",
                                           architecture=SWITCH)
   gdn: str = setting("simplified", "Normalisation of the transforms: simplified GDN "
@@ -131,14 +133,30 @@ class CoreSettings:
 @dataclasses.dataclass
 class TrainConfig(*reversed(settings_classes()), CoreSettings):
   """Every training setting: the core's (CoreSettings) and each registered method's (its
-  settings dataclass, tfcae/methods/), as one flat dataclass whose fields are the flags."""
+  settings dataclass, tfcae/methods/), as one flat dataclass whose fields are the flags.
 
-  def architecture(self):
-    """The architecture config these settings build (tfcae.models.build_model's argument,
-    equal to the model's get_config()): the `settings` its class declares, each entered
-    as its field says (VALUE, FILTERS, SWITCH). Imports TensorFlow (the classes)."""
-    config = {"architecture": self.model}
-    for name in _architectures().get(self.model).settings:
+  Build it with keyword arguments (`TrainConfig(architecture="hyperprior", lmbda=0.02)`),
+  from bin/train's flags (tfcae.cli.dataclass_from_flags) or from a run's
+  train_config.json (`load`).
+  """
+
+  # Old field names -> new ones: still read from flags (an absl alias) and from saved
+  # train_config.json files, with a one-line deprecation warning on stderr.
+  RENAMED: ClassVar[Dict[str, str]] = {"model": "architecture"}
+
+  def architecture_config(self) -> Dict[str, Any]:
+    """The architecture config these settings build.
+
+    It is tfcae.models.build_model's argument and equal to the model's get_config() (so
+    the model's fingerprint hashes it): the `settings` the architecture's class declares,
+    each entered as its field says (VALUE, FILTERS, SWITCH). Imports TensorFlow (the
+    classes).
+
+    Returns:
+      {"architecture": <registry name>, <setting>: <value>, ...}.
+    """
+    config = {"architecture": self.architecture}
+    for name in _architectures().get(self.architecture).settings:
       field = self.__dataclass_fields__[name]
       how, value = field.metadata["architecture"], getattr(self, name)
       if how == FILTERS:
@@ -148,10 +166,14 @@ class TrainConfig(*reversed(settings_classes()), CoreSettings):
       config[name] = value
     return config
 
-  def validate(self):
-    """Raises ValueError for settings that cannot work (checked before any work)."""
+  def validate(self) -> None:
+    """Checks the settings before any work (the cheap checks first).
+
+    Raises:
+      ValueError: for settings that cannot work, with a one-line message naming the flag.
+    """
     for f in dataclasses.fields(self):
-      if f.name != "model":  # its names come from the registry: below, after the cheap ones
+      if f.name != "architecture":  # its names come from the registry: checked last
         self._check_choice(f)
     if not self.model_dir:
       raise ValueError("--model_dir is required")
@@ -185,17 +207,18 @@ class TrainConfig(*reversed(settings_classes()), CoreSettings):
       method.validate(self)
     # The architecture checks import TensorFlow (the registry's classes): only after the
     # cheap checks.
-    self._check_choice(self.__dataclass_fields__["model"])
-    cls = _architectures().get(self.model)
+    self._check_choice(self.__dataclass_fields__["architecture"])
+    cls = _architectures().get(self.architecture)
     for f in dataclasses.fields(self):
       if (f.metadata.get("architecture") == SWITCH and f.name not in cls.settings and
           getattr(self, f.name) != f.default):
         takers = [name for name, c in _architectures().items() if f.name in c.settings]
-        raise ValueError(f"--{f.name} applies to --model={'|'.join(takers)}, not "
-                         f"{self.model}")
+        raise ValueError(f"--{f.name} applies to --architecture={'|'.join(takers)}, not "
+                         f"{self.architecture}")
     stride = cls.stride
     if self.patch_size % stride:
-      raise ValueError(f"--patch_size must be a multiple of the {self.model} stride ({stride})")
+      raise ValueError(f"--patch_size must be a multiple of the {self.architecture} stride "
+                       f"({stride})")
 
   def _check_choice(self, field):
     choices = field.metadata.get("choices")
@@ -204,22 +227,54 @@ class TrainConfig(*reversed(settings_classes()), CoreSettings):
                        f"{tuple(choices)}")
 
   @classmethod
-  def load(cls, path):
-    """The config a run saved (train_config.json); fields it lacks take their defaults,
-    fields this version no longer has are ignored."""
-    with open(path, encoding="utf-8") as f:
-      saved = json.load(f)
+  def from_dict(cls, saved: Mapping[str, Any], source: str = "the config") -> "TrainConfig":
+    """The config of a dict of settings as a run saved them.
+
+    Fields it lacks take their defaults, fields this version does not have are ignored,
+    methods upgrade defaults that changed since, and an old name (RENAMED) is read as the
+    new one with a one-line deprecation warning on stderr.
+
+    Args:
+      saved: field name -> value (train_config.json's object).
+      source: what the settings come from, for the warning (a path).
+
+    Returns:
+      The TrainConfig.
+    """
+    saved = dict(saved)
+    for old, new in cls.RENAMED.items():
+      if old in saved:
+        value = saved.pop(old)
+        saved.setdefault(new, value)  # a config with both names: the new one wins
+        print(f"warning: {source}: \"{old}\" is deprecated, read as \"{new}\"",
+              file=sys.stderr)
     for method in METHODS.values():  # defaults that changed since the run was saved
       method.upgrade(saved)
     return cls(**{k: v for k, v in saved.items() if k in cls.__dataclass_fields__})
 
-  def to_dict(self):
+  @classmethod
+  def load(cls, path: str) -> "TrainConfig":
+    """The config a run saved (train_config.json), as `from_dict` reads it.
+
+    Args:
+      path: the train_config.json file.
+
+    Returns:
+      The TrainConfig.
+    """
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+    return cls.from_dict(saved, source=path)
+
+  def to_dict(self) -> Dict[str, Any]:
+    """Every field by name (what train_config.json stores)."""
     return dataclasses.asdict(self)
 
-  def to_json(self):
+  def to_json(self) -> str:
+    """to_dict as indented JSON."""
     return json.dumps(self.to_dict(), indent=2)
 
 
 # The fields that define the architecture: changing one on an existing model_dir is refused.
-ARCHITECTURE_FIELDS = ("model",) + tuple(
+ARCHITECTURE_FIELDS = ("architecture",) + tuple(
     f.name for f in dataclasses.fields(TrainConfig) if f.metadata["architecture"])

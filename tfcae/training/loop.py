@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -21,7 +22,7 @@ from tfcae.data import records
 from tfcae.methods import registry as methods
 from tfcae.models import build_model
 from tfcae.objectives.terms import Distortion, ObjectiveEpochCallback, Rate
-from tfcae.training import export
+from tfcae.serving import export
 from tfcae.training.config import ARCHITECTURE_FIELDS, TrainConfig
 from tfcae.training.rundir import RunDir
 # The file names of the previous layout's API (tests and scripts import them from here).
@@ -245,17 +246,17 @@ def warm_start(model, source):
   sparsify a trained dense model: from a bin/train directory's latest checkpoint, or from
   an exported SavedModel such as a zoo model (`zoo:factorized/3`)."""
   from tfcae.io import zoo_index as zoo
-  from tfcae.training.export import assign_matching
+  from tfcae.serving.exported import assign_matching
   run = RunDir(zoo.resolve(source))
   source_dir = run.path
   latest = run.latest_checkpoint()
-  if latest is None and not run.is_exported():
+  if latest is None and not run.exported().is_exported():
     raise TfcaeError(f"--init_from={source}: no checkpoint in {run.checkpoint_dir} and "
                      "no exported model")
   if latest is None:
-    architecture = run.read_export_info()["architecture"]
+    architecture = run.exported().architecture
   else:
-    architecture = run.read_config().architecture() if os.path.exists(run.config_path) else None
+    architecture = run.read_config().architecture_config() if os.path.exists(run.config_path) else None
   if architecture is not None and architecture != model.get_config():
     if architecture == _float_hyper_synthesis(model.get_config()):
       _warm_start_integer(model, source, architecture)
@@ -375,11 +376,28 @@ def datasets(config, worker=0, workers=1):
                                   config.validation_batches).with_options(options))
 
 
-def train(config: TrainConfig, model_fn=None):
-  """Trains (or resumes), exports the SavedModel and writes summary.json. Returns it.
+def train(config: TrainConfig,
+          model_fn: Optional[Callable[[Any], tf.keras.Model]] = None) -> Dict[str, Any]:
+  """Trains (or resumes) a model, exports its SavedModel and writes summary.json.
 
-  model_fn(objective) -> CompressionModel builds the model instead of the registry (for a
-  model defined outside tfcae, e.g. bench/recipe.py's TFC example arm)."""
+  Resumable: run again with the same config, it restores the latest checkpoint in
+  `config.model_dir` and continues with the next epoch.
+
+  Args:
+    config: every training setting (validated here first).
+    model_fn: builds the model from the objective instead of the registry's
+      `config.architecture` (for a model defined outside tfcae, e.g. bench/recipe.py's TFC
+      example arm); None: the registry's.
+
+  Returns:
+    The run's summary (what summary.json holds): "validation" metrics, "train" figures,
+    the architecture, timings.
+
+  Raises:
+    ValueError: for settings that cannot work (TrainConfig.validate).
+    TfcaeError: for a model_dir that holds another architecture, unusable data, or a
+      training that diverged (NaN/Inf loss; the last good checkpoint is kept).
+  """
   config.validate()
   strategy = make_strategy(config)  # first: a multi-worker strategy must precede any op
   worker, workers, chief = worker_role(strategy)
@@ -427,7 +445,7 @@ def _compiled_model(config, model_fn, elapsed=None, init_from=""):
   the optimizer's slots created (so that a checkpoint restores them immediately)."""
   objective = build_objective(config)
   model = (model_fn(objective) if model_fn else
-           build_model(config.architecture(), objective=objective))
+           build_model(config.architecture_config(), objective=objective))
   model.decoder_quantization = config.decoder_quantization
   if init_from:
     warm_start(model, init_from)
@@ -550,7 +568,8 @@ def _train(config, model_fn, strategy, run, out, worker, workers):
       state = summary.setdefault("objective_state", {})[item.name] = item.summary(validation)
       for warning in state.get("warnings", []) if chief else []:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-  export.export_model(model, out.path, {"summary": SUMMARY_FILE})
+  export.export_model(model, out.path, {"summary": SUMMARY_FILE, "objective": {
+      "lmbda": config.lmbda, "distortion": config.distortion}})
   if workers > 1:  # equal on every worker iff the weights and tables are (tests compare)
     print(f"worker {worker} of {workers}: fingerprint {summary['fingerprint']}", flush=True)
   if chief:

@@ -1,41 +1,29 @@
 """The run directory: what `bin/train` writes into `--model_dir`, and the one owner of it.
 
-A run directory (also a zoo model's folder, which holds only the export part) is::
+A run directory is::
 
   train_config.json     the TrainConfig of the run (bin/train writes it first)
   checkpoints/          tf.train.CheckpointManager: model, optimizer, objective, epoch
   logs/                 TensorBoard scalars and images
   history.csv           Keras' CSVLogger, appended across resumes
-  saved_model.pb, fingerprint.pb, variables/, assets/   the exported tf.saved_model
-  tfcae_export.json     architecture, fingerprint, stride, number of strings
+  (the export)          saved_model.pb, variables/, tfcae_export.json: an exported model,
+                        owned by tfcae.serving.ExportedModel (as a zoo folder is)
   summary.json          final training and validation numbers (written last)
 
-Why one class: these names used to be string literals in a dozen modules, benches and
-tools, with a loader of their own in several of them; a layout change (or a question
-such as "which architecture is this?") then had to be answered everywhere at once.
-`RunDir` names every path once and reads the small JSON files with one-line TfcaeErrors.
-
-It is deliberately low in the import graph: it imports neither TensorFlow (only
-`latest_checkpoint` needs it, imported when called) nor the zoo. The zoo sits above it
-(tfcae.zoo builds Codecs, which read run directories), so a `zoo:<family>/<quality>`
-name is resolved by the caller (`RunDir(tfcae.zoo.resolve(spec))`); RunDir refuses an
-unresolved one instead of looking for files under a directory called "zoo:...".
-Loading the Keras model is tfcae.training.export.load_trained (it needs the models and the
-SavedModel, which are above this module); it goes through RunDir for every path.
+`RunDir` names training's files once and reads the small JSON files with one-line
+TfcaeErrors; everything about the export is asked of `exported()`. It imports TensorFlow
+only in `latest_checkpoint`. A `zoo:<family>/<quality>` name is not a directory: RunDir
+refuses one (tfcae.serving.open_model resolves model references).
 """
-import json
 import os
 
 from tfcae import TfcaeError
 from tfcae.io.fileio import atomic_write_json
-# tfcae.zoo's names ('zoo:factorized/3'): RunDir refuses one (resolve it first).
 from tfcae.io.zoo_index import PREFIX as ZOO_PREFIX
+from tfcae.serving.exported import ExportedModel, read_json_object
 
-__all__ = [
-    "ASSETS_DIR", "CHECKPOINT_DIR", "CONFIG_FILE", "EXPORT_INFO_FILE", "HISTORY_FILE",
-    "LOG_DIR", "SAVED_MODEL_FILE", "SAVED_MODEL_FINGERPRINT_FILE", "SUMMARY_FILE",
-    "VARIABLES_DIR", "ZOO_PREFIX", "RunDir",
-]
+__all__ = ["CHECKPOINT_DIR", "CONFIG_FILE", "HISTORY_FILE", "LOG_DIR", "SUMMARY_FILE",
+           "RunDir"]
 
 # Written by bin/train (tfcae.training.loop).
 CONFIG_FILE = "train_config.json"
@@ -43,12 +31,6 @@ CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 HISTORY_FILE = "history.csv"
 SUMMARY_FILE = "summary.json"
-# Written by the export (tfcae.training.export): tfcae's own file and tf.saved_model's.
-EXPORT_INFO_FILE = "tfcae_export.json"
-SAVED_MODEL_FILE = "saved_model.pb"
-SAVED_MODEL_FINGERPRINT_FILE = "fingerprint.pb"
-VARIABLES_DIR = "variables"
-ASSETS_DIR = "assets"
 
 
 class RunDir:
@@ -58,8 +40,8 @@ class RunDir:
   def __init__(self, path):
     path = os.fspath(path)
     if path.startswith(ZOO_PREFIX):
-      raise TfcaeError(f"{path!r} is a zoo model name, not a directory: resolve it first "
-                       "(tfcae.zoo.resolve)")
+      raise TfcaeError(f"{path!r} is a zoo model name, not a directory: use "
+                       "tfcae.serving.open_model for model references")
     self.path = path
 
   def __fspath__(self):
@@ -81,10 +63,6 @@ class RunDir:
     return self.join(CONFIG_FILE)
 
   @property
-  def export_info_path(self):
-    return self.join(EXPORT_INFO_FILE)
-
-  @property
   def summary_path(self):
     return self.join(SUMMARY_FILE)
 
@@ -100,14 +78,6 @@ class RunDir:
   def log_dir(self):
     return self.join(LOG_DIR)
 
-  @property
-  def saved_model_path(self):
-    return self.join(SAVED_MODEL_FILE)
-
-  @property
-  def variables_dir(self):
-    return self.join(VARIABLES_DIR)
-
   # --- what is there -------------------------------------------------------------------
   def exists(self):
     return os.path.isdir(self.path)
@@ -118,16 +88,9 @@ class RunDir:
       raise TfcaeError(f"{self}: no such model directory")
     return self
 
-  def is_exported(self):
-    """Whether the folder holds an exported SavedModel (a zoo model always does)."""
-    return os.path.isfile(self.saved_model_path)
-
-  def require_export(self, hint=""):
-    """Returns self; a one-line TfcaeError when there is no exported SavedModel."""
-    if not self.is_exported():
-      raise TfcaeError(f"{self}: no exported model ({SAVED_MODEL_FILE})"
-                       + (f"; {hint}" if hint else ""))
-    return self
+  def exported(self):
+    """The run's export (tfcae.serving.ExportedModel; it may not be written yet)."""
+    return ExportedModel(self.path)
 
   def is_finished(self):
     """Whether bin/train finished here: summary.json is written last, after the export."""
@@ -141,17 +104,7 @@ class RunDir:
 
   # --- reading -------------------------------------------------------------------------
   def _read_json(self, path, missing):
-    try:
-      with open(path, encoding="utf-8") as f:
-        value = json.load(f)
-    except FileNotFoundError:
-      raise TfcaeError(f"{self}: no {os.path.basename(path)} ({missing})") from None
-    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError included
-      raise TfcaeError(f"{path}: cannot read it ({e.__class__.__name__}: "
-                       f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    if not isinstance(value, dict):
-      raise TfcaeError(f"{path}: expected a JSON object, got {type(value).__name__}")
-    return value
+    return read_json_object(path, missing)
 
   def read_config(self):
     """The run's TrainConfig (TrainConfig.load: fields it lacks take their defaults)."""
@@ -163,9 +116,6 @@ class RunDir:
     """train_config.json as stored: for copying a config verbatim (fields this version no
     longer has survive) or reading settings without filling in today's defaults."""
     return self._read_json(self.config_path, "not a bin/train run directory")
-
-  def read_export_info(self):
-    return self._read_json(self.export_info_path, "not an exported tfcae model")
 
   def read_summary(self):
     return self._read_json(self.summary_path, "the run has not finished")
@@ -181,12 +131,13 @@ class RunDir:
 
   def architecture(self):
     """The model's get_config(): from the export info, else from the training config."""
-    if os.path.exists(self.export_info_path):
-      return self.read_export_info()["architecture"]
+    exported = self.exported()
+    if os.path.exists(exported.export_info_path):
+      return exported.architecture
     if os.path.exists(self.config_path):
-      return self.read_config().architecture()
-    raise TfcaeError(f"{self}: not a tfcae model directory (no {EXPORT_INFO_FILE} or "
-                     f"{CONFIG_FILE})")
+      return self.read_config().architecture_config()
+    raise TfcaeError(f"{self}: not a tfcae model directory (no "
+                     f"{os.path.basename(exported.export_info_path)} or {CONFIG_FILE})")
 
   # --- writing (atomically: a reader never sees half a file) -----------------------------
   def create(self):
@@ -197,9 +148,6 @@ class RunDir:
     """A TrainConfig, or a dict of its fields."""
     atomic_write_json(self.config_path,
                       config.to_dict() if hasattr(config, "to_dict") else dict(config))
-
-  def write_export_info(self, info):
-    atomic_write_json(self.export_info_path, info)
 
   def write_summary(self, summary):
     atomic_write_json(self.summary_path, summary)

@@ -1,4 +1,4 @@
-"""Training a zoo rate ladder and publishing it into zoo/ (issue 14; `make zoo`).
+"""Training a zoo rate ladder and publishing it into zoo/ (`make zoo`).
 
 A ladder is one recipe (a flagfile) at several λ. The cheap route trains an anchor
 quality from scratch and fine-tunes the others in a chain outwards from it, each from its
@@ -20,17 +20,21 @@ the last, small steps need (docs/results.md, "bf16 with a float32 polish").
 train_config.json and a card.json: training command, data, steps, CPU time, Kodak bpp /
 PSNR / MS-SSIM from real files, encoder and decoder MACs per pixel, fingerprint, size.
 """
+from __future__ import annotations
+
 import dataclasses
 import datetime
 import json
 import os
 import shutil
+from typing import Any, Callable, Iterable, Sequence
 
 from tfcae import TfcaeError, zoo
 from tfcae.io.fileio import atomic_write_json
 from tfcae.training import jobs
-from tfcae.training.rundir import (ASSETS_DIR, CONFIG_FILE, SAVED_MODEL_FINGERPRINT_FILE,
-                                    VARIABLES_DIR, RunDir)
+from tfcae.serving.exported import (ASSETS_DIR, SAVED_MODEL_FINGERPRINT_FILE, VARIABLES_DIR,
+                                    ExportedModel)
+from tfcae.training.rundir import CONFIG_FILE, RunDir
 
 __all__ = ["ROOT", "TRAIN_DATA", "Ladder", "LADDERS", "for_this_cpu", "run_dir", "train_command",
            "train", "folder_bytes", "shown_command", "publish", "publish_ladder", "refresh",
@@ -46,6 +50,12 @@ TRAIN_DATA = "BSDS500 train+val+test (500 photographs, ../shared/data/train; the
 
 @dataclasses.dataclass(frozen=True)
 class Ladder:
+  """One zoo family's rate ladder: a recipe at several λ, and how its runs are scheduled.
+
+  Each field is described beside it. The time budgets are per run, on one core; an
+  anchor's `anchor_minutes` include its polish stage when it has one.
+  """
+
   name: str                    # the zoo family: its folder, zoo/<name>/<quality>
   architecture: str            # the model's architecture (export info)
   flagfile: str                # the recipe, relative to the repository
@@ -59,9 +69,16 @@ class Ladder:
   polish_flags: tuple = ()     # that run's flags (it warm-starts from the first stage)
   sources: tuple = ()          # (quality, source) pairs that override the neighbour rule
 
-  def source(self, quality):
-    """The quality a quality is fine-tuned from: as `sources` says, else its neighbour
-    towards the nearest anchor (None for an anchor)."""
+  def source(self, quality: int) -> int | None:
+    """The quality a quality is fine-tuned from.
+
+    Args:
+      quality: a key of `lambdas`.
+
+    Returns:
+      As `sources` says, else its neighbour towards the nearest anchor (the lower
+      anchor on a tie); None for an anchor.
+    """
     if quality in self.anchors:
       return None
     override = dict(self.sources).get(quality)
@@ -72,17 +89,18 @@ class Ladder:
     i = ladder.index(quality)
     return ladder[i - 1] if anchor < quality else ladder[i + 1]
 
-  def hops(self, quality):
+  def hops(self, quality: int) -> int:
     """Fine-tunes between a quality and its anchor (0 for an anchor)."""
     source = self.source(quality)
     return 0 if source is None else 1 + self.hops(source)
 
-  def height(self, quality):
+  def height(self, quality: int) -> int:
     """The longest chain of fine-tunes that waits for this quality (0: none)."""
     return max((1 + self.height(q) for q in self.lambdas if self.source(q) == quality),
                default=0)
 
-  def cpu_minutes(self):
+  def cpu_minutes(self) -> float:
+    """The CPU-minutes of the whole ladder (the sum of its runs' time budgets)."""
     n = len(self.lambdas)
     return len(self.anchors) * self.anchor_minutes + (
         n - len(self.anchors)) * self.finetune_minutes
@@ -125,11 +143,22 @@ LADDERS = {
 }
 
 
-def for_this_cpu(ladder, lacks_bfloat16=None):
-  """The ladder as this CPU should train it. Without AVX512-BF16 or AMX, oneDNN emulates
-  bfloat16 and a bf16 anchor stage runs ≈ 11× slower than float32 (docs/results.md,
-  "Throughput on a CPU without AVX-512"): its anchors then train in float32 for the whole
-  anchor_minutes, with the flagfile's own schedule (one run, no polish)."""
+def for_this_cpu(ladder: Ladder, lacks_bfloat16: bool | None = None) -> Ladder:
+  """The ladder as this CPU should train it.
+
+  Without AVX512-BF16 or AMX, oneDNN emulates bfloat16 and a bf16 anchor stage runs ≈ 11×
+  slower than float32 (docs/results.md, "Throughput on a CPU without AVX-512"): its
+  anchors then train in float32 for the whole anchor_minutes, with the flagfile's own
+  schedule (one run, no polish).
+
+  Args:
+    ladder: the ladder.
+    lacks_bfloat16: whether this CPU lacks native bfloat16 (None: ask
+      tfcae.training.loop.cpu_lacks_bfloat16).
+
+  Returns:
+    `ladder` itself, or a copy without the bf16 anchor flags and the polish stage.
+  """
   if "--precision=mixed_bfloat16" not in ladder.anchor_flags:
     return ladder
   if lacks_bfloat16 is None:
@@ -143,12 +172,22 @@ def for_this_cpu(ladder, lacks_bfloat16=None):
       polish_minutes=0., polish_flags=())
 
 
-def run_dir(out, ladder, quality):
+def run_dir(out: str, ladder: Ladder, quality: int) -> str:
+  """The run directory of a quality: out/<family>/<quality>.
+
+  Args:
+    out: the folder of the ladders' runs.
+    ladder: the ladder.
+    quality: a key of its `lambdas`.
+
+  Returns:
+    The path.
+  """
   return os.path.join(out, ladder.name, str(quality))
 
 
-def first_stage_dir(out, ladder, quality):
-  """The first stage of a two-stage anchor (polish_minutes > 0)."""
+def first_stage_dir(out: str, ladder: Ladder, quality: int) -> str:
+  """The first stage of a two-stage anchor (polish_minutes > 0): run_dir + "-stage1"."""
   return run_dir(out, ladder, quality) + "-stage1"
 
 
@@ -156,8 +195,21 @@ def _two_stage(ladder, quality):
   return ladder.source(quality) is None and ladder.polish_minutes > 0
 
 
-def train_command(ladder, quality, out, first_stage=False):
-  """bin/train's argv for a quality (first_stage: a two-stage anchor's first run)."""
+def train_command(ladder: Ladder, quality: int, out: str,
+                  first_stage: bool = False) -> list[str]:
+  """bin/train's argv for a quality.
+
+  Args:
+    ladder: the ladder.
+    quality: a key of its `lambdas`.
+    out: the folder of the ladders' runs.
+    first_stage: a two-stage anchor's first run (else its polish run, or the quality's
+      only run).
+
+  Returns:
+    The command (the Python interpreter, bin/train and its flags: the flagfile, λ, the
+    model directory, the time budget, and --init_from for a fine-tune or a polish).
+  """
   model_dir = first_stage_dir(out, ladder, quality) if first_stage else run_dir(
       out, ladder, quality)
   args = [f"--flagfile={os.path.join(ROOT, ladder.flagfile)}",
@@ -179,8 +231,22 @@ def _done(model_dir):
   return RunDir(model_dir).is_finished()
 
 
-def train(ladder, out, parallel=2, qualities=None, log=print):
-  """Trains (or resumes) the ladder's qualities; returns {quality: exit code}."""
+def train(ladder: Ladder, out: str, parallel: int = 2,
+          qualities: Iterable[int] | None = None,
+          log: Callable[[str], Any] = print) -> dict[Any, int]:
+  """Trains (or resumes) the ladder's qualities; finished runs are skipped.
+
+  Args:
+    ladder: the ladder.
+    out: the folder of the ladders' runs.
+    parallel: jobs at a time, each pinned to one core.
+    qualities: the qualities to train (default: all); a fine-tune waits for its source.
+    log: where progress lines go.
+
+  Returns:
+    {job: exit code}: the job is the quality, or "<quality>-stage1" for an anchor's
+    first stage.
+  """
   qualities = sorted(qualities or ladder.lambdas)
   # A job starts once the one it is fine-tuned from is done; among the ready ones, the one
   # with the longest chain waiting on it first (list scheduling by critical path: the
@@ -213,16 +279,16 @@ def _relative(path):
   return path
 
 
-def folder_bytes(path):
+def folder_bytes(path: str) -> int:
   """Bytes of every file under `path` (a zoo folder's size, as its card counts it)."""
   return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
 def _reexport(model_dir, folder):
-  """A zoo folder's SavedModel, export info and training config, from a run or an older
-  zoo folder, with today's serving graph (export.reexport); not TF's fingerprint.pb nor
+  """A zoo folder's SavedModel, export info and training config, from a run or a zoo
+  folder, with the current serving graph (export.reexport); not TF's fingerprint.pb nor
   the empty assets/ a SavedModel gets, which nothing here reads."""
-  from tfcae.training.export import reexport
+  from tfcae.serving.export import reexport
   reexport(model_dir, folder)
   shutil.copy2(os.path.join(model_dir, CONFIG_FILE), folder)
   for extra in (SAVED_MODEL_FINGERPRINT_FILE, ASSETS_DIR):
@@ -233,24 +299,44 @@ def _reexport(model_dir, folder):
       os.rmdir(extra)
 
 
-def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
-            progress=False, family=None, earlier_stages=(), extend=None):
-  """Copies an exported model into the zoo, as zoo/<family>/<quality> (family: the
-  architecture unless given, e.g. "factorized-msssim"), with its card; returns the card.
-  earlier_stages: run folders it was warm-started through from scratch (a two-stage
-  anchor's first run): their steps and time count in the card's. extend(staging, card,
-  report): adds files to the staging folder and entries to the card (report: the model's
-  accounting) before the card is written and the folder replaces the old one
-  (tfcae.zoo.sparse)."""
+def publish(model_dir: str, architecture: str, quality: int, images: Sequence[str],
+            command: str = "", zoo_root: str | None = None, progress: bool = False,
+            family: str | None = None, earlier_stages: Sequence[str] = (),
+            extend: Callable[[str, dict, dict], None] | None = None) -> dict[str, Any]:
+  """Copies an exported model into the zoo, as zoo/<family>/<quality>, with its card.
+
+  The folder is assembled under a staging name and replaces the old one only when
+  complete.
+
+  Args:
+    model_dir: a finished and exported bin/train run.
+    architecture: the architecture it must be.
+    quality: the quality it is published as.
+    images: the images the card reports on (Kodak).
+    command: the training command the card shows.
+    zoo_root: the zoo folder (default: tfcae.zoo.root()).
+    progress: show a progress bar while evaluating.
+    family: the zoo family (default: the architecture), e.g. "factorized-msssim".
+    earlier_stages: run folders it was warm-started through from scratch (a two-stage
+      anchor's first run): their steps and time count in the card's.
+    extend: extend(staging, card, report) adds files to the staging folder and entries
+      to the card (report: the model's accounting) before the card is written and the
+      folder replaces the old one (tfcae.zoo.sparse).
+
+  Returns:
+    The card, with its "path".
+
+  Raises:
+    TfcaeError: the run has no exported model, or is of another architecture.
+  """
   family = family or architecture
   from tfcae.analysis import accounting
-  from tfcae.deploy.codec import Codec
+  from tfcae.serving.codec import Codec
   from tfcae.evaluation import rd as evaluation
-  from tfcae.training.export import load_trained
   run = RunDir(model_dir)
-  if not run.is_exported():
+  if not run.exported().is_exported():
     raise TfcaeError(f"{model_dir}: no exported model to publish")
-  info = run.read_export_info()
+  info = run.exported().info
   if info["architecture"]["architecture"] != architecture:
     raise TfcaeError(f"{model_dir} is a {info['architecture']['architecture']} model, not "
                      f"{architecture}")
@@ -260,12 +346,12 @@ def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
   shutil.rmtree(staging, ignore_errors=True)
   os.makedirs(staging)
   # The SavedModel only (its variables are the weights); no checkpoints, logs or slots.
-  # Written again with today's serving graph (same weights, tables and fingerprint), so
-  # the zoo has the bounded decoder whichever code version trained the model.
+  # Written again with the current serving graph (same weights, tables and fingerprint),
+  # so every zoo model has the bounded decoder, whichever version of the code trained it.
   _reexport(run.path, staging)
   records = evaluation.evaluate_codec(Codec(staging), images, progress=progress)
   mean = lambda k: float(sum(r[k] for r in records) / len(records))
-  report = accounting.analyze(load_trained(staging, for_compression=False))
+  report = accounting.analyze(ExportedModel(staging).restore_keras(for_compression=False))
   settings = summary["settings"]
   # train_seconds counts a run's time across resumes only under a time budget; a run of a
   # fixed step count reports its last process's time.
@@ -301,12 +387,37 @@ def publish(model_dir, architecture, quality, images, command="", zoo_root=None,
   return dict(card, path=target)
 
 
-def shown_command(argv):
-  """A bin/train argv as the command a card shows (repository-relative paths)."""
+def shown_command(argv: Sequence[str]) -> str:
+  """A bin/train argv as the command a card shows.
+
+  Args:
+    argv: a command as train_command returns it (interpreter, script, flags).
+
+  Returns:
+    "bin/train <flags>", with repository paths made relative.
+  """
   return " ".join(["bin/train"] + [a.replace(ROOT + os.sep, "") for a in argv[2:]])
 
 
-def publish_ladder(ladder, out, images, zoo_root=None, log=print, qualities=None):
+def publish_ladder(ladder: Ladder, out: str, images: Sequence[str], zoo_root: str | None = None,
+                   log: Callable[[str], Any] = print,
+                   qualities: Iterable[int] | None = None) -> list[dict[str, Any]]:
+  """Publishes the ladder's finished runs (publish); unfinished ones are logged, skipped.
+
+  Args:
+    ladder: the ladder.
+    out: the folder of the ladders' runs.
+    images: the images the cards report on (Kodak).
+    zoo_root: the zoo folder (default: tfcae.zoo.root()).
+    log: where progress lines go.
+    qualities: the qualities to publish (default: all).
+
+  Returns:
+    The published cards, by quality.
+
+  Raises:
+    TfcaeError: as publish.
+  """
   cards = []
   for q in sorted(qualities or ladder.lambdas):
     model_dir = run_dir(out, ladder, q)
@@ -338,12 +449,26 @@ def _same_values(old, new):
       np.array_equal(readers[0].get_tensor(k), readers[1].get_tensor(k)) for k in keys[0])
 
 
-def refresh(path, image):
-  """Writes a published model again with today's serving graph (export.reexport), in
-  place, after checking that the new SavedModel codes `image` (an image file) to the same
-  bytes as the old one and decodes them to the same pixels; returns the updated card.
+def refresh(path: str, image: str) -> dict[str, Any]:
+  """Writes a published model again with the current serving graph (export.reexport), in
+  place, after checking that the new SavedModel codes `image` to the same bytes as the
+  old one and decodes them to the same pixels.
+
   The old variable files are kept when they hold the same values (re-saving them changes
-  only TF's stored object graph), so a refresh adds no weight blobs to the history."""
+  only TF's stored object graph), so a refresh adds no weight blobs to the repository's
+  history; the device encoders (tfcae.zoo.sparse) are kept as they are.
+
+  Args:
+    path: the zoo model's folder.
+    image: an image file to check the coding on.
+
+  Returns:
+    The updated card (its "bytes" and "exported" date).
+
+  Raises:
+    TfcaeError: the re-exported model codes the image differently (the old folder is
+      kept).
+  """
   import numpy as np
   import tensorflow as tf
   import tensorflow_compression  # noqa: F401  (registers the range-coding ops)
@@ -377,9 +502,16 @@ def refresh(path, image):
   return card
 
 
-def card_table(cards):
-  """The README's zoo table (markdown); a sparse model's encoder cost is its reduced
-  encoder's (tfcae.zoo.sparse)."""
+def card_table(cards: Iterable[dict[str, Any]]) -> str:
+  """The README's zoo table.
+
+  Args:
+    cards: zoo cards (tfcae.zoo.list()).
+
+  Returns:
+    A markdown table, one row per card; a sparse model's encoder cost is its reduced
+    encoder's (tfcae.zoo.sparse).
+  """
   lines = ["| model | λ | steps | CPU min | Kodak bpp | PSNR (dB) | MS-SSIM | enc / dec "
            "kMAC/px | MB | fingerprint |", "|---|---|---|---|---|---|---|---|---|---|"]
   for c in cards:

@@ -16,7 +16,7 @@ and adds what a user of a cheap encoder needs:
 """
 import dataclasses
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from tfcae import TfcaeError, zoo
 from tfcae.training import jobs
@@ -66,11 +66,35 @@ SPARSE_FAMILIES = {
 
 
 def run_dir(out: str, family: SparseFamily, quality: int) -> str:
+  """The run directory of a quality: out/<family>/<quality>.
+
+  Args:
+    out: the folder of the families' runs.
+    family: the sparse family.
+    quality: one of its qualities.
+
+  Returns:
+    The path.
+  """
   return os.path.join(out, family.name, str(quality))
 
 
 def train_command(family: SparseFamily, quality: int, out: str) -> List[str]:
-  """bin/train's argv for one quality: the flagfile, the dense sibling's λ and weights."""
+  """bin/train's argv for one quality: the flagfile, the dense sibling's λ and weights.
+
+  Args:
+    family: the sparse family.
+    quality: one of its qualities; the dense family's model of that quality must be in
+      the zoo.
+    out: the folder of the families' runs.
+
+  Returns:
+    The command (the Python interpreter, bin/train and its flags, the quality's own
+    `flags` included).
+
+  Raises:
+    TfcaeError: the dense family has no model of that quality (tfcae.zoo.card).
+  """
   card = zoo.card(family.dense_family, quality)
   return jobs.python(
       os.path.join(ladder_lib.ROOT, "bin", "train"),
@@ -80,8 +104,17 @@ def train_command(family: SparseFamily, quality: int, out: str) -> List[str]:
 
 
 def train(family: SparseFamily, out: str, parallel: int = 2,
-          qualities: Optional[Sequence[int]] = None, log=print) -> Dict:
-  """Trains (or resumes) the family's qualities, `parallel` at a time, one core each.
+          qualities: Optional[Sequence[int]] = None,
+          log: Callable[[str], Any] = print) -> Dict[int, int]:
+  """Trains (or resumes) the family's qualities, `parallel` at a time, one core each;
+  finished runs are skipped.
+
+  Args:
+    family: the sparse family.
+    out: the folder of the families' runs.
+    parallel: jobs at a time.
+    qualities: the qualities to train (default: the family's).
+    log: where progress lines go.
 
   Returns:
     {quality: exit code}.
@@ -123,7 +156,7 @@ def _encoder_block(total: dict, family: SparseFamily, quality: int, kodak: dict)
 def _device_encoders(folder: str, name: str, images: Sequence[str]) -> dict:
   """Writes the reduced encoder's flatbuffers into `folder`; returns the card's block."""
   import numpy as np
-  from tfcae.deploy import tflite
+  from tfcae.deploy import hostcoding, tflite
   block = {}
   for filename, quantize in TFLITE_FILES.items():
     path = os.path.join(folder, filename)
@@ -133,7 +166,7 @@ def _device_encoders(folder: str, name: str, images: Sequence[str]) -> dict:
     info["model_dir"] = f"{zoo.PREFIX}{name}"  # not this machine's path
     info.pop("int8_reference", None)
     tflite.write_export_info(path, info)
-    coded = tflite.host_coding_quality(path, folder, images)
+    coded = hostcoding.host_coding_quality(path, folder, images)
     block[filename] = {"quantize": quantize, "bytes": info["bytes"],
                        "reduced_encoder": info["reduced_encoder"],
                        "kodak": {"images": len(coded),
@@ -153,8 +186,12 @@ def publish(model_dir: str, family: SparseFamily, quality: int, images: Sequence
     images: the images the card reports on (Kodak).
     command: the training command the card shows.
     zoo_root: the zoo folder (default: the repository's zoo/).
+
   Returns:
-    The card, with its "path".
+    The card, with its "path", its "encoder" block and its "device_encoders".
+
+  Raises:
+    TfcaeError: the run trained dense, or as tfcae.zoo.ladder.publish.
   """
   settings = RunDir(model_dir).read_config_dict()
   if settings.get("sparsity_constraint", "none") == "none":
@@ -168,14 +205,32 @@ def publish(model_dir: str, family: SparseFamily, quality: int, images: Sequence
     card["macs_per_pixel"]["encoder_reduced"] = card["encoder"]["macs_per_pixel_reduced"]
     card["device_encoders"] = _device_encoders(staging, card["name"], images)
 
-  return ladder_lib.publish(model_dir, settings["model"], quality, images, command, zoo_root,
+  # "model": the deprecated name of "architecture" in configs written before the rename.
+  architecture = settings.get("architecture", settings.get("model"))
+  return ladder_lib.publish(model_dir, architecture, quality, images, command, zoo_root,
                             family=family.name, extend=extend)
 
 
 def publish_family(family: SparseFamily, out: str, images: Sequence[str],
-                   zoo_root: Optional[str] = None, log=print,
+                   zoo_root: Optional[str] = None, log: Callable[[str], Any] = print,
                    qualities: Optional[Sequence[int]] = None) -> List[dict]:
-  """Publishes the family's finished runs under `out` (train's layout)."""
+  """Publishes the family's finished runs under `out` (train's layout); unfinished ones
+  are logged and skipped.
+
+  Args:
+    family: the sparse family.
+    out: the folder of the families' runs.
+    images: the images the cards report on (Kodak).
+    zoo_root: the zoo folder (default: the repository's zoo/).
+    log: where progress lines go.
+    qualities: the qualities to publish (default: the family's).
+
+  Returns:
+    The published cards, by quality.
+
+  Raises:
+    TfcaeError: as publish.
+  """
   cards = []
   for q in sorted(qualities or family.qualities):
     model_dir = run_dir(out, family, q)

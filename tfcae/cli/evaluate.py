@@ -1,0 +1,56 @@
+"""Evaluate exported models on images: real file bpp, PSNR, MS-SSIM, timings (JSON).
+
+  bin/evaluate --model=runs/a,runs/b --images='../shared/data/kodak/*.png' --output=kodak.json
+  bin/evaluate --model=zoo:factorized/3,zoo:factorized/5 --images=... --output=...
+  bin/evaluate --model=factorized [--quality=1,2,3] --images=... --output=...  (a zoo ladder)
+"""
+import sys
+
+from absl import flags
+
+from tfcae import cli
+import tensorflow as tf  # noqa: F401  (before cli.run: see its docstring)
+from tfcae import TfcaeError
+from tfcae.evaluation import rd as evaluation
+from tfcae.evaluation.results import write_results
+from tfcae.io import zoo_index
+from tfcae.io.fileio import expand_images
+
+__all__ = ["main"]
+
+flags.DEFINE_list("model", None, "Models (comma-separated), each one rate-distortion point: "
+                  "a directory or zoo:<family>/<quality>; a zoo family alone is its ladder "
+                  "(or, with --quality, those qualities of it).")
+flags.DEFINE_list("model_dir", None, "Exported model directories (comma-separated), as "
+                  "--model.")
+flags.DEFINE_list("quality", None, "With --model=<family>: these qualities (default: all "
+                  "shipped).")
+flags.DEFINE_string("images", None, "Images: folder, glob or comma list.")
+flags.DEFINE_string("output", None, "Results JSON (CompressAI layout).")
+flags.DEFINE_string("name", "tfcae", "Name recorded in the JSON (legend of plots).")
+flags.DEFINE_string("description", "", "Free-text description recorded in the JSON.")
+flags.mark_flags_as_required(["images", "output"])
+FLAGS = flags.FLAGS
+
+
+def main():
+  paths = expand_images(FLAGS.images)
+  if not paths:
+    raise TfcaeError(f"no images found for {FLAGS.images!r}")
+  if bool(FLAGS.model) == bool(FLAGS.model_dir):
+    raise TfcaeError("give --model (directories or zoo models) or --model_dir")
+  if FLAGS.model_dir and FLAGS.quality:
+    raise TfcaeError("--quality goes with a zoo family: --model=<family> --quality=<q>")
+  model_dirs = (cli.resolve_models(FLAGS.model, FLAGS.quality) if FLAGS.model
+                else [zoo_index.resolve(d) for d in FLAGS.model_dir])
+  results = evaluation.evaluate_model_dirs(model_dirs, paths, FLAGS.name,
+                                           FLAGS.description, progress=sys.stderr.isatty())
+  write_results(FLAGS.output, results)
+  r = results["results"]
+  print(f"{'model':40s} {'bpp':>7s} {'est.bpp':>7s} {'PSNR':>6s} {'MS-SSIM':>8s} "
+        f"{'enc s':>6s} {'dec s':>6s}")
+  for i, point in enumerate(results["points"]):
+    print(f"{point['label'][-40:]:40s} {r['bpp'][i]:7.4f} {r['estimated_bpp'][i]:7.4f} "
+          f"{r['psnr-rgb'][i]:6.2f} {r['ms-ssim-rgb'][i]:8.5f} {r['encoding_time'][i]:6.3f} "
+          f"{r['decoding_time'][i]:6.3f}")
+  print(f"wrote {FLAGS.output}")

@@ -1,0 +1,78 @@
+"""The model zoo: list it, or train a rate ladder and publish it into zoo/ (`make zoo`).
+
+  bin/zoo --list
+  bin/zoo --refresh [--ladder=factorized-msssim]    # shipped models, today's serving graph
+  bin/zoo --ladder=factorized --out=runs/zoo --images='../shared/data/kodak/*.png'
+  bin/zoo --ladder=factorized-l11 --out=runs/zoo   # double descent from factorized/3 and /5
+
+Training is resumable: run the same command again after an interruption. Each quality is
+a bin/train run (two at a time, one core each; see tfcae/zoo/ladder.py); once all have
+trained, each is evaluated on --images and copied with its card to zoo/<arch>/<quality>.
+"""
+import os
+
+from absl import flags
+
+from tfcae import cli
+import tensorflow as tf  # noqa: F401  (before cli.run: see its docstring)
+from tfcae import TfcaeError, zoo
+from tfcae.io.fileio import expand_images
+from tfcae.zoo import ladder, sparse
+
+__all__ = ["main"]
+
+flags.DEFINE_bool("list", False, "Print the shipped models and exit.")
+flags.DEFINE_enum("ladder", None, list(ladder.LADDERS) + list(sparse.SPARSE_FAMILIES),
+                  "The ladder (or sparse family, tfcae/zoo/sparse.py) to train and publish.")
+flags.DEFINE_string("out", "runs/zoo", "Training directories (one per quality).")
+flags.DEFINE_integer("parallel", 2, "Trainings at once, each pinned to one core.")
+flags.DEFINE_list("qualities", None, "Only these qualities (default: the whole ladder).")
+flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Images the cards report on.")
+flags.DEFINE_bool("publish", True, "Copy the trained qualities into zoo/ with their cards.")
+flags.DEFINE_bool("refresh", False, "Write the shipped models (of --ladder, or all) again "
+                  "with today's serving graph, in place: same weights, tables, fingerprint "
+                  "and files (checked on --refresh_image).")
+flags.DEFINE_string("refresh_image", os.path.join(ladder.ROOT, "data/sample/eval/kodim23.png"),
+                    "The image --refresh codes with the old and the new SavedModel.")
+FLAGS = flags.FLAGS
+
+
+def _images():
+  images = expand_images(FLAGS.images)
+  if not images:
+    raise TfcaeError(f"no images found for {FLAGS.images!r}")
+  return images
+
+
+def main():
+  if FLAGS.list:
+    print(ladder.card_table(zoo.list()))
+    return
+  if FLAGS.refresh:
+    for card in zoo.list():
+      if FLAGS.ladder in (None, card["family"]):
+        fresh = ladder.refresh(card["path"], FLAGS.refresh_image)
+        print(f"refreshed {fresh['name']}: {fresh['bytes'] / 1e6:.2f} MB")
+    return
+  if not FLAGS.ladder:
+    raise TfcaeError("give --ladder (one of " + ", ".join(
+        list(ladder.LADDERS) + list(sparse.SPARSE_FAMILIES)) + ") or --list")
+  qualities = [int(q) for q in FLAGS.qualities] if FLAGS.qualities else None
+  if FLAGS.ladder in sparse.SPARSE_FAMILIES:
+    spec = sparse.SPARSE_FAMILIES[FLAGS.ladder]
+    codes = sparse.train(spec, FLAGS.out, FLAGS.parallel, qualities)
+    publish = sparse.publish_family
+  else:
+    spec = ladder.for_this_cpu(ladder.LADDERS[FLAGS.ladder])
+    if spec is not ladder.LADDERS[FLAGS.ladder]:
+      print("this CPU has no AVX512-BF16 or AMX: the anchors train in float32 (bf16 would run "
+            "emulated, ≈ 11x slower); the cards will say so", flush=True)
+    codes = ladder.train(spec, FLAGS.out, FLAGS.parallel, qualities)
+    publish = ladder.publish_ladder
+  failed = [q for q, code in codes.items() if code != 0]
+  if failed:
+    raise TfcaeError(f"training failed for qualities {failed}; see "
+                     f"{FLAGS.out}/{spec.name}/<quality>/train.log and re-run to resume")
+  if FLAGS.publish:
+    cards = publish(spec, FLAGS.out, _images(), qualities=qualities)
+    print(ladder.card_table(cards))
