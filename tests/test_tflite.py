@@ -185,9 +185,9 @@ def test_cli_export_compress_decompress(factorized_dir, tmp_path):
   assert r.returncode == 0, r.stderr
   compress_through_tflite_and_decode(tflite_path, factorized_dir, image, out)
   r = run_tool("compress", f"--model_dir={factorized_dir}", f"--input={image}",
-               f"--output={out}.ref")
+               f"--output={tmp_path / 'reference.tfcae'}")
   assert r.returncode == 0, r.stderr
-  assert open(out, "rb").read() == open(out + ".ref", "rb").read()
+  assert open(out, "rb").read() == (tmp_path / "reference.tfcae").read_bytes()
   r = run_tool("export", f"--model_dir={factorized_dir}", f"--tflite={tflite_path}",
                "--quantize=int8")
   assert r.returncode == 1 and "representative_images" in r.stderr
@@ -246,13 +246,14 @@ def test_cli_int8_export_of_a_caep_run(tmp_path_factory, tmp_path):
   assert info["quantize"] == "int8" and "PRELU" in info["ops"]
   image = os.path.join(SAMPLE_EVAL, sorted(os.listdir(SAMPLE_EVAL))[0])
   compress_through_tflite_and_decode(tflite_path, model_dir, image, out)
+  float_file = str(tmp_path / "float.tfcae")
   r = run_tool("compress", f"--model_dir={model_dir}", f"--input={image}",
-               f"--output={out}.float")
+               f"--output={float_file}")
   assert r.returncode == 0, r.stderr
   original = load_rgb_image(image).astype(np.float64)
-  r = run_tool("decompress", f"--model_dir={model_dir}", f"--input={out}.float",
-               f"--output={out}.float.png")
+  r = run_tool("decompress", f"--model_dir={model_dir}", f"--input={float_file}",
+               f"--output={tmp_path / 'float.png'}")
   assert r.returncode == 0, r.stderr
   mse_int8 = np.mean((load_rgb_image(out + ".png") - original) ** 2)
-  mse_float = np.mean((load_rgb_image(out + ".float.png") - original) ** 2)
+  mse_float = np.mean((load_rgb_image(str(tmp_path / "float.png")) - original) ** 2)
   assert mse_int8 <= 1.25 * mse_float + 1., (mse_int8, mse_float)  # int8 costs little

@@ -32,6 +32,10 @@ DEVICE_TARGETS = Registry("device target", attribute="name", error=TfcaeError)
 class DeviceEncoder:
   """A device encoder running on this machine: what host coding needs from a target."""
 
+  # What runs it here and on how many threads, for the tools to say (e.g. "LiteRT 2.3.0").
+  runtime = "unknown"
+  num_threads = 1
+
   @property
   def latent_channels(self) -> int:
     """The channels of the symbols (-1 when the encoder leaves them open)."""

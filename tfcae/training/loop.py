@@ -23,6 +23,7 @@ from tfcae.methods import registry as methods
 from tfcae.models import build_model
 from tfcae.objectives.terms import Distortion, ObjectiveEpochCallback, Rate
 from tfcae.serving import export
+from tfcae.serving.exported import assign_matching
 from tfcae.training.config import ARCHITECTURE_FIELDS, TrainConfig
 from tfcae.training.rundir import RunDir
 # The file names of the previous layout's API (tests and scripts import them from here).
@@ -246,7 +247,6 @@ def warm_start(model, source):
   sparsify a trained dense model: from a bin/train directory's latest checkpoint, or from
   an exported SavedModel such as a zoo model (`zoo:factorized/3`)."""
   from tfcae.io import zoo_index as zoo
-  from tfcae.serving.exported import assign_matching
   run = RunDir(zoo.resolve(source))
   source_dir = run.path
   latest = run.latest_checkpoint()
@@ -296,7 +296,7 @@ def _warm_start_integer(model, source, architecture):
   if len(targets) != len(sources):
     raise TfcaeError(f"--init_from={source}: {len(sources) - len(targets)} of its weights "
                      "have no place in the integer hyper-synthesis model")
-  export.assign_matching(targets, sources, source)
+  assign_matching(targets, sources, source)
 
 
 def convert_to_integer_hyper_synthesis(source, calibration_batch):

@@ -11,7 +11,7 @@ Layout (CompressAI's zoo, as folders)::
 
 The SavedModel carries the coding tables, so a file decodes the same wherever the
 SavedModel is loaded; its variables are also the warm-start weights
-(`tfcae.serving.export.restore_keras`, `--init_from=zoo:factorized/3`), so no checkpoint
+(`tfcae.serving.exported.restore_keras`, `--init_from=zoo:factorized/3`), so no checkpoint
 is shipped beside it.
 
   tfcae.zoo.list()                          every shipped model (cards)
