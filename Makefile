@@ -27,7 +27,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 
 $(STAMP): setup.py constraints.txt | $(PY)
-	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,device]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Device-encoder latency on each TFLite runtime: LiteRT (ai-edge-litert, what devices ship)
+and the interpreter bundled in TensorFlow 2.14, at 1 and 2 threads.
+
+  .venv/bin/python bench/device_latency.py \\
+      --models=zoo:factorized/5,zoo:factorized-l11/5 --output=docs/benchmark/device_latency.json
+
+For each model, its float32 and int8 encoders: the zoo folder's encoder.tflite and
+encoder_int8.tflite when it ships them, else converted here as `tfcae export --target=tflite`
+does (the reduced encoder when the model has dead filters; int8 calibrated on crops of
+--representative_images), cached in --cache_dir. Each encoder runs on --image (Kodak's
+kodim23, 768×512) in every installed runtime; at one thread count all the arms (model ×
+precision × runtime) are interleaved, one invoke each in turn, after one warm-up, and the
+median of --repeats is reported, so a machine busy with other work slows every arm alike.
+Also: encoder MACs per pixel (reduced) and the flatbuffer's bytes. Writes the JSON and a
+Markdown table (<output>.md).
+"""
+import json
+import os
+
+from tfcae import cli  # first: it quiets TensorFlow's start-up
+import numpy as np
+import tensorflow as tf  # noqa: F401  (before cli.run: see its docstring)
+from absl import flags
+
+from tfcae import TfcaeError
+from tfcae.analysis import accounting
+from tfcae.deploy import tflite, timing
+from tfcae.deploy.hostcoding import pad_to_stride
+from tfcae.io.fileio import atomic_write_json, load_rgb_image
+from tfcae.serving import open_model
+
+flags.DEFINE_string("models", "zoo:factorized/5,zoo:factorized-l11/5",
+                    "Comma-separated model references (directories or zoo:<family>/<q>).")
+flags.DEFINE_string("image", "data/sample/eval/kodim23.png", "The image the encoders run on.")
+flags.DEFINE_string("representative_images", "data/sample/train",
+                    "int8 calibration images, for models without shipped int8 encoders.")
+flags.DEFINE_string("threads", "1,2", "Thread counts.")
+flags.DEFINE_integer("repeats", 15, "Timed invokes per arm (median).")
+flags.DEFINE_string("cache_dir", "runs/device_latency", "Converted encoders.")
+flags.DEFINE_string("output", "docs/benchmark/device_latency.json", "JSON output.")
+FLAGS = flags.FLAGS
+
+SHIPPED = {"none": "encoder.tflite", "int8": "encoder_int8.tflite"}
+
+
+def encoders(reference):
+  """{"float32" | "int8": path} of a model's device encoders (shipped or converted)."""
+  exported = open_model(reference)
+  found = {}
+  for quantize, name in SHIPPED.items():
+    path = exported.join(name)
+    if not os.path.isfile(path):
+      folder = os.path.join(FLAGS.cache_dir, reference.replace(":", "_").replace("/", "_"))
+      os.makedirs(folder, exist_ok=True)
+      path = os.path.join(folder, name)
+      if not os.path.isfile(path):
+        tflite.export_tflite(exported, path, quantize,
+                             FLAGS.representative_images if quantize == "int8" else "")
+    found["float32" if quantize == "none" else "int8"] = path
+  return exported, found
+
+
+def runtimes():
+  """The installed runtimes: LiteRT first, when ai-edge-litert is there."""
+  names = []
+  for runtime in ("litert", "tensorflow"):
+    try:
+      names.append((runtime, tflite.interpreter_class(runtime)[1]))
+    except TfcaeError:
+      print(f"{runtime}: not installed, skipped")
+  return names
+
+
+def main():
+  image = load_rgb_image(FLAGS.image)
+  installed = runtimes()
+  models, arms = [], []
+  for reference in FLAGS.models.split(","):
+    exported, paths = encoders(reference)
+    report = accounting.analyze(exported.restore_keras(for_compression=False))
+    total = report["encoder"]["total"]
+    models.append({"model": reference, "macs_per_pixel": total["maccs_per_pixel"],
+                   "macs_per_pixel_reduced": total["maccs_per_pixel_reduced"],
+                   "bytes": {k: os.path.getsize(p) for k, p in paths.items()}})
+    padded = pad_to_stride(image, exported.stride)
+    for precision, path in paths.items():
+      arms.append((reference, precision, path, padded))
+  rows = []
+  for threads in [int(t) for t in FLAGS.threads.split(",")]:
+    calls, keys = [], []
+    for reference, precision, path, padded in arms:
+      for runtime, name in installed:
+        encoder = tflite.TFLiteEncoder(path, threads, runtime)
+        encoder.set_input(padded)
+        calls.append(encoder.invoke)
+        keys.append((reference, precision, runtime, name))
+    seconds = timing.interleaved_seconds(calls, FLAGS.repeats, warmup=1)
+    for (reference, precision, runtime, name), s in zip(keys, seconds):
+      rows.append({"model": reference, "precision": precision, "runtime": name,
+                   "threads": threads, "ms": round(1000 * s, 2)})
+      print(f"{reference} {precision:7s} {name:24s} {threads} thread(s): {1000 * s:7.1f} ms")
+  result = {"image": FLAGS.image, "shape": list(image.shape), "repeats": FLAGS.repeats,
+            "cpu": _cpu(), "models": models, "latency": rows}
+  atomic_write_json(FLAGS.output, result)
+  with open(os.path.splitext(FLAGS.output)[0] + ".md", "w", encoding="utf-8") as f:
+    f.write(markdown(result))
+  print(f"wrote {FLAGS.output}")
+
+
+def _cpu():
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    return "unknown"
+
+
+def markdown(result):
+  """One row per model, precision and runtime: ms at each thread count, and int8/float32."""
+  ms = {(r["model"], r["precision"], r["runtime"], r["threads"]): r["ms"]
+        for r in result["latency"]}
+  threads = sorted({r["threads"] for r in result["latency"]})
+  names = list(dict.fromkeys(r["runtime"] for r in result["latency"]))
+  lines = ["| model | MACs/px (reduced) | encoder | .tflite bytes | runtime | "
+           + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads)
+           + " | int8 / float32 (1 thread) |",
+           "|---|---|---|---|---|" + "---|" * len(threads) + "---|"]
+  for model in result["models"]:
+    for precision in ("float32", "int8"):
+      for name in names:
+        key = (model["model"], precision, name)
+        cells = " | ".join(f"{ms[key + (t,)]:.1f} ms" for t in threads)
+        ratio = ""
+        if precision == "int8":
+          int8 = ms[(model["model"], "int8", name, threads[0])]
+          ratio = f"{int8 / ms[(model['model'], 'float32', name, threads[0])]:.2f}"
+        lines.append(f"| {model['model']} | {model['macs_per_pixel_reduced']:,.0f} | "
+                     f"{precision} | {model['bytes'][precision]:,} | {name} | {cells} | "
+                     f"{ratio} |")
+  return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+  cli.run(main)
