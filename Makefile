@@ -27,7 +27,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 
 $(STAMP): setup.py constraints.txt | $(PY)
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,device]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,device,energy]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -43,6 +43,8 @@ setup(
         # LiteRT, the TFLite runtime devices ship (tfcae.deploy.tflite.interpreter_class):
         # its XNNPACK runs int8 encoders faster than TF 2.14's bundled interpreter does.
         "device": ["ai-edge-litert>=2.3,<3"],
+        # Energy and CO2 of training runs, offline (tfcae.training.energy).
+        "energy": ["codecarbon>=3,<4"],
     },
     license="Apache-2.0",
 )

@@ -12,8 +12,10 @@ does (the reduced encoder when the model has dead filters; int8 calibrated on cr
 kodim23, 768×512) in every installed runtime; at one thread count all the arms (model ×
 precision × runtime) are interleaved, one invoke each in turn, after one warm-up, and the
 median of --repeats is reported, so a machine busy with other work slows every arm alike.
-Also: encoder MACs per pixel (reduced) and the flatbuffer's bytes. Writes the JSON and a
-Markdown table (<output>.md).
+Also: encoder MACs per pixel (reduced), the flatbuffer's bytes, and joules per image: the
+arm's time × the CPU power codecarbon measured (offline, tfcae.training.energy) over that
+thread count's interleaved loop — RAPL where readable, else its load × TDP estimate, which
+the JSON names. Writes the JSON and a Markdown table (<output>.md).
 """
 import json
 import os
@@ -29,6 +31,7 @@ from tfcae.deploy import tflite, timing
 from tfcae.deploy.hostcoding import pad_to_stride
 from tfcae.io.fileio import atomic_write_json, load_rgb_image
 from tfcae.serving import open_model
+from tfcae.training.energy import EnergyMeter
 
 flags.DEFINE_string("models", "zoo:factorized/5,zoo:factorized-l11/5",
                     "Comma-separated model references (directories or zoo:<family>/<q>).")
@@ -95,11 +98,17 @@ def main():
         encoder.set_input(padded)
         calls.append(encoder.invoke)
         keys.append((reference, precision, runtime, name))
-    seconds = timing.interleaved_seconds(calls, FLAGS.repeats, warmup=1)
+    with EnergyMeter() as meter:
+      seconds = timing.interleaved_seconds(calls, FLAGS.repeats, warmup=1)
+    energy = meter.summary()
+    power = energy.get("cpu_power_w") if energy.get("measured") else None
     for (reference, precision, runtime, name), s in zip(keys, seconds):
+      joules = round(s * power, 3) if power else None
       rows.append({"model": reference, "precision": precision, "runtime": name,
-                   "threads": threads, "ms": round(1000 * s, 2)})
-      print(f"{reference} {precision:7s} {name:24s} {threads} thread(s): {1000 * s:7.1f} ms")
+                   "threads": threads, "ms": round(1000 * s, 2), "joules": joules,
+                   "cpu_power_w": power, "power_source": energy.get("power_source")})
+      print(f"{reference} {precision:7s} {name:24s} {threads} thread(s): {1000 * s:7.1f} ms"
+            + (f", {joules:.2f} J" if joules else ""))
   result = {"image": FLAGS.image, "shape": list(image.shape), "repeats": FLAGS.repeats,
             "cpu": _cpu(), "models": models, "latency": rows}
   atomic_write_json(FLAGS.output, result)
@@ -122,10 +131,12 @@ def markdown(result):
         for r in result["latency"]}
   threads = sorted({r["threads"] for r in result["latency"]})
   names = list(dict.fromkeys(r["runtime"] for r in result["latency"]))
+  joules = {(r["model"], r["precision"], r["runtime"], r["threads"]): r.get("joules")
+            for r in result["latency"]}
   lines = ["| model | MACs/px (reduced) | encoder | .tflite bytes | runtime | "
            + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads)
-           + " | int8 / float32 (1 thread) |",
-           "|---|---|---|---|---|" + "---|" * len(threads) + "---|"]
+           + " | int8 / float32 (1 thread) | J/image (1 thread) |",
+           "|---|---|---|---|---|" + "---|" * len(threads) + "---|---|"]
   for model in result["models"]:
     for precision in ("float32", "int8"):
       for name in names:
@@ -135,9 +146,10 @@ def markdown(result):
         if precision == "int8":
           int8 = ms[(model["model"], "int8", name, threads[0])]
           ratio = f"{int8 / ms[(model['model'], 'float32', name, threads[0])]:.2f}"
+        j = joules[key + (threads[0],)]
         lines.append(f"| {model['model']} | {model['macs_per_pixel_reduced']:,.0f} | "
                      f"{precision} | {model['bytes'][precision]:,} | {name} | {cells} | "
-                     f"{ratio} |")
+                     f"{ratio} | {'' if j is None else f'{j:.2f}'} |")
   return "\n".join(lines) + "\n"
 
 

@@ -67,6 +67,19 @@ def test_summary_json(tmp_path):
                                               "weight": 0.01, "metric": "mse"}
   assert os.path.isfile(tmp_path / "saved_model.pb")
   assert os.listdir(tmp_path / "logs")  # TensorBoard event files
+  energy = on_disk["energy_this_run"]  # codecarbon, offline (tfcae.training.energy)
+  assert energy["measured"] and energy["kwh"] > 0 and energy["co2_kg"] > 0, energy
+  assert energy["power_source"] and energy["country"] == "USA"
+
+
+@pytest.mark.slow
+def test_training_runs_where_energy_cannot_be_measured(tmp_path, monkeypatch, capsys):
+  monkeypatch.setitem(sys.modules, "codecarbon", None)  # no codecarbon, no counters
+  summary = training.train(tiny_config(tmp_path, epochs=1, steps_per_epoch=2))
+  assert summary["energy_this_run"]["measured"] is False
+  assert "codecarbon" in summary["energy_this_run"]["reason"]
+  warnings = [l for l in capsys.readouterr().err.splitlines() if "energy not measured" in l]
+  assert len(warnings) == 1
 
 
 @pytest.mark.slow

@@ -127,6 +127,12 @@ class CoreSettings:
                            "float32, mixed_float16 (with loss scaling) or mixed_bfloat16; the "
                            "entropy models and every loss term stay in float32, as TFC "
                            "requires.", ("float32", "mixed_float16", "mixed_bfloat16"))
+  energy: str = setting("auto", "Measure the training's energy (kWh) and CO2 with codecarbon, "
+                        "offline, into summary.json's energy_this_run (auto: when codecarbon "
+                        "can; a machine where it cannot trains anyway, with one warning "
+                        "line); off: do not.", ("auto", "off"))
+  carbon_country: str = setting("USA", "ISO 3166-1 alpha-3 code of the grid whose carbon "
+                                "intensity converts the measured kWh to CO2.")
 
 
 

@@ -24,6 +24,7 @@ from tfcae.models import build_model
 from tfcae.objectives.terms import Distortion, ObjectiveEpochCallback, Rate
 from tfcae.serving import export
 from tfcae.serving.exported import assign_matching
+from tfcae.training.energy import EnergyMeter
 from tfcae.training.config import ARCHITECTURE_FIELDS, TrainConfig
 from tfcae.training.rundir import RunDir
 # The file names of the previous layout's API (tests and scripts import them from here).
@@ -534,14 +535,18 @@ def _train(config, model_fn, strategy, run, out, worker, workers):
   verbose = config.verbose if config.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
   start = time.time()
   history = {}
-  if initial_epoch < config.epochs and not (budget and elapsed.numpy() >= budget):
-    history = model.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-                        initial_epoch=initial_epoch, validation_data=val_ds,
-                        callbacks=callbacks, verbose=verbose).history
-    stopped_early = model.stop_training and not (time_budget and time_budget.exhausted)
-    if stopped_early or any(not np.isfinite(v) for v in history.get("loss", [0.])):
-      raise TfcaeError("training diverged (NaN/Inf loss); the last good checkpoint is kept in "
-                       f"{manager.directory}")
+  # The energy of this run's training (the chief measures the machine; resumed runs each
+  # record their own, as train_seconds_this_run).
+  energy = EnergyMeter(config.carbon_country, enabled=chief and config.energy != "off")
+  with energy:
+    if initial_epoch < config.epochs and not (budget and elapsed.numpy() >= budget):
+      history = model.fit(train_ds, epochs=config.epochs,
+                          steps_per_epoch=config.steps_per_epoch, initial_epoch=initial_epoch,
+                          validation_data=val_ds, callbacks=callbacks, verbose=verbose).history
+      stopped_early = model.stop_training and not (time_budget and time_budget.exhausted)
+      if stopped_early or any(not np.isfinite(v) for v in history.get("loss", [0.])):
+        raise TfcaeError("training diverged (NaN/Inf loss); the last good checkpoint is kept "
+                         f"in {manager.directory}")
   train_seconds = time.time() - start
 
   if config.precision != "float32":
@@ -558,6 +563,7 @@ def _train(config, model_fn, strategy, run, out, worker, workers):
       "validation": {k: float(v) for k, v in validation.items()},
       "train_seconds_this_run": round(train_seconds, 1),
       "train_seconds": round(float(elapsed.numpy()), 1),  # all runs, batches only
+      "energy_this_run": energy.summary(),
       "steps": int(model.optimizer.iterations.numpy()),
       "settings": config.to_dict(),
       "tensorflow": tf.__version__,
