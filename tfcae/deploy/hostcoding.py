@@ -45,9 +45,10 @@ class HostCoder:
 
   def __init__(self, encoder: Union[DeviceEncoder, str, os.PathLike],
                model: Union[ExportedModel, str, os.PathLike], num_threads: int = 1):
-    name = os.fspath(encoder) if isinstance(encoder, (str, os.PathLike)) else "the encoder"
-    self.encoder = (open_encoder(name, num_threads)
-                    if isinstance(encoder, (str, os.PathLike)) else encoder)
+    if isinstance(encoder, (str, os.PathLike)):
+      name, self.encoder = os.fspath(encoder), open_encoder(os.fspath(encoder), num_threads)
+    else:
+      name, self.encoder = "the encoder", encoder
     self.exported = open_model(model)
     if "compress_symbols" in self.exported.signatures:
       self._code = self.exported.saved_model().compress_symbols

@@ -42,7 +42,7 @@ from tfcae import TfcaeError
 
 __all__ = ["MAGIC", "VERSIONS", "FINGERPRINT_BYTES", "MAX_STRINGS", "NO_INDEX_CHECK",
            "DEFAULT_MAX_PIXELS", "MAX_SIDE", "PLATFORM_MISMATCH", "header_size",
-           "Bitstream", "pack", "check_image_size", "parse", "crc32_tf", "crc32_bytes_tf",
+           "Bitstream", "pack", "check_image_size", "check_fingerprint", "parse", "crc32_tf", "crc32_bytes_tf",
            "pack_tf", "require", "require_in_order", "parse_tf"]
 
 MAGIC = b"TCAE"
@@ -111,6 +111,13 @@ def check_image_size(height, width, max_pixels=DEFAULT_MAX_PIXELS, what="image")
                      "limit) if it is meant to be this large")
 
 
+def check_fingerprint(fingerprint, expected):
+  """A file's fingerprint is the model's; raises TfcaeError naming both otherwise."""
+  if bytes(fingerprint) != bytes(expected):
+    raise TfcaeError(f"bitstream was written by another model (fingerprint "
+                     f"{bytes(fingerprint).hex()}, this model is {bytes(expected).hex()})")
+
+
 def parse(data, expected_fingerprint=None, max_pixels=DEFAULT_MAX_PIXELS):
   """Parses and validates a file's bytes; raises TfcaeError with a one-line reason.
   `max_pixels` bounds the image size in the header (0: no limit)."""
@@ -142,9 +149,8 @@ def parse(data, expected_fingerprint=None, max_pixels=DEFAULT_MAX_PIXELS):
   if height == 0 or width == 0:
     raise TfcaeError("corrupted tfcae bitstream (zero image size)")
   check_image_size(height, width, max_pixels, "the header's image")
-  if expected_fingerprint is not None and fingerprint != bytes(expected_fingerprint):
-    raise TfcaeError(f"bitstream was written by another model (fingerprint {fingerprint.hex()}, "
-                     f"this model is {bytes(expected_fingerprint).hex()})")
+  if expected_fingerprint is not None:
+    check_fingerprint(fingerprint, expected_fingerprint)
   index_check = None
   if version >= 2:
     (index_check,) = struct.unpack_from(">I", data, hsize - 8)

@@ -10,8 +10,8 @@ import os
 from tfcae import TfcaeError
 from tfcae.io import bitstream
 
-__all__ = ["CARD", "PREFIX", "card", "card_at", "find", "list", "model_of", "parse_spec", "path",
-           "qualities", "resolve", "root"]
+__all__ = ["CARD", "PREFIX", "card", "card_at", "find", "list", "model_of", "model_with",
+           "parse_spec", "path", "qualities", "resolve", "root"]
 
 PREFIX = "zoo:"  # --model=zoo:<family>/<quality>, --init_from=zoo:<family>/<quality>
 
@@ -120,9 +120,14 @@ def model_of(data, name="the file"):
   """The folder of the zoo model that wrote a tfcae file (its bytes), by the fingerprint in
   its header (the whole file is checked first); a one-line TfcaeError if the zoo has none.
   """
-  fingerprint = bitstream.parse(data).fingerprint
+  return model_with(bitstream.parse(data).fingerprint, name)
+
+
+def model_with(fingerprint, name="the file"):
+  """The folder of the zoo model with this fingerprint (bytes); a one-line TfcaeError
+  naming `name` (what carries the fingerprint) when the zoo has none."""
   folder = find(fingerprint)
   if folder is None:
-    raise TfcaeError(f"{name} was written by model {fingerprint.hex()}, which is not in "
-                     "the zoo; give --model")
+    raise TfcaeError(f"{name} was written by model {bytes(fingerprint).hex()}, which is not "
+                     "in the zoo; give --model")
   return folder

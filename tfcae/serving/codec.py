@@ -95,10 +95,7 @@ class Codec:
 
   def check_stream(self, stream: bitstream.Bitstream) -> bitstream.Bitstream:
     """A parsed file is this model's: its fingerprint and number of strings. Returns it."""
-    if stream.fingerprint != bytes(self.fingerprint):
-      raise TfcaeError(f"bitstream was written by another model (fingerprint "
-                       f"{stream.fingerprint.hex()}, this model is "
-                       f"{bytes(self.fingerprint).hex()})")
+    bitstream.check_fingerprint(stream.fingerprint, self.fingerprint)
     if len(stream.strings) != self.num_strings:
       raise TfcaeError(f"bitstream has {len(stream.strings)} strings, this model writes "
                        f"{self.num_strings}")
@@ -188,11 +185,7 @@ class Codec:
 def codec_for_fingerprint(fingerprint: bytes, name: str = "the file") -> Codec:
   """The Codec of the zoo model with this fingerprint (what decodes a file when no model
   is given); a one-line TfcaeError when the zoo has none."""
-  folder = zoo_index.find(fingerprint)
-  if folder is None:
-    raise TfcaeError(f"{name} was written by model {bytes(fingerprint).hex()}, which is not "
-                     "in the zoo; give --model")
-  return Codec(ExportedModel(folder))
+  return Codec(ExportedModel(zoo_index.model_with(fingerprint, name)))
 
 
 def graph_error_message(error):

@@ -103,9 +103,6 @@ class RunDir:
     return tf.train.latest_checkpoint(self.checkpoint_dir)
 
   # --- reading -------------------------------------------------------------------------
-  def _read_json(self, path, missing):
-    return read_json_object(path, missing)
-
   def read_config(self):
     """The run's TrainConfig (TrainConfig.load: fields it lacks take their defaults)."""
     from tfcae.training.config import TrainConfig  # the flags' dataclass sits above this module
@@ -115,10 +112,10 @@ class RunDir:
   def read_config_dict(self):
     """train_config.json as stored: for copying a config verbatim (fields this version no
     longer has survive) or reading settings without filling in today's defaults."""
-    return self._read_json(self.config_path, "not a bin/train run directory")
+    return read_json_object(self.config_path, "not a bin/train run directory")
 
   def read_summary(self):
-    return self._read_json(self.summary_path, "the run has not finished")
+    return read_json_object(self.summary_path, "the run has not finished")
 
   def read_history(self):
     """The rows of history.csv (dicts of strings; a resumed run repeats epochs)."""
