@@ -132,7 +132,7 @@ def _flip(data, index):
     (_flip(GOOD, 22), "truncated"),     # a string length, made larger
     (_flip(GOOD, 25), "corrupted"),     # a string length, made smaller
     (_flip(GOOD, len(GOOD) - 2), "CRC-32"),  # payload
-    (GOOD[:4] + b"\x03" + GOOD[5:], "version 3"),
+    (GOOD[:4] + b"\x04" + GOOD[5:], "version 4"),
     (_flip(GOOD2, 31), "CRC-32"),       # the index check
     (GOOD2[:4] + b"\x01" + GOOD2[5:], "corrupted"),  # a version-2 file read as version 1
     (GOOD2[:-1], "truncated"),
@@ -150,6 +150,7 @@ def test_parse_rejects_other_model():
 @pytest.mark.parametrize("data", [GOOD[:-1], _flip(GOOD, 17), _flip(GOOD, len(GOOD) - 2),
                                   b"\0" * 60, b"TCAE", GOOD2[:-1], _flip(GOOD2, 31),
                                   GOOD[:4] + b"\x03" + GOOD[5:],
+                                  GOOD[:4] + b"\x04" + GOOD[5:],
                                   GOOD2[:4] + b"\x01" + GOOD2[5:],
                                   b"", b"TC", GOOD[:10], b"TCAE" + bytes(range(200, 256))])
 def test_parse_tf_rejects_bad_files(data):

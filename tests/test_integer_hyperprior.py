@@ -206,4 +206,4 @@ def test_bin_convert_integer(tmp_path_factory, tmp_path):
   assert r.returncode == 1 and "already holds" in r.stderr
   r = run_tool("convert_integer", f"--model_dir={out}", f"--output_dir={tmp_path / 'x'}",
                f"--calibration_images={SAMPLE_TRAIN}")
-  assert r.returncode == 1 and "not a float scale hyperprior" in r.stderr
+  assert r.returncode == 1 and "not a float hyperprior" in r.stderr

@@ -77,7 +77,8 @@ def test_registry_and_classical_codecs_import_without_tensorflow():
 # --- architectures -------------------------------------------------------------------
 def test_architectures_are_registered_by_their_classes():
   from tfcae import models
-  assert models.ARCHITECTURES.names() == ("factorized", "hyperprior", "meanscale", "caep")
+  assert models.ARCHITECTURES.names() == ("factorized", "hyperprior", "meanscale", "caep",
+                                          "meanscale-vbr")
   assert models.MODELS is models.ARCHITECTURES and models.MODELS["caep"] is models.CaepModel
   for name, cls in models.ARCHITECTURES.items():
     assert cls.architecture == name and issubclass(cls, models.CompressionModel)
@@ -90,7 +91,7 @@ def test_architectures_are_registered_by_their_classes():
       assert field.metadata["architecture"] in (VALUE, FILTERS, SWITCH), setting
   assert set(ARCHITECTURE_FIELDS) == {"architecture", "num_filters", "latent_channels",
                                       "hyper_filters", "integer_hyper_synthesis",
-                                      "caep_blocks", "gdn"}
+                                      "caep_blocks", "gdn", "rate_points"}
 
 
 def test_model_flag_lists_the_registry():
@@ -98,7 +99,7 @@ def test_model_flag_lists_the_registry():
   values = flags.FlagValues()
   cli.define_flags_from_dataclass(TrainConfig, flag_values=values)
   assert tuple(values["architecture"].parser.enum_values) == ARCHITECTURES.names()
-  assert "<factorized|hyperprior|meanscale|caep>" in values.get_help()
+  assert "<factorized|hyperprior|meanscale|caep|meanscale-vbr>" in values.get_help()
 
 
 # TrainConfig.architecture() before the registry, num_filters = 64 (its key comes second,

@@ -75,8 +75,10 @@ def define_model_flags(what="an exported model (bin/train output)"):
                       "zoo:<family>/<quality> (tfcae.zoo.list(); docs/zoo.md), or a "
                       "zoo family with --quality.")
   flags.DEFINE_string("model_dir", None, f"Directory of {what} (as --model=DIR).")
-  flags.DEFINE_integer("quality", None, "With --model=<family>: the zoo model's quality "
-                       "(1 = lowest rate).")
+  flags.DEFINE_float("quality", None, "With --model=<family>: the zoo model's quality "
+                     "(1 = lowest rate); for a variable-rate model (e.g. --model="
+                     "meanscale-vbr, or its --model_dir), the quality it codes at, any "
+                     "number in [1, K] (2.7 is valid).")
 
 
 def resolve_model(reference, quality=None):
@@ -89,7 +91,7 @@ def resolve_model(reference, quality=None):
     if quality is not None:
       raise TfcaeError(f"--quality goes with --model=<family>, not --model={reference}")
     return zoo_index.path(*spec)
-  if quality is not None:
+  if quality is not None or zoo_index.is_variable_rate(reference):
     return zoo_index.path(reference, quality)
   if os.path.isdir(reference):
     return reference
@@ -131,14 +133,34 @@ def model_dir_from_flags(required=True):
   if f.model is not None and f.model_dir:
     raise TfcaeError("give either --model or --model_dir, not both")
   if f.model is not None:
+    if zoo_index.parse_spec(f.model) is not None or os.path.isdir(f.model):
+      folder = resolve_model(f.model)  # --quality: a variable-rate model's coding quality
+      if f.quality is not None and not _variable_rate(folder):
+        raise TfcaeError(f"--quality goes with --model=<family>, not --model={f.model}")
+      return folder
     return resolve_model(f.model, f.quality)
+  if f.model_dir:
+    folder = zoo_index.resolve(f.model_dir)
+    if f.quality is not None and not _variable_rate(folder):
+      raise TfcaeError("--quality goes with a zoo family (--model=<family> --quality=<q>) "
+                       "or a variable-rate model")
+    return folder
   if f.quality is not None:
     raise TfcaeError("--quality goes with a zoo family: --model=<family> --quality=<q>")
-  if f.model_dir:
-    return zoo_index.resolve(f.model_dir)
   if required:
     raise TfcaeError("give --model=DIR or --model=zoo:<family>/<quality> (or --model_dir)")
   return None
+
+
+def _variable_rate(folder):
+  from tfcae.serving import open_model
+  return open_model(folder).rate_points is not None
+
+
+def coding_quality_from_flags(folder):
+  """--quality when the model in `folder` is variable-rate (the quality it codes at),
+  else None (--quality then picked the zoo model)."""
+  return flags.FLAGS.quality if _variable_rate(folder) else None
 
 
 # --- outputs ---------------------------------------------------------------------------

@@ -3,6 +3,8 @@
   bin/evaluate --model=runs/a,runs/b --images='../shared/data/kodak/*.png' --output=kodak.json
   bin/evaluate --model=zoo:factorized/3,zoo:factorized/5 --images=... --output=...
   bin/evaluate --model=factorized [--quality=1,2,3] --images=... --output=...  (a zoo ladder)
+  bin/evaluate --model=meanscale-vbr [--quality=1,1.5,2] --images=... --output=...
+  bin/evaluate --model=meanscale-vbr --target_bpp=0.25,0.5 ...  (every image at one rate)
 """
 import sys
 
@@ -24,7 +26,10 @@ flags.DEFINE_list("model", None, "Models (comma-separated), each one rate-distor
 flags.DEFINE_list("model_dir", None, "Exported model directories (comma-separated), as "
                   "--model.")
 flags.DEFINE_list("quality", None, "With --model=<family>: these qualities (default: all "
-                  "shipped).")
+                  "shipped); with one variable-rate model, the qualities it codes at, one "
+                  "point each (default: 1, 2, ..., K).")
+flags.DEFINE_list("target_bpp", None, "With one variable-rate model: one point per rate, "
+                  "each image coded at the highest quality within it (rate control).")
 flags.DEFINE_string("images", None, "Images: folder, glob or comma list.")
 flags.DEFINE_string("output", None, "Results JSON (CompressAI layout).")
 flags.DEFINE_string("name", "tfcae", "Name recorded in the JSON (legend of plots).")
@@ -39,12 +44,25 @@ def main():
     raise TfcaeError(f"no images found for {FLAGS.images!r}")
   if bool(FLAGS.model) == bool(FLAGS.model_dir):
     raise TfcaeError("give --model (directories or zoo models) or --model_dir")
-  if FLAGS.model_dir and FLAGS.quality:
+  if FLAGS.model_dir and FLAGS.quality and not (
+      len(FLAGS.model_dir) == 1 and _variable_rate(FLAGS.model_dir[0])):
     raise TfcaeError("--quality goes with a zoo family: --model=<family> --quality=<q>")
-  model_dirs = (cli.resolve_models(FLAGS.model, FLAGS.quality) if FLAGS.model
-                else [zoo_index.resolve(d) for d in FLAGS.model_dir])
+  qualities, target_bpps = FLAGS.quality, _numbers(FLAGS.target_bpp, "--target_bpp")
+  single = (FLAGS.model or FLAGS.model_dir or [])
+  variable = len(single) == 1 and _variable_rate(single[0])
+  if variable:
+    model_dirs = [cli.resolve_model(single[0])]
+    qualities = _numbers(FLAGS.quality, "--quality")
+  else:
+    if target_bpps:
+      raise TfcaeError("--target_bpp goes with one variable-rate model (e.g. "
+                       "--model=meanscale-vbr)")
+    model_dirs = (cli.resolve_models(FLAGS.model, FLAGS.quality) if FLAGS.model
+                  else [zoo_index.resolve(d) for d in FLAGS.model_dir])
+    qualities = None
   results = evaluation.evaluate_model_dirs(model_dirs, paths, FLAGS.name,
-                                           FLAGS.description, progress=sys.stderr.isatty())
+                                           FLAGS.description, progress=sys.stderr.isatty(),
+                                           qualities=qualities, target_bpps=target_bpps)
   write_results(FLAGS.output, results)
   r = results["results"]
   print(f"{'model':40s} {'bpp':>7s} {'est.bpp':>7s} {'PSNR':>6s} {'MS-SSIM':>8s} "
@@ -54,3 +72,25 @@ def main():
           f"{r['psnr-rgb'][i]:6.2f} {r['ms-ssim-rgb'][i]:8.5f} {r['encoding_time'][i]:6.3f} "
           f"{r['decoding_time'][i]:6.3f}")
   print(f"wrote {FLAGS.output}")
+
+
+def _variable_rate(reference):
+  """Whether a model reference names one variable-rate model (a zoo family or a folder)."""
+  try:
+    return _rate_points(cli.resolve_model(reference)) is not None
+  except TfcaeError:
+    return False
+
+
+def _rate_points(folder):
+  from tfcae.serving import open_model
+  return open_model(folder).rate_points
+
+
+def _numbers(values, flag):
+  if not values:
+    return None
+  try:
+    return [float(v) for v in values]
+  except ValueError:
+    raise TfcaeError(f"{flag} takes numbers, got {','.join(values)}") from None

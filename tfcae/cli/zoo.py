@@ -4,6 +4,7 @@
   bin/zoo --refresh [--ladder=factorized-msssim]    # shipped models, today's serving graph
   bin/zoo --ladder=factorized --out=runs/zoo --images='../shared/data/kodak/*.png'
   bin/zoo --ladder=factorized-l11 --out=runs/zoo   # double descent from factorized/3 and /5
+  bin/zoo --ladder=meanscale-vbr --out=runs/zoo    # one variable-rate model (zoo/meanscale-vbr)
 
 Training is resumable: run the same command again after an interruption. Each quality is
 a bin/train run (two at a time, one core each; see tfcae/zoo/ladder.py); once all have
@@ -17,13 +18,15 @@ from tfcae import cli
 import tensorflow as tf  # noqa: F401  (before cli.run: see its docstring)
 from tfcae import TfcaeError, zoo
 from tfcae.io.fileio import expand_images
-from tfcae.zoo import ladder, sparse
+from tfcae.zoo import ladder, sparse, vbr
 
 __all__ = ["main"]
 
 flags.DEFINE_bool("list", False, "Print the shipped models and exit.")
-flags.DEFINE_enum("ladder", None, list(ladder.LADDERS) + list(sparse.SPARSE_FAMILIES),
-                  "The ladder (or sparse family, tfcae/zoo/sparse.py) to train and publish.")
+FAMILIES = list(ladder.LADDERS) + list(sparse.SPARSE_FAMILIES) + list(
+    vbr.VARIABLE_RATE_FAMILIES)
+flags.DEFINE_enum("ladder", None, FAMILIES, "The ladder (or sparse family, tfcae/zoo/sparse.py, "
+                  "or variable-rate family, tfcae/zoo/vbr.py) to train and publish.")
 flags.DEFINE_string("out", "runs/zoo", "Training directories (one per quality).")
 flags.DEFINE_integer("parallel", 2, "Trainings at once, each pinned to one core.")
 flags.DEFINE_list("qualities", None, "Only these qualities (default: the whole ladder).")
@@ -55,10 +58,13 @@ def main():
         print(f"refreshed {fresh['name']}: {fresh['bytes'] / 1e6:.2f} MB")
     return
   if not FLAGS.ladder:
-    raise TfcaeError("give --ladder (one of " + ", ".join(
-        list(ladder.LADDERS) + list(sparse.SPARSE_FAMILIES)) + ") or --list")
+    raise TfcaeError("give --ladder (one of " + ", ".join(FAMILIES) + ") or --list")
   qualities = [int(q) for q in FLAGS.qualities] if FLAGS.qualities else None
-  if FLAGS.ladder in sparse.SPARSE_FAMILIES:
+  if FLAGS.ladder in vbr.VARIABLE_RATE_FAMILIES:
+    spec = vbr.VARIABLE_RATE_FAMILIES[FLAGS.ladder]
+    codes = vbr.train(spec, FLAGS.out)
+    publish = vbr.publish_family
+  elif FLAGS.ladder in sparse.SPARSE_FAMILIES:
     spec = sparse.SPARSE_FAMILIES[FLAGS.ladder]
     codes = sparse.train(spec, FLAGS.out, FLAGS.parallel, qualities)
     publish = sparse.publish_family

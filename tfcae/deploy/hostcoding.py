@@ -50,6 +50,9 @@ class HostCoder:
     else:
       name, self.encoder = "the encoder", encoder
     self.exported = open_model(model)
+    if self.exported.rate_points:
+      raise TfcaeError(f"{self.exported}: host coding of a variable-rate model's device "
+                       "encoder is not supported yet")
     if "compress_symbols" in self.exported.signatures:
       self._code = self.exported.saved_model().compress_symbols
     else:  # an export without the signature: the same tables, from the Keras model

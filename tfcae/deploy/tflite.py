@@ -328,6 +328,10 @@ def export_tflite(model_dir, tflite_path, quantize="none", representative_images
   if quantize != "int8" and (qat_steps or int8_reference):
     raise TfcaeError("--qat_steps and --int8_reference need --quantize=int8")
   exported = open_model(model_dir)
+  if exported.rate_points:
+    # Its symbols are round(g(q) ⊙ y − o): the gains of one quality would be baked in.
+    raise TfcaeError(f"{exported}: device encoders of variable-rate models are not "
+                     "supported yet (their symbols depend on the quality)")
   model = exported.restore_keras()
   encoder, reduced = device_encoder(model)
   info = {"model_dir": os.path.abspath(exported.path), "quantize": quantize,

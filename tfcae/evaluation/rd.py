@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
+from tfcae import TfcaeError
 from tfcae.serving.codec import Codec
 from tfcae.deploy.timing import timed
 from tfcae.evaluation.results import make_results
@@ -18,11 +19,11 @@ from tfcae.io import bitstream
 from tfcae.io.fileio import load_rgb_image
 from tfcae.objectives import metrics
 
-__all__ = ["evaluate_codec", "evaluate_model_dirs"]
+__all__ = ["evaluate_codec", "operating_points", "evaluate_model_dirs"]
 
 
-def evaluate_codec(codec: Codec, image_paths: Sequence[str],
-                   progress: bool = True) -> list[dict[str, Any]]:
+def evaluate_codec(codec: Codec, image_paths: Sequence[str], progress: bool = True,
+                   **target) -> list[dict[str, Any]]:
   """Compresses and decompresses every image with one exported model and measures it.
 
   The first image is coded once before it is timed, so that the graph optimisation of
@@ -32,11 +33,14 @@ def evaluate_codec(codec: Codec, image_paths: Sequence[str],
     codec: the exported model (tfcae.serving.codec.Codec).
     image_paths: image files to code, in order.
     progress: whether to show a tqdm progress bar named after the model directory.
+    **target: for a variable-rate model, quality= (every image at that quality) or
+      target_bpp= (each image at the highest quality within that rate, as papers compare
+      at equal rate; encoding_time then includes the rate control's codings).
 
   Returns:
     One record per image: {"image": file name, "bpp", "estimated_bpp", "header_bpp",
     "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"} (see the module
-    docstring), in the order of `image_paths`.
+    docstring), and "quality" for a variable-rate model, in the order of `image_paths`.
   """
   records = []
   iterator = image_paths
@@ -45,32 +49,62 @@ def evaluate_codec(codec: Codec, image_paths: Sequence[str],
     iterator = tqdm(image_paths, desc=os.path.basename(os.path.normpath(codec.model_dir)),
                     unit="img")
   warmed = False
+  quality = target.get("quality")
   for path in iterator:
     image = load_rgb_image(path)
     if not warmed:  # the first call of each restored function pays graph optimisation
-      codec.decompress(codec.compress(image))
+      codec.decompress(codec.compress(image, quality=quality or codec.rate_points))
       warmed = True
-    data, encoding_time = timed(codec.compress, image)
+    if target.get("target_bpp") is not None:
+      chosen, encoding_time = timed(codec.compress_to, image, target_bpp=target["target_bpp"])
+      data, quality = chosen.data, chosen.quality
+    else:
+      data, encoding_time = timed(codec.compress, image, **target)
     decoded, decoding_time = timed(codec.decompress, data)
     height, width = image.shape[:2]
     num_pixels = height * width
+    rate = {} if quality is None else {"quality": quality}
     records.append({
         "image": os.path.basename(path),
         "bpp": metrics.bpp(len(data), height, width),
-        "estimated_bpp": codec.estimate_bits(image) / num_pixels,
+        "estimated_bpp": codec.estimate_bits(image, **rate) / num_pixels,
         "header_bpp": 8. * bitstream.header_size(codec.num_strings, data[4]) / num_pixels,  # [4]: version
         "psnr-rgb": metrics.psnr(image, decoded),
         "ms-ssim-rgb": metrics.ms_ssim(image, decoded),
         "encoding_time": encoding_time,
         "decoding_time": decoding_time,
+        **rate,
     })
   return records
 
 
+def operating_points(codec: Codec, qualities: Sequence[float] | None = None,
+                     target_bpps: Sequence[float] | None = None) -> list[dict[str, float]]:
+  """The coding settings that make a model's points: {} for a model of one rate; for a
+  variable-rate model one {"quality": q} per quality (default: its integer qualities
+  1..K) or one {"target_bpp": b} per rate.
+
+  Raises:
+    TfcaeError: qualities or rates for a model of one rate, or both.
+  """
+  if qualities and target_bpps:
+    raise TfcaeError("give qualities or target rates, not both")
+  if not codec.rate_points:
+    if qualities or target_bpps:
+      raise TfcaeError(f"{codec.model_dir} codes at one rate: qualities and target rates "
+                       "go with a variable-rate model")
+    return [{}]
+  if target_bpps:
+    return [{"target_bpp": float(b)} for b in target_bpps]
+  return [{"quality": float(q)} for q in (qualities or range(1, codec.rate_points + 1))]
+
+
 def evaluate_model_dirs(model_dirs: Sequence[str], image_paths: Sequence[str],
                         name: str = "tfcae", description: str = "",
-                        progress: bool = True) -> dict[str, Any]:
-  """Evaluates each exported model directory as one operating point of a curve.
+                        progress: bool = True, qualities: Sequence[float] | None = None,
+                        target_bpps: Sequence[float] | None = None) -> dict[str, Any]:
+  """Evaluates each exported model directory as one operating point of a curve (a
+  variable-rate model as one point per quality or target rate: operating_points).
 
   Args:
     model_dirs: exported model directories, one operating point each.
@@ -78,19 +112,25 @@ def evaluate_model_dirs(model_dirs: Sequence[str], image_paths: Sequence[str],
     name: the curve's name in the results.
     description: free text; default: the model directories and the number of images.
     progress: whether to show a progress bar per model.
+    qualities, target_bpps: a variable-rate model's points (operating_points).
 
   Returns:
     A results dict in CompressAI's layout (tfcae.evaluation.results.make_results), one
-    operating point per model directory, labelled with it.
+    operating point per model directory (and quality or rate), labelled with it.
 
   Raises:
     ValueError: `image_paths` is empty.
+    TfcaeError: qualities or rates for a model of one rate.
   """
   if not image_paths:
     raise ValueError("no images to evaluate")
   points = []
   for model_dir in model_dirs:
-    points.append((model_dir, evaluate_codec(Codec(model_dir), image_paths, progress)))
+    codec = Codec(model_dir)
+    for setting in operating_points(codec, qualities, target_bpps):
+      label = model_dir + "".join(
+          f"@q{v:g}" if k == "quality" else f"@{v:g}bpp" for k, v in setting.items())
+      points.append((label, evaluate_codec(codec, image_paths, progress, **setting)))
   description = description or (f"tfcae models {', '.join(model_dirs)} on "
                                 f"{len(image_paths)} images")
   return make_results(name, description, points)

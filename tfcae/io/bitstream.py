@@ -1,10 +1,11 @@
-"""The tfcae file format, versions 1 and 2 (see docs/format.md).
+"""The tfcae file format, versions 1, 2 and 3 (see docs/format.md).
 
 All integers are big-endian::
 
   offset    size  field
   0         4     magic b"TCAE"
-  4         1     format version (1, or 2 when the file carries an index check)
+  4         1     format version (1; 2 when the file carries an index check; 3 when it
+                  also carries the quality of a variable-rate model)
   5         1     S, the number of range-coded strings (1 factorized, 2 hyperprior)
   6         8     model fingerprint (first 8 bytes of a SHA-256 over config and weights)
   14        4     image height (uint32)
@@ -13,6 +14,8 @@ All integers are big-endian::
   (version 2 only)
   22+4S     4     index check: CRC-32 of the coding-table index of every latent element,
                   one byte each, as the encoder chose them (hyperpriors)
+  (version 3 only)
+  26+4S     4     quality q of a variable-rate model, unsigned fixed point: q · 2^16
   H-4       4     CRC-32 (IEEE 802.3, as zlib.crc32) of every other byte of the file:
                   the header before this field followed by the payload (H = header size)
   H         ...   payload: the S strings, concatenated
@@ -40,13 +43,19 @@ import numpy as np
 
 from tfcae import TfcaeError
 
-__all__ = ["MAGIC", "VERSIONS", "FINGERPRINT_BYTES", "MAX_STRINGS", "NO_INDEX_CHECK",
+__all__ = ["MAGIC", "VERSIONS", "FIXED_RATE_VERSIONS", "QUALITY_FRACTION_BITS",
+           "quantize_quality", "FINGERPRINT_BYTES", "MAX_STRINGS", "NO_INDEX_CHECK",
            "DEFAULT_MAX_PIXELS", "MAX_SIDE", "PLATFORM_MISMATCH", "header_size",
            "Bitstream", "pack", "check_image_size", "check_fingerprint", "parse", "crc32_tf", "crc32_bytes_tf",
-           "pack_tf", "require", "require_in_order", "parse_tf"]
+           "pack_tf", "require", "require_in_order", "parse_tf", "parse_variable_rate_tf"]
 
 MAGIC = b"TCAE"
-VERSIONS = (1, 2)  # what this tfcae reads; it writes 2 exactly when there is an index check
+VERSIONS = (1, 2, 3)  # what this tfcae reads; it writes 2 when there is an index check, 3
+#                      when there is also a quality (a variable-rate model)
+FIXED_RATE_VERSIONS = (1, 2)  # what a model of one rate writes and reads
+# The quality of a variable-rate model travels in fixed point, q · 2^16 (uint32): the
+# encoder codes at exactly the quality the decoder reads (quantize_quality).
+QUALITY_FRACTION_BITS = 16
 FINGERPRINT_BYTES = 8
 MAX_STRINGS = 255
 NO_INDEX_CHECK = -1  # parse_tf's index check of a version-1 file
@@ -64,7 +73,18 @@ _FIXED = struct.Struct(">4sBB8sII")  # magic, version, S, fingerprint, height, w
 
 
 def header_size(num_strings, version=1):
-  return _FIXED.size + 4 * num_strings + (4 if version >= 2 else 0) + 4
+  return _FIXED.size + 4 * num_strings + (4 if version >= 2 else 0) + (
+      4 if version >= 3 else 0) + 4
+
+
+def quantize_quality(quality: float) -> float:
+  """The quality a file records for `quality` (its nearest multiple of 2^−16): what a
+  variable-rate model codes with, so that the decoder's gains are the encoder's exactly.
+  Raises ValueError outside (0, 65536)."""
+  code = round(float(quality) * 2 ** QUALITY_FRACTION_BITS)
+  if not 0 < code < 2 ** 32:
+    raise ValueError(f"quality {quality} cannot be recorded (0 < quality < 65536)")
+  return code / 2 ** QUALITY_FRACTION_BITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,13 +93,14 @@ class Bitstream:
   height: int
   width: int
   strings: tuple
-  index_check: int = None  # version 2 only
+  index_check: int = None  # versions 2 and 3
   version: int = 1
+  quality: float = None  # version 3 only
 
 
-def pack(fingerprint, height, width, strings, index_check=None):
-  """Serialises a Bitstream (pure Python): version 1, or 2 with an index check (uint32).
-  Returns bytes."""
+def pack(fingerprint, height, width, strings, index_check=None, quality=None):
+  """Serialises a Bitstream (pure Python): version 1; 2 with an index check (uint32); 3
+  with an index check and a quality (recorded as quantize_quality gives it). Returns bytes."""
   fingerprint = bytes(fingerprint)
   if len(fingerprint) != FINGERPRINT_BYTES:
     raise ValueError(f"fingerprint must be {FINGERPRINT_BYTES} bytes")
@@ -89,12 +110,16 @@ def pack(fingerprint, height, width, strings, index_check=None):
     raise ValueError("image dimensions out of range")
   if index_check is not None and not 0 <= index_check < 2**32:
     raise ValueError("index check out of range")
+  if quality is not None and index_check is None:
+    raise ValueError("a version-3 file (with a quality) needs an index check")
   strings = [bytes(s) for s in strings]
-  version = 1 if index_check is None else 2
+  version = 1 if index_check is None else 2 if quality is None else 3
   head = _FIXED.pack(MAGIC, version, len(strings), fingerprint, height, width)
   head += b"".join(struct.pack(">I", len(s)) for s in strings)
   if index_check is not None:
     head += struct.pack(">I", index_check)
+  if quality is not None:
+    head += struct.pack(">I", round(quantize_quality(quality) * 2 ** QUALITY_FRACTION_BITS))
   payload = b"".join(strings)
   crc = zlib.crc32(payload, zlib.crc32(head))
   return head + struct.pack(">I", crc) + payload
@@ -151,14 +176,19 @@ def parse(data, expected_fingerprint=None, max_pixels=DEFAULT_MAX_PIXELS):
   check_image_size(height, width, max_pixels, "the header's image")
   if expected_fingerprint is not None:
     check_fingerprint(fingerprint, expected_fingerprint)
-  index_check = None
+  index_check = quality = None
   if version >= 2:
-    (index_check,) = struct.unpack_from(">I", data, hsize - 8)
+    (index_check,) = struct.unpack_from(">I", data, _FIXED.size + 4 * num_strings)
+  if version >= 3:
+    (code,) = struct.unpack_from(">I", data, _FIXED.size + 4 * num_strings + 4)
+    if code == 0:
+      raise TfcaeError("corrupted tfcae bitstream (quality field is zero)")
+    quality = code / 2 ** QUALITY_FRACTION_BITS
   strings, offset = [], 0
   for n in lengths:
     strings.append(payload[offset:offset + n])
     offset += n
-  return Bitstream(fingerprint, height, width, tuple(strings), index_check, version)
+  return Bitstream(fingerprint, height, width, tuple(strings), index_check, version, quality)
 
 
 # ---------------------------------------------------------------------------------------
@@ -317,15 +347,25 @@ def _be_u32(string, offset):
   return (raw[0] * 2**24) + (raw[1] * 2**16) + (raw[2] * 2**8) + raw[3]
 
 
-def pack_tf(fingerprint, height, width, strings, index_check=None):
-  """In-graph `pack`: fingerprint is a scalar string tensor, strings a list of scalars,
-  index_check None (version 1) or a scalar integer tensor (version 2)."""
+def quality_code_tf(quality):
+  """round(q · 2^16) of a float32 quality tensor, as int64: the recorded field."""
   import tensorflow as tf
-  version = 1 if index_check is None else 2
+  return tf.cast(tf.round(tf.cast(quality, tf.float64) * 2. ** QUALITY_FRACTION_BITS), tf.int64)
+
+
+def pack_tf(fingerprint, height, width, strings, index_check=None, quality=None):
+  """In-graph `pack`: fingerprint is a scalar string tensor, strings a list of scalars,
+  index_check None (version 1) or a scalar integer tensor (version 2), quality None or a
+  scalar float tensor, already quantised (version 3, with an index check)."""
+  import tensorflow as tf
+  if quality is not None and index_check is None:
+    raise ValueError("a version-3 file (with a quality) needs an index check")
+  version = 1 if index_check is None else 2 if quality is None else 3
   head = tf.strings.join(
       [MAGIC, _bytes_to_string(tf.constant([version, len(strings)])), fingerprint,
        _u32_be(height), _u32_be(width)] + [_u32_be(tf.strings.length(s)) for s in strings] +
-      ([] if index_check is None else [_u32_be(index_check)]))
+      ([] if index_check is None else [_u32_be(index_check)]) +
+      ([] if quality is None else [_u32_be(quality_code_tf(quality))]))
   payload = tf.strings.join(list(strings))
   crc = crc32_tf(tf.strings.join([head, payload]))
   return tf.strings.join([head, _u32_be(crc), payload])
@@ -350,8 +390,8 @@ def require_in_order(conditions):
 
 
 def parse_tf(data, fingerprint, num_strings, max_pixels=DEFAULT_MAX_PIXELS):
-  """In-graph `parse` with validation; raises InvalidArgumentError on a bad file, with
-  one of this module's messages (never another op's: every field is read from the file
+  """In-graph `parse` of a fixed-rate model's file (versions 1 and 2) with validation;
+  raises InvalidArgumentError on a bad file, with one of this module's messages (never another op's: every field is read from the file
   padded with zeros, so no read runs past its end, and nothing is used before the checks
   it depends on have passed).
 
@@ -359,20 +399,41 @@ def parse_tf(data, fingerprint, num_strings, max_pixels=DEFAULT_MAX_PIXELS):
   Returns (height, width, strings, index_check): int32 height/width, a list of scalar
   strings and the int64 index check (NO_INDEX_CHECK for a version-1 file).
   """
+  return _parse_tf(data, fingerprint, num_strings, max_pixels, FIXED_RATE_VERSIONS)[:4]
+
+
+def parse_variable_rate_tf(data, fingerprint, num_strings, rate_points,
+                           max_pixels=DEFAULT_MAX_PIXELS):
+  """`parse_tf` for a variable-rate model's files (version 3 only), whose recorded
+  quality must lie in [1, rate_points]. Returns (height, width, strings, index_check,
+  quality), quality a float32 scalar."""
+  import tensorflow as tf
+  height, width, strings, index_check, code = _parse_tf(data, fingerprint, num_strings,
+                                                        max_pixels, (3,))
+  in_range = (code >= 2 ** QUALITY_FRACTION_BITS) & (
+      code <= rate_points * 2 ** QUALITY_FRACTION_BITS)
+  with tf.control_dependencies([require(in_range, "corrupted tfcae bitstream (quality "
+                                        "outside the model's range)")]):
+    quality = tf.cast(tf.cast(code, tf.float64) / 2. ** QUALITY_FRACTION_BITS, tf.float32)
+  return height, width, strings, index_check, quality
+
+
+def _parse_tf(data, fingerprint, num_strings, max_pixels, versions):
   import tensorflow as tf
   n = tf.cast(tf.strings.length(data), tf.int64)
   padded = tf.strings.join([data, b"\0" * header_size(MAX_STRINGS, max(VERSIONS))])
   fixed = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 4, 2), tf.uint8), tf.int64)
   version = fixed[0]
-  checked = tf.equal(version, 2)
-  hsize = header_size(num_strings) + tf.where(checked, tf.constant(4, tf.int64), 0)
+  checked = version >= 2
+  hsize = (header_size(num_strings) + tf.where(checked, tf.constant(4, tf.int64), 0) +
+           tf.where(version >= 3, tf.constant(4, tf.int64), 0))
   lengths = [_be_u32(padded, _FIXED.size + 4 * i) for i in range(num_strings)]
   checks = require_in_order([
       (n >= 1, "empty file: not a tfcae bitstream"),
       ((n >= 4) & tf.equal(tf.strings.substr(padded, 0, 4), MAGIC),
        "not a tfcae bitstream (bad magic number)"),
       (n >= _FIXED.size, "truncated tfcae bitstream (incomplete header)"),
-      (tf.reduce_any(tf.equal(version, VERSIONS)) & tf.equal(fixed[1], num_strings),
+      (tf.reduce_any(tf.equal(version, versions)) & tf.equal(fixed[1], num_strings),
        "unsupported tfcae version or string count"),
       (n >= hsize, "truncated tfcae bitstream (incomplete header)"),
       (tf.equal(n - hsize, tf.add_n(lengths)),
@@ -400,9 +461,11 @@ def parse_tf(data, fingerprint, num_strings, max_pixels=DEFAULT_MAX_PIXELS):
     ])
   with tf.control_dependencies(checks):
     height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
-    index_check = tf.where(checked, _be_u32(padded, hsize - 8), NO_INDEX_CHECK)
+    extra = _FIXED.size + 4 * num_strings
+    index_check = tf.where(checked, _be_u32(padded, extra), NO_INDEX_CHECK)
+    quality_code = tf.where(version >= 3, _be_u32(padded, extra + 4), 0)
     strings, offset = [], tf.constant(0, tf.int64)
     for length in lengths:
       strings.append(tf.strings.substr(payload, offset, length))
       offset += length
-  return height, width, strings, index_check
+  return height, width, strings, index_check, quality_code

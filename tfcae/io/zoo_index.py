@@ -10,10 +10,13 @@ import os
 from tfcae import TfcaeError
 from tfcae.io import bitstream
 
-__all__ = ["CARD", "PREFIX", "card", "card_at", "find", "list", "model_of", "model_with",
+__all__ = ["CARD", "PREFIX", "card", "card_at", "find", "is_variable_rate", "list", "model_of",
+           "model_with",
            "parse_spec", "path", "qualities", "resolve", "root"]
 
 PREFIX = "zoo:"  # --model=zoo:<family>/<quality>, --init_from=zoo:<family>/<quality>
+# A variable-rate family is one model for every quality: its folder holds the model
+# (zoo:meanscale-vbr), and the quality is the one it codes at, not a folder.
 
 CARD = "card.json"
 
@@ -33,6 +36,11 @@ def _read_card(path):
   return card
 
 
+def is_variable_rate(family):
+  """Whether a zoo family is one variable-rate model (its folder holds the model)."""
+  return os.path.isfile(os.path.join(root(), str(family), CARD))
+
+
 def card_at(folder):
   """The card of the zoo folder `folder`, or None when it is not one (e.g. a run)."""
   if not os.path.isfile(os.path.join(folder, CARD)):
@@ -50,24 +58,35 @@ def list():  # noqa: A001  (the zoo API's name, as CompressAI's models list)
     folder = os.path.join(base, family)
     if not os.path.isdir(folder):
       continue
+    if is_variable_rate(family):
+      cards.append(_read_card(folder))
+      continue
     for quality in os.listdir(folder):
       path = os.path.join(folder, quality)
       if quality.isdigit() and os.path.isfile(os.path.join(path, CARD)):
         cards.append(_read_card(path))
-  return sorted(cards, key=lambda c: (c["family"], int(c["quality"])))
+  return sorted(cards, key=lambda c: (c["family"], int(c.get("quality") or 0)))
 
 
 def _available():
   qualities = {}
   for card in list():
-    qualities.setdefault(card["family"], []).append(str(card["quality"]))
+    rates = card.get("rate_points")
+    qualities.setdefault(card["family"], []).append(
+        f"(variable rate, qualities 1-{rates})" if rates else str(card["quality"]))
   return "; ".join(f"{a} {','.join(q)}" for a, q in qualities.items()) or "none"
 
 
-def path(family, quality):
-  """The folder of one zoo model; a one-line TfcaeError listing what exists otherwise."""
+def path(family, quality=None):
+  """The folder of one zoo model (a variable-rate family's whatever the quality); a
+  one-line TfcaeError listing what exists otherwise."""
+  if is_variable_rate(family):
+    return os.path.join(root(), str(family))
   try:
-    quality = int(quality)
+    number = float(quality)
+    if not number.is_integer():
+      raise ValueError(quality)
+    quality = int(number)
   except (TypeError, ValueError):
     raise TfcaeError(f"zoo quality must be an integer, got {quality!r}; available: "
                      f"{_available()}") from None
@@ -79,7 +98,7 @@ def path(family, quality):
 
 def qualities(family):
   """The shipped qualities of a family; a one-line TfcaeError if there are none."""
-  found = [c["quality"] for c in list() if c["family"] == family]
+  found = [c.get("quality") for c in list() if c["family"] == family]
   if not found:
     raise TfcaeError(f"no zoo model {family}; available: {_available()}")
   return found
@@ -94,6 +113,8 @@ def parse_spec(spec):
   if not spec.startswith(PREFIX):
     return None
   name, _, quality = spec[len(PREFIX):].partition("/")
+  if name and not quality and is_variable_rate(name):
+    return name, None
   if not name or not quality:
     raise TfcaeError(f"{spec!r}: expected zoo:<family>/<quality>; available: "
                      f"{_available()}")

@@ -9,10 +9,12 @@ from tfcae.models.base import CompressionModel, edge_pad
 from tfcae.models.factorized import FactorizedModel
 from tfcae.models.hyperprior import HyperpriorModel, MeanScaleHyperpriorModel
 from tfcae.models.caep import CaepModel  # noqa: I100 (after the above: registry order)
+from tfcae.models.vbr import VariableRateMeanScaleModel  # noqa: I100 (registry order)
 from tfcae.models.registry import ARCHITECTURES
 
 __all__ = ["ARCHITECTURES", "CaepModel", "CompressionModel", "FactorizedModel",
-           "HyperpriorModel", "MeanScaleHyperpriorModel", "MODELS", "build_model", "edge_pad"]
+           "HyperpriorModel", "MeanScaleHyperpriorModel", "MODELS",
+           "VariableRateMeanScaleModel", "build_model", "edge_pad"]
 
 # MODELS: another name of the registry (a mapping, name -> class).
 MODELS = ARCHITECTURES

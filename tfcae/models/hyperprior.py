@@ -87,6 +87,8 @@ class HyperpriorModel(CompressionModel):
   # Hyper-synthesis outputs per latent element: a scale index (1), or a mean and a scale
   # index (2, MeanScaleHyperpriorModel).
   outputs_per_latent = 1
+  # A sub-class that creates more weights in its own __init__ builds the model itself.
+  deferred_build = False
 
   def __init__(self, num_filters=128, latent_channels=None, hyper_filters=None,
                gdn="simplified", integer_hyper_synthesis=False, objective=None, **kwargs):
@@ -96,23 +98,26 @@ class HyperpriorModel(CompressionModel):
     self.hyper_filters = int(hyper_filters or num_filters)
     self.gdn = gdn
     self.integer_hyper_synthesis = bool(integer_hyper_synthesis)
-    self.analysis_transform = analysis_transform(self.num_filters, self.latent_channels,
-                                                 gdn=gdn)
-    self.synthesis_transform = synthesis_transform(self.num_filters, gdn=gdn)
+    self.analysis_transform, self.synthesis_transform = self._make_transforms()
     self.hyper_analysis_transform = hyper_analysis_transform(self.hyper_filters)
     if self.integer_hyper_synthesis:
-      if self.outputs_per_latent != 1:
-        raise ValueError(f"{self.architecture}: the integer hyper-synthesis predicts scale "
-                         "indices only; use --architecture=hyperprior")
-      # Ballé et al. (2019): indices every platform computes identically.
+      # Ballé et al. (2019): indices every platform computes identically (and, for the
+      # mean-scale form, means from its exact hidden integers).
       self.hyper_synthesis_transform = IntegerHyperSynthesis(
-          self.hyper_filters, self.latent_channels, NUM_SCALES)
+          self.hyper_filters, self.latent_channels, NUM_SCALES,
+          means=self.outputs_per_latent == 2)
       self.hyper_synthesis_transform.build((None, None, None, self.hyper_filters))
     else:
       self.hyper_synthesis_transform = hyper_synthesis_transform(
           self.hyper_filters, self.latent_channels, self.outputs_per_latent)
     self.hyperprior = tfc.NoisyDeepFactorized(batch_shape=(self.hyper_filters,))
-    self.build((None, None, None, 3))
+    if not self.deferred_build:
+      self.build((None, None, None, 3))
+
+  def _make_transforms(self):
+    """(analysis, synthesis): Ballé et al. (2018)'s four 5×5 stride-2 layers each side."""
+    return (analysis_transform(self.num_filters, self.latent_channels, gdn=self.gdn),
+            synthesis_transform(self.num_filters, gdn=self.gdn))
 
   def get_config(self):
     config = {"architecture": self.architecture, "num_filters": self.num_filters,
@@ -150,10 +155,14 @@ class HyperpriorModel(CompressionModel):
       self.hyper_synthesis_transform.freeze()  # before the fingerprint hashes them
     super().prepare_for_compression()
 
+  def calibration_latents(self, x):
+    """The latents whose side information calibrates an integer hyper-synthesis."""
+    return self.encode(x)
+
   def calibrate(self, x):
     if self.integer_hyper_synthesis:
       codec = self.latent_codec()
-      z = self.hyper_analysis_transform(abs(self.encode(x)))
+      z = self.hyper_analysis_transform(abs(self.calibration_latents(x)))
       offset = codec.side_offset()
       self.hyper_synthesis_transform.calibrate(codec.side_model.quantize(z) - offset, offset)
 

@@ -164,18 +164,34 @@ class IntegerConv2DTranspose(tf.keras.layers.Layer):
     self.output_step.assign(tf.where(peak > 0., peak / self.top, 1.))
 
 
+def _shape(v, strides, channels):
+  shape = tf.shape(v)
+  return tf.stack([shape[0], shape[1] * strides, shape[2] * strides, channels])
+
+
 class IntegerHyperSynthesis(tf.keras.layers.Layer):
   """The hyper-synthesis of `HyperpriorModel` (two 5×5 stride-2 and one 3×3 transposed
-  convolutions) as an integer network whose output is the scale index."""
+  convolutions) as an integer network whose output is the scale index.
+
+  means: the mean-scale form (Minnen et al. 2018), whose float hyper-synthesis outputs 2C
+  channels, the means then the scales (the same variables here). The scale indices come
+  from the integer network as above; the means from the last layer's mean half in
+  floating point, on the exact integer activations of the hidden layers (times their step
+  Δ). A mean only shifts ŷ = k + μ after the symbol k is decoded, so a platform that
+  rounds μ differently decodes the same symbols and pixels within ±1; the indices, which
+  decide how k is decoded, are exact."""
 
   def __init__(self, hyper_filters, latent_channels, num_scales, name="hyper_synthesis",
-               **kwargs):
+               means=False, **kwargs):
     super().__init__(name=name, **kwargs)
     hidden = 2. ** ACTIVATION_BITS - 1.
+    self.latent_channels = int(latent_channels)
+    self.means = bool(means)
+    outputs = self.latent_channels * (2 if self.means else 1)
     self.stack = [
         IntegerConv2DTranspose(hyper_filters, 5, 2, hidden, name="deconv_0"),
         IntegerConv2DTranspose(hyper_filters, 5, 2, hidden, name="deconv_1"),
-        IntegerConv2DTranspose(latent_channels, 3, 1, num_scales - 1., rounding="floor",
+        IntegerConv2DTranspose(outputs, 3, 1, num_scales - 1., rounding="floor",
                                name="deconv_2"),
     ]
     # The exactness bound of the module docstring, for the largest fan-in.
@@ -211,18 +227,31 @@ class IntegerHyperSynthesis(tf.keras.layers.Layer):
   def call(self, symbols, offset):
     """symbols k = round(ẑ − o) (float32, near-integer; straight-through rounded here)
     and the offsets o [channels] -> float32 indices, integer-valued, in
-    [0, num_scales − 1]."""
+    [0, num_scales − 1] (with `means`: (means, indices))."""
     v = self._input(symbols, offset, tf.float32, _round_ste)
-    for layer, step in zip(self.stack, self._steps()):
+    steps = self._steps()
+    for layer, step in zip(self.stack[:-1], steps):
       v = layer(v, step)
-    return v
+    return self._outputs(self.stack[-1](v, steps[-1]), v, steps[-1])
 
   def exact(self, symbols, offset):
-    """Coding: the indices from the frozen integers (see `freeze`), float32."""
+    """Coding: the indices from the frozen integers (see `freeze`), float32 (with
+    `means`: (means, indices), the means in float32 from the exact hidden integers)."""
     v = self._input(symbols, offset, tf.float64, tf.round)
-    for layer in self.stack:
+    for layer in self.stack[:-1]:
       v = layer.exact(v)
-    return tf.cast(v, tf.float32)
+    return self._outputs(tf.cast(self.stack[-1].exact(v), tf.float32),
+                         tf.cast(v, tf.float32), self._steps()[-1])
+
+  def _outputs(self, last, hidden, step):
+    if not self.means:
+      return last
+    c, layer = self.latent_channels, self.stack[-1]
+    # The float layer's mean half on the dequantised hidden activations Δ·v.
+    mean = tf.nn.conv2d_transpose(hidden * step, layer.kernel[:, :, :c],
+                                  _shape(hidden, layer.strides, c), layer.strides,
+                                  padding="SAME") + layer.bias[:c]
+    return mean, last[..., c:]
 
   def freeze(self):
     """Fixes the integers the coder uses from the current weights (at export)."""

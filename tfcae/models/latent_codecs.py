@@ -38,7 +38,7 @@ from tfcae.nn.quantizers import stochastic_round
 
 __all__ = ["batched_min_bytes", "LatentCodec", "FactorizedLatentCodec",
            "StochasticRoundingLatentCodec", "GaussianConditionalLatentCodec",
-           "HyperpriorLatentCodec"]
+           "HyperpriorLatentCodec", "GainLatentCodec"]
 
 
 def batched_min_bytes(entropy_model, padded_shape, stride):
@@ -247,7 +247,8 @@ class HyperpriorLatentCodec(LatentCodec):
     if self.integer:
       offset = self.side_offset()
       ihs = self.hyper_synthesis
-      return None, (ihs.exact if exact else ihs)(z_hat - offset, offset)
+      outputs = (ihs.exact if exact else ihs)(z_hat - offset, offset)
+      return outputs if self.mean else (None, outputs)
     params = self.hyper_synthesis(z_hat)
     if not self.mean:
       return None, params
@@ -317,3 +318,46 @@ class HyperpriorLatentCodec(LatentCodec):
     before z is decoded); z: its channels' rows."""
     return self.y_codec.min_payload_bytes(padded_shape) + self.z_codec.min_payload_bytes(
         padded_shape)
+
+
+class GainLatentCodec(LatentCodec):
+  """A gain unit in front of any codec (Cui et al., "Asymmetric gained deep image
+  compression with continuous rate adaptation", CVPR 2021): the child codes g ⊙ y and
+  ŷ = g' ⊙ (the child's ŷ), with g and g' the per-channel gain and inverse gain of one
+  rate (a variable-rate model builds one per quality). The strings are the child's, so a
+  file's layout is the child's.
+
+  gain, inverse_gain: [C] or [B, 1, 1, C] positive float32 tensors.
+  """
+
+  def __init__(self, child, gain, inverse_gain):
+    super().__init__(child.stride, child.channels)
+    self.child = child
+    self.gain, self.inverse_gain = gain, inverse_gain
+    self.num_strings = child.num_strings
+    # A device encoder sends round(g · y − o): the symbols the child codes.
+    self.symbol_gain = gain * child.symbol_gain
+
+  @classmethod
+  def layout(cls, stride):
+    raise TypeError("a GainLatentCodec's layout is its child's: give the model the child's "
+                    "class as latent_codec_class")
+
+  def forward(self, y, training, mixed=False):
+    outputs = self.child.forward(self.gain * y, training, mixed)
+    return dict(outputs, y_hat=outputs["y_hat"] * self.inverse_gain)
+
+  def compress(self, y):
+    return self.child.compress(self.gain * y)
+
+  def offset(self):
+    return self.child.offset()
+
+  def compress_symbols(self, symbols):
+    return self.child.compress_symbols(symbols)
+
+  def decompress(self, strings, padded_shape, index_check=bitstream.NO_INDEX_CHECK):
+    return self.child.decompress(strings, padded_shape, index_check) * self.inverse_gain
+
+  def min_payload_bytes(self, padded_shape):
+    return self.child.min_payload_bytes(padded_shape)

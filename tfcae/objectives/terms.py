@@ -29,7 +29,8 @@ from typing import Any, Iterable, Sequence
 import tensorflow as tf
 
 __all__ = ["DISTORTIONS", "MS_SSIM_POWER_FACTORS", "MS_SSIM_FLOOR", "ms_ssim",
-           "StepContext", "LossTerm", "Rate", "Distortion", "TrainingHook", "Objective",
+           "StepContext", "LossTerm", "Rate", "Distortion", "VariableRateDistortion",
+           "TrainingHook", "Objective",
            "BinaryCrossEntropy", "rate_distortion", "ObjectiveEpochCallback"]
 
 DISTORTIONS = ("mse", "ms-ssim", "ssim", "caep-mix")
@@ -238,6 +239,52 @@ class Distortion(LossTerm):
 
   def get_config(self) -> dict[str, Any]:
     return dict(super().get_config(), metric=self.metric)
+
+
+class VariableRateDistortion(Distortion):
+  """The distortion of a variable-rate model (tfcae.models.vbr): each image's D weighted
+  by the λ of the quality it was coded at (the model's forward() gives ctx["quality"], q
+  ∈ [1, K]), λ(q) = λ_min · (λ_max/λ_min)^((q − 1)/(K − 1)): one R + λD per rate point
+  in one batch (Cui et al. 2021; CompressAI's vbr). Logged: the batch's mean D.
+
+  Args:
+    lmbda_min, lmbda_max: λ of quality 1 and of quality K (0 < min < max).
+    rate_points: K ≥ 2.
+    metric: "mse" or "ms-ssim" (a per-image distortion).
+    name: logged as (default: the metric).
+
+  Raises:
+    ValueError: λs out of order, K < 2, or another metric.
+  """
+
+  def __init__(self, lmbda_min: float, lmbda_max: float, rate_points: int,
+               metric: str = "mse", name: str | None = None):
+    if not 0 < lmbda_min < lmbda_max or rate_points < 2:
+      raise ValueError(f"need 0 < lmbda_min < lmbda_max and rate_points >= 2, got "
+                       f"{lmbda_min}, {lmbda_max}, {rate_points}")
+    if metric not in ("mse", "ms-ssim"):
+      raise ValueError(f"a variable-rate distortion is mse or ms-ssim, not {metric!r}")
+    super().__init__(1.0, metric, name)
+    self.lmbda_min, self.lmbda_max = float(lmbda_min), float(lmbda_max)
+    self.rate_points = int(rate_points)
+
+  def lmbda(self, quality: tf.Tensor) -> tf.Tensor:
+    """λ at quality q (float32, any shape)."""
+    t = (tf.cast(quality, tf.float32) - 1.) / (self.rate_points - 1.)
+    return self.lmbda_min * (self.lmbda_max / self.lmbda_min) ** t
+
+  def __call__(self, ctx: StepContext) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    x, x_hat = ctx.x, ctx["x_hat"]
+    if self.metric == "mse":
+      per_image = tf.reduce_mean(tf.math.squared_difference(x, x_hat), axis=[1, 2, 3])
+    else:
+      per_image = 1. - ms_ssim(x, x_hat, 255.)
+    weighted = tf.reduce_mean(self.lmbda(ctx["quality"]) * per_image)
+    return weighted, {self.name: tf.reduce_mean(per_image)}
+
+  def get_config(self) -> dict[str, Any]:
+    return dict(super().get_config(), lmbda_min=self.lmbda_min, lmbda_max=self.lmbda_max,
+                rate_points=self.rate_points)
 
 
 class TrainingHook(tf.Module):

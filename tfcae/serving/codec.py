@@ -30,6 +30,7 @@ from tfcae import TfcaeError
 from tfcae.io import bitstream, safedecode, zoo_index
 from tfcae.io.fileio import atomic_write_bytes, load_rgb_image, save_png
 from tfcae.objectives import metrics
+from tfcae.serving import ratecontrol
 from tfcae.serving.exported import ExportedModel, open_model
 
 __all__ = ["Codec", "graph_error_message", "compress_file", "decompress_file",
@@ -51,6 +52,8 @@ class Codec:
     self.module = self.exported.saved_model()
     self.fingerprint = self.module.fingerprint.numpy()
     self.num_strings = self.exported.num_strings
+    # K of a variable-rate model (qualities [1, K], files of format version 3), else None.
+    self.rate_points = self.exported.rate_points
     layout = self.exported.string_layout
     self.layout = layout if layout is not None and len(layout) == self.num_strings else None
     # A SavedModel with `decompress_limited` has a size-limited, hang-free decoder.
@@ -74,19 +77,58 @@ class Codec:
         tables[kind] = (cdf, safedecode.row_min_bits(cdf))
     return tables
 
-  def compress(self, image: np.ndarray) -> bytes:
+  def compress(self, image: np.ndarray, quality: Optional[float] = None,
+               max_bytes: Optional[int] = None, target_bpp: Optional[float] = None,
+               target_psnr: Optional[float] = None) -> bytes:
     """Codes an image.
 
     Args:
       image: uint8 [H, W, 3].
+      quality: a variable-rate model's quality in [1, K] (recorded in the file to 2^−16).
+      max_bytes, target_bpp, target_psnr: instead of a quality, a target that rate
+        control meets (tfcae.serving.ratecontrol; `compress_to` also says the quality).
 
     Returns:
       The bytes of a tfcae file.
+
+    Raises:
+      TfcaeError: a bad image, a quality or target this model cannot take, or a target
+        that no quality meets.
     """
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-      raise TfcaeError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
+    target = ratecontrol.check_targets(self.rate_points, quality, max_bytes, target_bpp,
+                                       target_psnr)
+    if target not in (None, "quality"):
+      return self.compress_to(image, max_bytes, target_bpp, target_psnr).data
+    image = _checked_image(image)
+    if self.rate_points:
+      return self.module.compress(tf.constant(image), self._quality(quality)).numpy()
     return self.module.compress(tf.constant(image)).numpy()
+
+  def compress_to(self, image: np.ndarray, max_bytes: Optional[int] = None,
+                  target_bpp: Optional[float] = None, target_psnr: Optional[float] = None
+                  ) -> ratecontrol.RateControlResult:
+    """Codes an image at the quality that meets one target (variable-rate models).
+
+    Args:
+      image: uint8 [H, W, 3].
+      max_bytes: the highest quality whose file has at most this many bytes.
+      target_bpp: the same at ⌊bpp · H · W / 8⌋ bytes.
+      target_psnr: the lowest quality whose decoded image reaches this PSNR (dB).
+
+    Returns:
+      The RateControlResult: the file's bytes, its quality, the codings it took.
+
+    Raises:
+      TfcaeError: no or several targets, a fixed-rate model, or a target that no quality
+        meets (nothing is returned).
+    """
+    return ratecontrol.compress_to_target(self, _checked_image(image), max_bytes, target_bpp,
+                                          target_psnr)
+
+  @staticmethod
+  def _quality(quality: float) -> tf.Tensor:
+    # The quality the file records: what the model codes with (it rounds the same way).
+    return tf.constant(bitstream.quantize_quality(quality), tf.float32)
 
   def parse(self, data: bytes, max_pixels: int = bitstream.DEFAULT_MAX_PIXELS
             ) -> bitstream.Bitstream:
@@ -96,6 +138,14 @@ class Codec:
   def check_stream(self, stream: bitstream.Bitstream) -> bitstream.Bitstream:
     """A parsed file is this model's: its fingerprint and number of strings. Returns it."""
     bitstream.check_fingerprint(stream.fingerprint, self.fingerprint)
+    if self.rate_points and stream.version != 3:
+      raise TfcaeError(f"a version-{stream.version} file cannot be a variable-rate model's "
+                       "(version 3)")
+    if not self.rate_points and stream.version == 3:
+      raise TfcaeError("a version-3 file (variable rate) for a model of one rate")
+    if self.rate_points and not 1 <= stream.quality <= self.rate_points:
+      raise TfcaeError(f"corrupted tfcae bitstream (quality {stream.quality:g} outside the "
+                       f"model's range [1, {self.rate_points}])")
     if len(stream.strings) != self.num_strings:
       raise TfcaeError(f"bitstream has {len(stream.strings)} strings, this model writes "
                        f"{self.num_strings}")
@@ -177,9 +227,20 @@ class Codec:
     except tf.errors.OpError as e:  # the in-graph checks, as a last line
       raise TfcaeError(f"cannot decode bitstream: {graph_error_message(e)}") from None
 
-  def estimate_bits(self, image: np.ndarray) -> float:
-    """The entropy model's estimate of the payload of `image` (uint8 [H, W, 3]), in bits."""
+  def estimate_bits(self, image: np.ndarray, quality: Optional[float] = None) -> float:
+    """The entropy model's estimate of the payload of `image` (uint8 [H, W, 3]), in bits
+    (at `quality`, for a variable-rate model)."""
+    ratecontrol.check_targets(self.rate_points, quality)
+    if self.rate_points:
+      return float(self.module.estimate_bits(tf.constant(image), self._quality(quality)))
     return float(self.module.estimate_bits(tf.constant(image)).numpy())
+
+
+def _checked_image(image) -> np.ndarray:
+  image = np.asarray(image)
+  if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+    raise TfcaeError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
+  return image
 
 
 def codec_for_fingerprint(fingerprint: bytes, name: str = "the file") -> Codec:
@@ -213,8 +274,9 @@ def graph_error_message(error):
 
 
 def compress_file(codec, input_path: str, output_path: str,
-                  max_pixels: int = bitstream.DEFAULT_MAX_PIXELS) -> dict:
-  """Compresses an image file to a tfcae file (written atomically).
+                  max_pixels: int = bitstream.DEFAULT_MAX_PIXELS, **target) -> dict:
+  """Compresses an image file to a tfcae file (written atomically; nothing is written
+  when the target cannot be met).
 
   Args:
     codec: a Codec, or anything with its `compress` (a device encoder's host coder).
@@ -222,18 +284,31 @@ def compress_file(codec, input_path: str, output_path: str,
     output_path: the tfcae file to write.
     max_pixels: images over this many pixels (0: no limit) are refused from their header,
       before decoding.
+    **target: a variable-rate model's quality=, or one of max_bytes=, target_bpp=,
+      target_psnr= (Codec.compress_to); those that are None are ignored.
 
   Returns:
-    {"bytes", "bpp", "height", "width", "seconds"}.
+    {"bytes", "bpp", "height", "width", "seconds"}, and "quality" (with "codings") for
+    a variable-rate model.
   """
+  target = {k: v for k, v in target.items() if v is not None}
+  rate_points = getattr(codec, "rate_points", None)
+  ratecontrol.check_targets(rate_points, **target)
   image = load_rgb_image(input_path, max_pixels=max_pixels)
   start = time.perf_counter()
-  data = codec.compress(image)
+  chosen = {}
+  if "quality" in target or not target:
+    data = codec.compress(image, **target)
+    if rate_points:
+      chosen = {"quality": bitstream.quantize_quality(target["quality"]), "codings": 1}
+  else:
+    result = codec.compress_to(image, **target)
+    data, chosen = result.data, {"quality": result.quality, "codings": result.codings}
   seconds = time.perf_counter() - start
   atomic_write_bytes(output_path, data)
   height, width = image.shape[:2]
-  return {"bytes": len(data), "bpp": metrics.bpp(len(data), height, width), "height": height,
-          "width": width, "seconds": seconds}
+  return dict({"bytes": len(data), "bpp": metrics.bpp(len(data), height, width),
+               "height": height, "width": width, "seconds": seconds}, **chosen)
 
 
 def decompress_file(model, input_path: str, output_path: str,

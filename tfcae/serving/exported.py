@@ -152,6 +152,12 @@ class ExportedModel:
     return int(self.info["stride"])
 
   @property
+  def rate_points(self) -> Optional[int]:
+    """K of a variable-rate model (it codes at any quality in [1, K]); None otherwise."""
+    points = self.architecture.get("rate_points")
+    return None if points is None else int(points)
+
+  @property
   def num_strings(self) -> int:
     return int(self.info["num_strings"])
 

@@ -68,8 +68,14 @@ class CoreSettings:
                                       "Singh 2020, 'mixed').", ("noise", "mixed"))
   caep_blocks: int = setting(15, "Bottleneck residual blocks on each side (caep only; widths "
                              "are num_filters/4, /2 and num_filters).", architecture=VALUE)
+  rate_points: int = setting(8, "Rate points K of a variable-rate model (meanscale-vbr only): "
+                             "K gain units, qualities 1..K and anything between.",
+                             architecture=VALUE)
   # Objective.
-  lmbda: float = setting(0.01, "λ in R + λ·D (D is MSE on the 0..255 scale, or 1 − MS-SSIM).")
+  lmbda: float = setting(0.01, "λ in R + λ·D (D is MSE on the 0..255 scale, or 1 − MS-SSIM); "
+                         "for a variable-rate model, the λ of quality 1.")
+  lmbda_max: float = setting(0., "Variable-rate models only: the λ of the highest quality "
+                             "(quality q between has λ log-spaced from --lmbda).")
   distortion: str = setting("mse", "Distortion metric (caep-mix: CAE-ADMM's MS-SSIM + SSIM + "
                            "MSE + PSNR mix, tfcae/objectives/terms.py).",
                            ("mse", "ms-ssim", "ssim", "caep-mix"))
@@ -196,6 +202,16 @@ class TrainConfig(*reversed(settings_classes()), CoreSettings):
       raise ValueError("--time_budget_minutes must be >= 0")
     if self.lmbda <= 0 or self.learning_rate <= 0:
       raise ValueError("--lmbda and --learning_rate must be positive")
+    variable_rate = getattr(_architectures().get(self.architecture), "variable_rate", False) \
+        if self.architecture in _architectures().names() else False
+    if variable_rate and not self.lmbda_max > self.lmbda:
+      raise ValueError(f"--architecture={self.architecture} needs --lmbda_max > --lmbda (the "
+                       "λ of its highest and lowest quality)")
+    if self.lmbda_max and not variable_rate:
+      raise ValueError(f"--lmbda_max applies to variable-rate architectures, not "
+                       f"{self.architecture}")
+    if variable_rate and self.distortion not in ("mse", "ms-ssim"):
+      raise ValueError(f"--architecture={self.architecture} trains on mse or ms-ssim")
     if self.distortion in ("ms-ssim", "caep-mix") and self.patch_size < 176:
       # tf.image.ssim_multiscale needs each side > (11 - 1) * 2**4 = 160 for 5 scales.
       raise ValueError(f"--distortion={self.distortion} needs --patch_size >= 176")

@@ -20,8 +20,9 @@ from tfcae import TfcaeError
 from tfcae.data import images as data
 from tfcae.data import records
 from tfcae.methods import registry as methods
-from tfcae.models import build_model
-from tfcae.objectives.terms import Distortion, ObjectiveEpochCallback, Rate
+from tfcae.models import ARCHITECTURES, build_model
+from tfcae.objectives.terms import (Distortion, ObjectiveEpochCallback, Rate,
+                                     VariableRateDistortion)
 from tfcae.serving import export
 from tfcae.serving.exported import assign_matching
 from tfcae.training.energy import EnergyMeter
@@ -41,7 +42,12 @@ def build_objective(config):
   """The objective for a config: R + λ·D with every enabled method's terms and hooks
   (tfcae.methods.registry.build_objective: a loop over the registered methods; docs/
   design.md, "The objective seam"); models never change."""
-  return methods.build_objective(config, [Rate(), Distortion(config.lmbda, config.distortion)])
+  if getattr(ARCHITECTURES.get(config.architecture), "variable_rate", False):
+    distortion = VariableRateDistortion(config.lmbda, config.lmbda_max, config.rate_points,
+                                        config.distortion)
+  else:
+    distortion = Distortion(config.lmbda, config.distortion)
+  return methods.build_objective(config, [Rate(), distortion])
 
 
 class ProgressSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
@@ -262,6 +268,11 @@ def warm_start(model, source):
     if architecture == _float_hyper_synthesis(model.get_config()):
       _warm_start_integer(model, source, architecture)
       return
+    parts = getattr(type(model), "shared_parts", lambda *_: [])(architecture,
+                                                                 model.get_config())
+    if parts:
+      _warm_start_parts(model, source, architecture, parts)
+      return
     raise TfcaeError(f"--init_from={source} holds a different architecture ({architecture}); "
                      f"this run builds {model.get_config()}")
   if latest is None:
@@ -300,6 +311,18 @@ def _warm_start_integer(model, source, architecture):
   assign_matching(targets, sources, source)
 
 
+def _warm_start_parts(model, source, architecture, parts):
+  """The parts (attributes) that another architecture shares with this one, e.g. a
+  factorized model's transforms in a variable-rate hyperprior; the rest starts fresh."""
+  source_model = build_model(architecture)
+  warm_start(source_model, source)
+  for part in parts:
+    assign_matching(getattr(model, part).variables, getattr(source_model, part).variables,
+                    f"{source}'s {part}")
+  print(f"Initialised {', '.join(parts)} from {source} ({architecture['architecture']})",
+        flush=True)
+
+
 def convert_to_integer_hyper_synthesis(source, calibration_batch):
   """A trained float hyperprior (a run directory or an exported/zoo model) with its
   hyper-synthesis made the integer network, without training: every float weight kept,
@@ -309,9 +332,11 @@ def convert_to_integer_hyper_synthesis(source, calibration_batch):
   compares them). Returns the model, ready to compress and export."""
   from tfcae.io import zoo_index as zoo
   architecture = RunDir(zoo.resolve(source)).architecture()
-  if architecture.get("architecture") != "hyperprior" or architecture.get(
-      "integer_hyper_synthesis"):
-    raise TfcaeError(f"{source}: not a float scale hyperprior ({architecture})")
+  takes = ARCHITECTURES.get(architecture.get("architecture")).settings if (
+      architecture.get("architecture") in ARCHITECTURES.names()) else ()
+  if "integer_hyper_synthesis" not in takes or architecture.get("integer_hyper_synthesis"):
+    raise TfcaeError(f"{source}: not a float hyperprior that takes an integer "
+                     f"hyper-synthesis ({architecture})")
   model = build_model({**architecture, "integer_hyper_synthesis": True})
   warm_start(model, source)
   model.calibrate(tf.convert_to_tensor(calibration_batch, tf.float32))
@@ -574,8 +599,10 @@ def _train(config, model_fn, strategy, run, out, worker, workers):
       state = summary.setdefault("objective_state", {})[item.name] = item.summary(validation)
       for warning in state.get("warnings", []) if chief else []:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-  export.export_model(model, out.path, {"summary": SUMMARY_FILE, "objective": {
-      "lmbda": config.lmbda, "distortion": config.distortion}})
+  objective = {"lmbda": config.lmbda, "distortion": config.distortion}
+  if config.lmbda_max:  # a variable-rate model: λ of quality 1 and of quality K
+    objective["lmbda_max"] = config.lmbda_max
+  export.export_model(model, out.path, {"summary": SUMMARY_FILE, "objective": objective})
   if workers > 1:  # equal on every worker iff the weights and tables are (tests compare)
     print(f"worker {worker} of {workers}: fingerprint {summary['fingerprint']}", flush=True)
   if chief:

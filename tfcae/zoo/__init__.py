@@ -3,6 +3,8 @@
 Layout (CompressAI's zoo, as folders)::
 
   zoo/<family>/<quality>/         saved_model.pb, variables/   the exported SavedModel
+  zoo/<family>/                   (the same)                   a variable-rate family:
+                                                               one model, every quality
                                   tfcae_export.json             architecture, fingerprint
                                   card.json                     the model card
                                   encoder.tflite, encoder_int8.tflite (+ .json)
@@ -17,6 +19,10 @@ is shipped beside it.
   tfcae.zoo.list()                          every shipped model (cards)
   tfcae.zoo.load("factorized", quality=3)   a Codec (compress/decompress bytes)
   tfcae.zoo.load("factorized-msssim", 3)    the MS-SSIM-optimised ladder
+  tfcae.zoo.load("meanscale-vbr")           one variable-rate model: every quality in
+                                            [1, 8], and rate control (compress(image,
+                                            quality=2.7 | max_bytes= | target_bpp= |
+                                            target_psnr=))
   tfcae.zoo.load(..., keras=True)           the Keras model, restored from the SavedModel
   tfcae.serving.open_model("zoo:factorized/3")  the ExportedModel (as every --model flag)
   tfcae.zoo.find(fingerprint)               the zoo model that wrote a file
@@ -55,12 +61,14 @@ def codec_of(data: bytes, name: str = "the file"):
   return Codec(model_of(data, name))
 
 
-def load(family: str, quality: int, keras: bool = False):
+def load(family: str, quality: int | None = None, keras: bool = False):
   """A zoo model, as CompressAI's zoo functions (`bmshj2018_factorized(quality=3)`).
 
   Args:
-    family: the ladder, e.g. "factorized", "factorized-msssim", "factorized-l11".
-    quality: its quality (1 = lowest rate).
+    family: the ladder, e.g. "factorized", "factorized-msssim", "factorized-l11", or a
+      variable-rate family ("meanscale-vbr"), one model whose Codec takes the quality (or
+      a target: `load("meanscale-vbr").compress(image, max_bytes=50_000)`).
+    quality: a ladder's quality (1 = lowest rate); not needed for a variable-rate family.
     keras: return the trainable Keras model instead (weights, coding tables and
       fingerprint of the SavedModel).
 

@@ -37,8 +37,8 @@ from tfcae.serving.exported import (ASSETS_DIR, SAVED_MODEL_FINGERPRINT_FILE, VA
 from tfcae.training.rundir import CONFIG_FILE, RunDir
 
 __all__ = ["ROOT", "TRAIN_DATA", "Ladder", "LADDERS", "for_this_cpu", "run_dir", "train_command",
-           "train", "folder_bytes", "shown_command", "publish", "publish_ladder", "refresh",
-           "card_table"]
+           "train", "folder_bytes", "reexport_into", "shown_command", "publish", "publish_ladder",
+           "refresh", "card_table"]
 
 # tfcae/zoo/ladder.py -> the repository
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -284,7 +284,7 @@ def folder_bytes(path: str) -> int:
   return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
-def _reexport(model_dir, folder):
+def reexport_into(model_dir: str, folder: str) -> None:
   """A zoo folder's SavedModel, export info and training config, from a run or a zoo
   folder, with the current serving graph (export.reexport); not TF's fingerprint.pb nor
   the empty assets/ a SavedModel gets, which nothing here reads."""
@@ -348,7 +348,7 @@ def publish(model_dir: str, architecture: str, quality: int, images: Sequence[st
   # The SavedModel only (its variables are the weights); no checkpoints, logs or slots.
   # Written again with the current serving graph (same weights, tables and fingerprint),
   # so every zoo model has the bounded decoder, whichever version of the code trained it.
-  _reexport(run.path, staging)
+  reexport_into(run.path, staging)
   records = evaluation.evaluate_codec(Codec(staging), images, progress=progress)
   mean = lambda k: float(sum(r[k] for r in records) / len(records))
   report = accounting.analyze(ExportedModel(staging).restore_keras(for_compression=False))
@@ -477,7 +477,7 @@ def refresh(path: str, image: str) -> dict[str, Any]:
   old = tf.saved_model.load(path)
   staging = path.rstrip(os.sep) + ".tmp"
   shutil.rmtree(staging, ignore_errors=True)
-  _reexport(path, staging)
+  reexport_into(path, staging)
   if _same_values(path, staging):
     for name in os.listdir(os.path.join(path, VARIABLES_DIR)):
       shutil.copy2(os.path.join(path, VARIABLES_DIR, name), os.path.join(staging, VARIABLES_DIR))
@@ -485,13 +485,15 @@ def refresh(path: str, image: str) -> dict[str, Any]:
     if name.endswith(DEVICE_ENCODER_SUFFIXES):
       shutil.copy2(os.path.join(path, name), staging)
   new = tf.saved_model.load(staging)
-  data = old.compress(pixels).numpy()
-  if new.compress(pixels).numpy() != data or not np.array_equal(
+  with open(os.path.join(path, zoo.CARD), encoding="utf-8") as f:
+    card = json.load(f)
+  # A variable-rate model codes at a quality: a non-integer one, between rate points.
+  inputs = (pixels,) + ((tf.constant(1.5),) if card.get("rate_points") else ())
+  data = old.compress(*inputs).numpy()
+  if new.compress(*inputs).numpy() != data or not np.array_equal(
       new.decompress(data).numpy(), old.decompress(data).numpy()):
     shutil.rmtree(staging)
     raise TfcaeError(f"{path}: the re-exported model codes {image} differently; kept the old")
-  with open(os.path.join(path, zoo.CARD), encoding="utf-8") as f:
-    card = json.load(f)
   card["bytes"] = folder_bytes(staging)  # as publish counts: all but the card
   card["exported"] = datetime.date.today().isoformat()
   atomic_write_json(os.path.join(staging, zoo.CARD), card)
@@ -516,6 +518,15 @@ def card_table(cards: Iterable[dict[str, Any]]) -> str:
            "kMAC/px | MB | fingerprint |", "|---|---|---|---|---|---|---|---|---|---|"]
   for c in cards:
     t, k, m = c["training"], c["kodak"], c["macs_per_pixel"]
+    if c.get("rate_points"):  # a variable-rate model: its range, quality 1 to K
+      lines.append(f"| {c['name']} (q 1-{c['rate_points']}) | {c['lmbda'][0]}-{c['lmbda'][1]} | "
+                   f"{t['steps']} | {(t['cpu_seconds'] or 0) / 60:.0f} | "
+                   f"{k['bpp'][0]:.3f}-{k['bpp'][-1]:.3f} | "
+                   f"{k['psnr-rgb'][0]:.2f}-{k['psnr-rgb'][-1]:.2f} | "
+                   f"{k['ms-ssim-rgb'][0]:.4f}-{k['ms-ssim-rgb'][-1]:.4f} | "
+                   f"{m['encoder'] / 1e3:.1f} / {m['decoder'] / 1e3:.1f} | "
+                   f"{c['bytes'] / 1e6:.1f} | `{c['fingerprint']}` |")
+      continue
     lines.append(f"| {c['name']} | {c['lmbda']} | {t['steps']} | "
                  f"{(t['cpu_seconds'] or 0) / 60:.0f} | {k['bpp']:.3f} | {k['psnr-rgb']:.2f} | "
                  f"{k['ms-ssim-rgb']:.4f} | {m.get('encoder_reduced', m['encoder']) / 1e3:.1f} / "
