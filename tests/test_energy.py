@@ -1,10 +1,12 @@
 """tfcae.training.energy: kWh and CO₂ with codecarbon offline, and a run that goes on where
 nothing can be measured (one warning line, the reason in the summary)."""
+import os
 import sys
 import time
 
 import pytest
 
+from conftest import SAMPLE_EVAL
 from tfcae.training.energy import EnergyMeter, power_source
 
 
@@ -42,3 +44,31 @@ def test_disabled_measures_nothing_quietly(capsys):
     pass
   assert meter.summary()["measured"] is False and "disabled" in meter.summary()["reason"]
   assert capsys.readouterr().err == ""
+
+
+def test_evaluate_gives_encoder_joules_per_image(factorized_dir, monkeypatch):
+  """Encoder joules = the image's encoding time × the CPU power measured over the run."""
+  from tfcae.evaluation import rd
+
+  class FixedPower:
+    def __init__(self, enabled=True, **_):
+      self.enabled = enabled
+
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *exc):
+      pass
+
+    def summary(self):
+      return ({"measured": True, "cpu_power_w": 12.5, "power_source": "test"} if self.enabled
+              else {"measured": False, "reason": "disabled"})
+
+  monkeypatch.setattr(rd, "EnergyMeter", FixedPower)
+  image = os.path.join(SAMPLE_EVAL, "kodim23.png")
+  results = rd.evaluate_model_dirs([factorized_dir], [image], progress=False, energy=True)
+  (record,) = results["points"][0]["images"]
+  assert record["encoder_joules"] == pytest.approx(record["encoding_time"] * 12.5)
+  assert results["energy"]["cpu_power_w"] == 12.5
+  plain = rd.evaluate_model_dirs([factorized_dir], [image], progress=False)
+  assert "encoder_joules" not in plain["points"][0]["images"][0] and "energy" not in plain

@@ -20,28 +20,42 @@ IMAGE = os.path.join(SAMPLE_EVAL, "kodim23.png")
 SHIPPED = zoo.list() if not os.environ.get("TFCAE_ZOO") else []
 QUALITIES = {}  # family: its ladder's qualities
 for _card in SHIPPED:
-  QUALITIES.setdefault(_card["family"], []).append(_card["quality"])
+  QUALITIES.setdefault(_card["family"], []).append(_card.get("quality") or 0)
 # The default tier checks the first model of each family in process; the slow tier all.
-IN_PROCESS = tiered(SHIPPED, *[c for c in SHIPPED if c["quality"] == min(QUALITIES[c["family"]])])
+IN_PROCESS = tiered(SHIPPED, *[c for c in SHIPPED
+                               if (c.get("quality") or 0) == min(QUALITIES[c["family"]])])
 # The two-process checks (CLI, oneDNN on/off) run on the ends of each ladder: the models
 # share one code path and differ in their weights and tables, which the in-process test
 # checks for every model; the ends span the smallest and the largest tables.
 ENDS = [c for c in SHIPPED
-        if c["quality"] in (min(QUALITIES[c["family"]]), max(QUALITIES[c["family"]]))]
+        if (c.get("quality") or 0) in (min(QUALITIES[c["family"]]), max(QUALITIES[c["family"]]))]
+# What a variable-rate model (one folder, every quality) codes the checks at: between rate
+# points, where its gains are interpolated.
+VARIABLE_QUALITY = 2.5
+
+
+def coding(card):
+  """The quality argument of a zoo model's compress: none for a model of one rate."""
+  return {"quality": VARIABLE_QUALITY} if card.get("rate_points") else {}
 
 
 def test_the_zoo_ships_a_ladder():
   if os.environ.get("TFCAE_ZOO"):
     pytest.skip("TFCAE_ZOO points elsewhere")
   assert len([c for c in SHIPPED if c["family"] == "factorized"]) >= 6
-  # Every dense family is a ladder (≥ 6 λ); sparse families take some of a ladder's.
+  # Every dense family is a ladder (≥ 6 λ); sparse families take some of a ladder's; a
+  # variable-rate family is one model for at least 8 rate points.
   for family in {c["family"] for c in SHIPPED} - set(SPARSE_FAMILIES):
     cards = [c for c in SHIPPED if c["family"] == family]
+    if cards[0].get("rate_points"):
+      assert len(cards) == 1 and cards[0]["rate_points"] >= 8
+      assert len(cards[0]["kodak"]["quality"]) == cards[0]["rate_points"]
+      continue
     assert len(cards) >= 6 and len({c["lmbda"] for c in cards}) == len(cards)
     assert len({c["distortion"] for c in cards}) == 1
 
 
-def check_decodes_across_onednn(model_dir, tmp_path, same_bytes=True):
+def check_decodes_across_onednn(model_dir, tmp_path, same_bytes=True, quality=None):
   """A file written with oneDNN on decodes with it off and the other way round, to pixels
   within ±1, and (same_bytes) the bytes written do not depend on the setting. A float
   encoder guarantees no such thing: another summation order can flip the rounding of a
@@ -49,7 +63,7 @@ def check_decodes_across_onednn(model_dir, tmp_path, same_bytes=True):
   still decodes across."""
   for write in (0, 1):
     (record,) = crossplatform.cross_check(model_dir, [IMAGE], str(tmp_path / f"w{write}"),
-                                          write=write, read=1 - write)
+                                          write=write, read=1 - write, quality=quality)
     assert record["bytes_equal"] or not same_bytes
     assert record["status"] == "ok", record
 
@@ -60,14 +74,14 @@ def test_shipped_model_round_trips_and_matches_its_card(card):
   SavedModel signatures round-trip the image (the CLI's part is the slow tier's, below:
   two fresh processes per model; tests/test_zoo.py runs the CLI on a tiny zoo)."""
   folder = card["path"]
-  codec = zoo.load(card["family"], card["quality"])
+  codec = zoo.load(card["family"], card.get("quality"))
   assert os.path.samefile(codec.model_dir, folder)
   assert codec.fingerprint.hex() == card["fingerprint"]
   with open(os.path.join(folder, "tfcae_export.json")) as f:
     assert json.load(f)["fingerprint"] == card["fingerprint"]
   assert os.path.samefile(zoo.find(bytes.fromhex(card["fingerprint"])), folder)
-  data = codec.compress(sample_image())
-  assert codec.compress(sample_image()) == data  # deterministic
+  data = codec.compress(sample_image(), **coding(card))
+  assert codec.compress(sample_image(), **coding(card)) == data  # deterministic
   stream = codec.parse(data)
   assert (stream.height, stream.width) == sample_image().shape[:2]
   from tfcae.objectives import metrics
@@ -82,10 +96,12 @@ def test_shipped_model_round_trips_through_the_cli(card, tmp_path):
   finds the model by the file's fingerprint and writes the signature's pixels."""
   codec = Codec(card["path"])
   out = tmp_path / "x.tfcae"
-  r = run_tool("compress", f"--model={card['family']}", f"--quality={card['quality']}",
+  quality = card.get("quality") or VARIABLE_QUALITY
+  r = run_tool("compress", f"--model={card['family']}", f"--quality={quality}",
                f"--input={IMAGE}", f"--output={out}")
   assert r.returncode == 0, r.stderr
-  assert out.read_bytes() == codec.compress(sample_image())  # CLI = signature, bit for bit
+  # CLI = signature, bit for bit.
+  assert out.read_bytes() == codec.compress(sample_image(), **coding(card))
   r = run_tool("decompress", f"--input={out}", f"--output={tmp_path / 'x.png'}")
   assert r.returncode == 0, r.stderr
   from tfcae.io.fileio import load_rgb_image
@@ -97,7 +113,8 @@ def test_shipped_model_round_trips_through_the_cli(card, tmp_path):
 @pytest.mark.parametrize("card", ENDS, ids=[c["name"] for c in ENDS])
 def test_shipped_model_decodes_across_onednn(card, tmp_path):
   check_decodes_across_onednn(card["path"], tmp_path,
-                              same_bytes=card["family"] not in SPARSE_FAMILIES)
+                              same_bytes=card["family"] not in SPARSE_FAMILIES,
+                              quality=coding(card).get("quality"))
 
 
 def test_zoo_fits_its_budget():
@@ -148,7 +165,7 @@ def test_sparse_device_encoders_write_files_the_zoo_model_decodes(card):
   of places)."""
   from tfcae.deploy.hostcoding import HostCoder
   from tfcae.objectives import metrics
-  codec = zoo.load(card["family"], card["quality"])
+  codec = zoo.load(card["family"], card.get("quality"))
   image = sample_image()
   reference = codec.decompress(codec.compress(image))
   for name in TFLITE_FILES:

@@ -34,6 +34,9 @@ flags.DEFINE_string("images", None, "Images: folder, glob or comma list.")
 flags.DEFINE_string("output", None, "Results JSON (CompressAI layout).")
 flags.DEFINE_string("name", "tfcae", "Name recorded in the JSON (legend of plots).")
 flags.DEFINE_string("description", "", "Free-text description recorded in the JSON.")
+flags.DEFINE_enum("energy", "auto", ["auto", "off"], "Encoder joules per image: the encoding "
+                  "time × the CPU power codecarbon measures over the run (offline; auto: when "
+                  "it can, with one warning line where it cannot).")
 flags.mark_flags_as_required(["images", "output"])
 FLAGS = flags.FLAGS
 
@@ -62,15 +65,20 @@ def main():
     qualities = None
   results = evaluation.evaluate_model_dirs(model_dirs, paths, FLAGS.name,
                                            FLAGS.description, progress=sys.stderr.isatty(),
-                                           qualities=qualities, target_bpps=target_bpps)
+                                           qualities=qualities, target_bpps=target_bpps,
+                                           energy=FLAGS.energy == "auto")
   write_results(FLAGS.output, results)
   r = results["results"]
+  joules = "encoder_joules" in r
   print(f"{'model':40s} {'bpp':>7s} {'est.bpp':>7s} {'PSNR':>6s} {'MS-SSIM':>8s} "
-        f"{'enc s':>6s} {'dec s':>6s}")
+        f"{'enc s':>6s} {'dec s':>6s}" + (f" {'enc J':>6s}" if joules else ""))
   for i, point in enumerate(results["points"]):
     print(f"{point['label'][-40:]:40s} {r['bpp'][i]:7.4f} {r['estimated_bpp'][i]:7.4f} "
           f"{r['psnr-rgb'][i]:6.2f} {r['ms-ssim-rgb'][i]:8.5f} {r['encoding_time'][i]:6.3f} "
-          f"{r['decoding_time'][i]:6.3f}")
+          f"{r['decoding_time'][i]:6.3f}" + (f" {r['encoder_joules'][i]:6.2f}" if joules else ""))
+  if joules:
+    print(f"encoder joules: encoding time × {results['energy']['cpu_power_w']:.1f} W CPU "
+          f"({results['energy']['power_source']})")
   print(f"wrote {FLAGS.output}")
 
 

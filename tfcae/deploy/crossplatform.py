@@ -28,9 +28,11 @@ __all__ = ["compress_under", "decompress_under", "cross_check"]
 
 _PRELUDE = ("import sys, numpy as np, tensorflow as tf, tensorflow_compression\n"
             "from PIL import Image\nm = tf.saved_model.load(sys.argv[1])\n")
-_COMPRESS = ("for src, dst in zip(sys.argv[2::2], sys.argv[3::2]):\n"
+# argv: model, quality ("" for a model of one rate), then (image, output) pairs.
+_COMPRESS = ("q = () if not sys.argv[2] else (tf.constant(float(sys.argv[2])),)\n"
+             "for src, dst in zip(sys.argv[3::2], sys.argv[4::2]):\n"
              "  x = np.asarray(Image.open(src).convert('RGB'))\n"
-             "  open(dst, 'wb').write(m.compress(tf.constant(x)).numpy())\n")
+             "  open(dst, 'wb').write(m.compress(tf.constant(x), *q).numpy())\n")
 _DECOMPRESS = ("data = open(sys.argv[2], 'rb').read()\n"
                "np.save(sys.argv[3], m.decompress(tf.constant(data)).numpy())\n")
 
@@ -41,10 +43,11 @@ def _run(code, onednn, args, timeout):
                         capture_output=True, text=True, timeout=timeout)
 
 
-def compress_under(model_dir, onednn, images, outputs, timeout=1800):
-  """Writes outputs[i] = the SavedModel's file of images[i], in one process whose oneDNN
-  setting is `onednn`."""
-  args = [model_dir] + [p for pair in zip(images, outputs) for p in pair]
+def compress_under(model_dir, onednn, images, outputs, timeout=1800, quality=None):
+  """Writes outputs[i] = the SavedModel's file of images[i] (at `quality`, for a
+  variable-rate model), in one process whose oneDNN setting is `onednn`."""
+  args = [model_dir, "" if quality is None else repr(float(quality))] + [
+      p for pair in zip(images, outputs) for p in pair]
   result = _run(_COMPRESS, onednn, args, timeout)
   if result.returncode:
     raise RuntimeError(f"compress under oneDNN={onednn} failed: {result.stderr[-500:]}")
@@ -66,17 +69,18 @@ def decompress_under(model_dir, onednn, path, output_npy, timeout=300):
 
 
 def cross_check(model_dir, images, work_dir, write=1, read=0, as_version_1=False,
-                timeout=300, log=None):
+                timeout=300, log=None, quality=None):
   """Writes every image under oneDNN=`write`, decodes each file under `read` and under
   `write` (the reference), and classifies the cross decode (see the module docstring).
   as_version_1: strip the index check first (what files were before format version 2).
+  quality: the quality a variable-rate model codes at.
   Returns one record per image: image, status, bytes_equal (the file written under `read`
   is the same), max_abs_diff, psnr (same-kernel decode) and cross_psnr, message."""
   os.makedirs(work_dir, exist_ok=True)
   names = [os.path.splitext(os.path.basename(p))[0] for p in images]
   files = {o: [os.path.join(work_dir, f"{n}.w{o}.tfcae") for n in names] for o in (write, read)}
   for o in files:
-    compress_under(model_dir, o, images, files[o])
+    compress_under(model_dir, o, images, files[o], quality=quality)
   records = []
   for i, name in enumerate(names):
     path = files[write][i]

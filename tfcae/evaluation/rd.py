@@ -5,6 +5,9 @@ For every image: compress with the exported model, decompress the bytes, and mea
   estimated_bpp  the entropy model's estimate for the same rounded latents
   psnr-rgb, ms-ssim-rgb on the 8-bit RGB reconstruction (tfcae.objectives.metrics)
   encoding_time, decoding_time  seconds per call (tfcae.deploy.timing), after one warm-up call
+  encoder_joules  with `energy`: encoding_time × the CPU power codecarbon measured over the
+                 evaluation (offline; RAPL counters or its load × TDP estimate), the unit
+                 of the green-AI literature
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import Any, Sequence
 
 from tfcae import TfcaeError
 from tfcae.serving.codec import Codec
+from tfcae.training.energy import EnergyMeter
 from tfcae.deploy.timing import timed
 from tfcae.evaluation.results import make_results
 from tfcae.io import bitstream
@@ -102,7 +106,8 @@ def operating_points(codec: Codec, qualities: Sequence[float] | None = None,
 def evaluate_model_dirs(model_dirs: Sequence[str], image_paths: Sequence[str],
                         name: str = "tfcae", description: str = "",
                         progress: bool = True, qualities: Sequence[float] | None = None,
-                        target_bpps: Sequence[float] | None = None) -> dict[str, Any]:
+                        target_bpps: Sequence[float] | None = None,
+                        energy: bool = False) -> dict[str, Any]:
   """Evaluates each exported model directory as one operating point of a curve (a
   variable-rate model as one point per quality or target rate: operating_points).
 
@@ -113,6 +118,8 @@ def evaluate_model_dirs(model_dirs: Sequence[str], image_paths: Sequence[str],
     description: free text; default: the model directories and the number of images.
     progress: whether to show a progress bar per model.
     qualities, target_bpps: a variable-rate model's points (operating_points).
+    energy: measure the CPU power (tfcae.training.energy.EnergyMeter) and give each image
+      its encoder_joules; the results' "energy" holds what was measured.
 
   Returns:
     A results dict in CompressAI's layout (tfcae.evaluation.results.make_results), one
@@ -125,12 +132,21 @@ def evaluate_model_dirs(model_dirs: Sequence[str], image_paths: Sequence[str],
   if not image_paths:
     raise ValueError("no images to evaluate")
   points = []
-  for model_dir in model_dirs:
-    codec = Codec(model_dir)
-    for setting in operating_points(codec, qualities, target_bpps):
-      label = model_dir + "".join(
-          f"@q{v:g}" if k == "quality" else f"@{v:g}bpp" for k, v in setting.items())
-      points.append((label, evaluate_codec(codec, image_paths, progress, **setting)))
+  with EnergyMeter(enabled=energy) as meter:
+    for model_dir in model_dirs:
+      codec = Codec(model_dir)
+      for setting in operating_points(codec, qualities, target_bpps):
+        label = model_dir + "".join(
+            f"@q{v:g}" if k == "quality" else f"@{v:g}bpp" for k, v in setting.items())
+        points.append((label, evaluate_codec(codec, image_paths, progress, **setting)))
+  measured = meter.summary()
+  if measured.get("measured"):
+    for _, records in points:
+      for record in records:
+        record["encoder_joules"] = record["encoding_time"] * measured["cpu_power_w"]
   description = description or (f"tfcae models {', '.join(model_dirs)} on "
                                 f"{len(image_paths)} images")
-  return make_results(name, description, points)
+  results = make_results(name, description, points)
+  if energy:
+    results["energy"] = measured
+  return results

@@ -89,6 +89,10 @@ class HyperpriorModel(CompressionModel):
   outputs_per_latent = 1
   # A sub-class that creates more weights in its own __init__ builds the model itself.
   deferred_build = False
+  # Whether the hyper-analysis sees y (Minnen et al.'s mean-scale model) or |y| (Ballé et
+  # al. 2018's scale hyperprior). The mean-scale model here has seen |y| since it was
+  # added, and its trained models keep encoding the way they were trained.
+  signed_side_information = False
 
   def __init__(self, num_filters=128, latent_channels=None, hyper_filters=None,
                gdn="simplified", integer_hyper_synthesis=False, objective=None, **kwargs):
@@ -145,7 +149,8 @@ class HyperpriorModel(CompressionModel):
         GaussianConditionalLatentCodec(latent_model, self.latent_stride, self.latent_channels),
         FactorizedLatentCodec(side_model, self.stride, self.hyper_filters),
         self.hyper_analysis_transform, self.hyper_synthesis_transform,
-        integer=self.integer_hyper_synthesis, mean=self.outputs_per_latent == 2)
+        integer=self.integer_hyper_synthesis, mean=self.outputs_per_latent == 2,
+        signed=self.signed_side_information)
 
   def hyper_transforms(self):
     return self.hyper_analysis_transform, self.hyper_synthesis_transform
@@ -162,7 +167,7 @@ class HyperpriorModel(CompressionModel):
   def calibrate(self, x):
     if self.integer_hyper_synthesis:
       codec = self.latent_codec()
-      z = self.hyper_analysis_transform(abs(self.calibration_latents(x)))
+      z = codec.side_information(self.calibration_latents(x))
       offset = codec.side_offset()
       self.hyper_synthesis_transform.calibrate(codec.side_model.quantize(z) - offset, offset)
 

@@ -214,16 +214,22 @@ class HyperpriorLatentCodec(LatentCodec):
 
   integer: the hyper-synthesis is tfcae.models.integer's (Ballé et al. 2019), run on its
   frozen integers in coding, so that every platform derives the same table indices.
+  signed: the hyper-analysis sees y itself rather than |y| (side_information).
   """
 
   num_strings = 2  # latents y, then side information z
 
   def __init__(self, y_codec, z_codec, hyper_analysis, hyper_synthesis, integer=False,
-               mean=False):
+               mean=False, signed=False):
     super().__init__(y_codec.stride, y_codec.channels)
     self.y_codec, self.z_codec = y_codec, z_codec
     self.hyper_analysis, self.hyper_synthesis = hyper_analysis, hyper_synthesis
-    self.integer, self.mean = bool(integer), bool(mean)
+    self.integer, self.mean, self.signed = bool(integer), bool(mean), bool(signed)
+
+  def side_information(self, y):
+    """z = h_a(|y|) (Ballé et al. 2018), or h_a(y) when `signed` (Minnen et al. 2018's
+    mean-scale model: a mean cannot be predicted from magnitudes)."""
+    return self.hyper_analysis(y if self.signed else abs(y))
 
   @classmethod
   def layout(cls, stride):
@@ -260,7 +266,7 @@ class HyperpriorLatentCodec(LatentCodec):
     return (None if mean is None else tf.cast(mean, tf.float32)), tf.cast(indexes, tf.float32)
 
   def forward(self, y, training, mixed=False):
-    z = tf.cast(self.hyper_analysis(abs(y)), tf.float32)
+    z = tf.cast(self.side_information(y), tf.float32)
     # Rate on noise, the decoders on rounded values when mixed (Minnen & Singh 2020); an
     # integer hyper-synthesis sees the integer symbols it will see in coding.
     side = self.z_codec.forward(z, training, mixed or self.integer)
@@ -279,7 +285,7 @@ class HyperpriorLatentCodec(LatentCodec):
     return strings, self.index_check(indexes)
 
   def compress(self, y):
-    return self._code(y, self.hyper_analysis(abs(y)))
+    return self._code(y, self.side_information(y))
 
   def offset(self):
     # The device sends round(y): the scale hyperprior codes round(y − loc) with loc = 0,
@@ -295,7 +301,7 @@ class HyperpriorLatentCodec(LatentCodec):
     # codes round(ŷ − μ) and the decoder gets round(ŷ − μ) + μ, within 0.5 of ŷ: a second
     # rounding (latent error variance 1/6 instead of 1/12), the price of a device that
     # runs only the analysis transform (docs/results.md measures it).
-    return self._code(y_hat, self.hyper_analysis(abs(y_hat)))
+    return self._code(y_hat, self.side_information(y_hat))
 
   def decompress(self, strings, padded_shape, index_check=bitstream.NO_INDEX_CHECK):
     z_hat = self.z_codec.decompress(strings[1:], padded_shape)

@@ -7,7 +7,7 @@ tfcae.models.hyperprior) on Ballé et al. (2017)'s transforms (a 9×9 stride-4 a
 stride-2 convolutions with GDN: tfcae.models.factorized's, so a trained factorized model
 warm-starts it), with K rate points. Rate point k has a learned per-channel gain g_k and
 inverse gain g'_k (Cui et al.'s gain and inverse-gain units, eq. 4-5): the latents are
-coded as g_k ⊙ y, the side information z = h_a(|g_k ⊙ y|) and the means and scales it
+coded as g_k ⊙ y, the side information z = h_a(g_k ⊙ y) and the means and scales it
 predicts adapt to the rate through what they see, and the synthesis decodes g'_k ⊙ ŷ.
 
 Quality q ∈ [1, K] is continuous: between rate points k and k+1 the gains are
@@ -65,6 +65,7 @@ class VariableRateMeanScaleModel(MeanScaleHyperpriorModel):
 
   architecture = "meanscale-vbr"
   variable_rate = True
+  signed_side_information = True  # z = h_a(g ⊙ y): the means need the signs
   deferred_build = True
 
   def __init__(self, num_filters=128, latent_channels=None, hyper_filters=None,
