@@ -7,8 +7,9 @@ without any other edit.
   more serving signature (an added input), and is exported, compressed and decompressed
   through tfcae.serving and converted to a TFLite encoder through the device seam, whose
   symbols host coding turns into the server's bytes.
-- Its latent codec (GainLatentCodec) composes: it owns a FactorizedLatentCodec and codes
-  g·y with it, so its layout, bounds and strings are the child's.
+- Its latent codec composes: tfcae's GainLatentCodec (a gain unit, the variable-rate
+  model's) owns a FactorizedLatentCodec and codes g·y with it, so its layout, bounds and
+  strings are the child's.
 - The device target ("tf-encoder") is one class registered in DEVICE_TARGETS: the encoder
   as a SavedModel folder; host coding takes it as it takes TFLite's.
 """
@@ -26,44 +27,10 @@ from tfcae.deploy.hostcoding import HostCoder
 from tfcae.io import bitstream
 from tfcae.models import ARCHITECTURES, build_model
 from tfcae.models.base import CompressionModel
-from tfcae.models.latent_codecs import FactorizedLatentCodec, LatentCodec
+from tfcae.models.latent_codecs import FactorizedLatentCodec, GainLatentCodec
 from tfcae.serving import open_model
 from tfcae.serving.codec import Codec, decompress_file
 from tfcae.serving.export import export_model
-
-
-# --- recipe: a latent codec that owns another ------------------------------------------
-class GainLatentCodec(LatentCodec):
-  """Codes g·y with a child codec and returns ŷ/g: a fixed gain in front of any codec."""
-
-  def __init__(self, child, gain):
-    super().__init__(child.stride, child.channels)
-    self.child, self.gain = child, float(gain)
-    self.num_strings = child.num_strings
-    self.symbol_gain = self.gain * child.symbol_gain  # what a device encoder must scale by
-
-  @classmethod
-  def layout(cls, stride):
-    return FactorizedLatentCodec.layout(stride)
-
-  def forward(self, y, training, mixed=False):
-    outputs = self.child.forward(self.gain * y, training, mixed)
-    return dict(outputs, y_hat=outputs["y_hat"] / self.gain)
-
-  def compress(self, y):
-    return self.child.compress(self.gain * y)
-
-  def offset(self):
-    return self.child.offset()
-
-  def compress_symbols(self, symbols):
-    return self.child.compress_symbols(symbols)
-
-  def decompress(self, strings, padded_shape, index_check=bitstream.NO_INDEX_CHECK):
-    return self.child.decompress(strings, padded_shape, index_check) / self.gain
-
-  def min_payload_bytes(self, padded_shape):
-    return self.child.min_payload_bytes(padded_shape)
 
 
 # --- recipe: an architecture -----------------------------------------------------------
@@ -72,7 +39,7 @@ class TinyGainModel(CompressionModel):
 
   architecture = "tiny-gain"
   stride = 4
-  latent_codec_class = GainLatentCodec
+  latent_codec_class = FactorizedLatentCodec  # the strings are the gain codec's child's
   SIGNATURES = dict(CompressionModel.SIGNATURES, latent_energy="energy")
 
   def __init__(self, num_filters=4, objective=None, **kwargs):
@@ -104,7 +71,8 @@ class TinyGainModel(CompressionModel):
   def latent_codec(self):
     (entropy_model,) = self.entropy_models()
     return GainLatentCodec(FactorizedLatentCodec(entropy_model, self.stride,
-                                                 self.latent_channels), gain=2.)
+                                                 self.latent_channels),
+                           gain=tf.constant(2.), inverse_gain=tf.constant(.5))
 
   # The added input: a signature with two inputs, declared above and nowhere else.
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image"),

@@ -280,10 +280,13 @@ class CompressionModel(ObjectiveModel):
   def _decompress(self, data, max_pixels):
     height, width, strings, index_check = bitstream.parse_tf(data, self.fingerprint,
                                                              self.num_strings, max_pixels)
+    return self._decode_strings(self.latent_codec(), height, width, strings, index_check)
+
+  def _decode_strings(self, codec, height, width, strings, index_check):
+    """The image of a parsed file's strings, decoded by `codec`."""
     padded_shape = self.padded_shape(height, width)
     # Before any latent tensor exists: a payload shorter than the tables allow for this
     # many symbols cannot be the image the header claims (tfcae.io.safedecode).
-    codec = self.latent_codec()
     minimum = codec.min_payload_bytes(padded_shape)
     checks = bitstream.require_in_order([
         (tf.cast(tf.strings.length(string), tf.int64) >= least, safedecode.TOO_SHORT)

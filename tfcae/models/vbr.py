@@ -23,7 +23,7 @@ import math
 
 import tensorflow as tf
 
-from tfcae.io import bitstream, safedecode
+from tfcae.io import bitstream
 from tfcae.models import factorized
 from tfcae.models.base import edge_pad
 from tfcae.models.hyperprior import MeanScaleHyperpriorModel
@@ -177,15 +177,8 @@ class VariableRateMeanScaleModel(MeanScaleHyperpriorModel):
   def _decompress(self, data, max_pixels):
     height, width, strings, index_check, quality = bitstream.parse_variable_rate_tf(
         data, self.fingerprint, self.num_strings, self.rate_points, max_pixels)
-    padded_shape = self.padded_shape(height, width)
-    codec = self.latent_codec(quality)
-    checks = bitstream.require_in_order([
-        (tf.cast(tf.strings.length(string), tf.int64) >= least, safedecode.TOO_SHORT)
-        for string, least in zip(strings, codec.min_payload_bytes(padded_shape))])
-    with tf.control_dependencies(checks):
-      y_hat = codec.decompress([tf.identity(s) for s in strings], padded_shape, index_check)
-      x_hat = self.decode(y_hat)
-    return tf.saturate_cast(tf.round(x_hat[0, :height, :width]), tf.uint8)
+    return self._decode_strings(self.latent_codec(quality), height, width, strings,
+                                index_check)
 
   @tf.function(input_signature=[tf.TensorSpec([1, None, None, None], tf.int32, name="symbols"),
                                 tf.TensorSpec([], tf.int32, name="height"),
