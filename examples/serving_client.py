@@ -2,7 +2,7 @@
 """A minimal client of an exported tfcae SavedModel: needs only TensorFlow, TFC, Pillow.
 
   python examples/serving_client.py runs/quickstart data/sample/eval/kodim23.png out.png
-  python examples/serving_client.py zoo/meanscale-vbr photo.png out.png 2.7  # a quality
+  python examples/serving_client.py runs/zoo/meanscale-vbr photo.png out.png 2.7  # a quality
 
 Compresses the image with the `compress` signature, writes the .tfcae file next to the
 output, decodes it with `decompress` and prints the rate and the entropy model's estimate.

@@ -59,7 +59,7 @@ def main():
   else:
     if target_bpps:
       raise TfcaeError("--target_bpp goes with one variable-rate model (e.g. "
-                       "--model=meanscale-vbr)")
+                       "--model_dir=DIR of a meanscale-vbr run)")
     model_dirs = (cli.resolve_models(FLAGS.model, FLAGS.quality) if FLAGS.model
                   else [zoo_index.resolve(d) for d in FLAGS.model_dir])
     qualities = None

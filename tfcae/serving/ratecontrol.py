@@ -30,8 +30,9 @@ from tfcae.objectives import metrics
 __all__ = ["QUALITY_STEPS", "RateControlResult", "highest_quality", "lowest_quality",
            "check_targets", "compress_to_target"]
 
-# Bisection steps over [1, K]: (K − 1) / 2^14 < 0.001 in quality, ≪ 1 % in rate.
-QUALITY_STEPS = 14
+# Bisection steps of the estimate over [1, K]: (K − 1) / 2^8 ≈ 0.03 in quality for K = 8,
+# within the real-file bracket (BRACKET) that decides.
+QUALITY_STEPS = 8
 # The real-file bisection of a size target: ±BRACKET around the estimate's quality, in
 # REAL_STEPS steps (0.25 / 2^5 ≈ 0.008 in quality, ≈ 0.5 % in rate).
 BRACKET = 0.125
@@ -118,8 +119,8 @@ def check_targets(rate_points: Optional[int], quality: Optional[float] = None,
     return None
   (name, value), = given.items()
   if not rate_points:
-    raise TfcaeError(f"--{name} needs a variable-rate model (e.g. --model=meanscale-vbr); "
-                     "this one codes at one rate")
+    raise TfcaeError(f"--{name} needs a variable-rate model (e.g. one trained with "
+                     "configs/zoo_meanscale_vbr.cfg); this one codes at one rate")
   if not math.isfinite(value):
     raise TfcaeError(f"--{name}={value} is not a number")
   if name == "quality" and not 1 <= value <= rate_points:
