@@ -21,6 +21,8 @@ INSTALL_REQUIRES = [
     "absl-py>=1.0",
     "Pillow>=10",
     "pillow-heif>=0.16",
+    # PNGs too large to hold twice, read and written row by row (tfcae.io.fileio).
+    "pypng>=0.20220715",
     "matplotlib>=3.7",
     # Bjontegaard delta rates (tfcae.evaluation.bdrate): the package CompressAI uses.
     "bjontegaard>=1.3,<2",

@@ -122,8 +122,10 @@ def two_replica_data():
 
 def tiered(values, *fast):
   """Parametrize values: those in `fast` run in the default tier, every other value in the
-  slow tier (one architecture per behaviour keeps the default tier under its budget)."""
-  return [v if v in fast else pytest.param(v, marks=pytest.mark.slow) for v in values]
+  slow tier (one architecture per behaviour keeps the default tier under its budget). A
+  tuple is the values of several argument names."""
+  return [v if v in fast else pytest.param(*(v if isinstance(v, tuple) else (v,)),
+                                           marks=pytest.mark.slow) for v in values]
 
 
 def run_script(script, *args, timeout=600):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, SAMPLE_EVAL, run_tool
+from conftest import REPO, SAMPLE_EVAL, run_tool, tiered
 
 # The tests that run the tools on trained, exported models are the second tier (slow); the
 # refusals below need no model, or a copy of a shipped one.
@@ -227,13 +227,17 @@ def photo(tmp_path):
   return path
 
 
-@pytest.mark.parametrize("output, message", [
+COMPRESS_REFUSALS = [
     ("{dir}/photo.png", "is the input"),
     ("./photo.png", "is the input"),            # another spelling of the same path
     ("{dir}/alias.png", "is the input"),        # a symlink to it
     ("{dir}/other.png", "compress writes .tfcae files, not .png"),
     ("{dir}/photo", "has no extension (e.g. --output={dir}/photo.tfcae)"),
-])
+]
+
+
+# Each refusal starts a tool (≈ 4 s): two cases per tool in the default tier, all in slow.
+@pytest.mark.parametrize("output, message", tiered(COMPRESS_REFUSALS, *COMPRESS_REFUSALS[2:4]))
 def test_compress_refuses_to_replace_its_input(photo, output, message):
   before = photo.read_bytes()
   output = output.format(dir=photo.parent)
@@ -250,12 +254,16 @@ def test_tfcae_compress_is_bin_compress(photo):
   _refused(r, "is the input", photo, open(IMAGE, "rb").read())
 
 
-@pytest.mark.parametrize("output, message", [
+DECOMPRESS_REFUSALS = [
     ("a.tfcae", "is the input"),
     ("hard.png", "is the input"),               # a hard link to it: the same file
     ("a.jpg", "decompress writes .png files, not .jpg"),
     ("a", "has no extension"),
-])
+]
+
+
+@pytest.mark.parametrize("output, message", tiered(DECOMPRESS_REFUSALS,
+                                                   *DECOMPRESS_REFUSALS[1:3]))
 def test_decompress_refuses_to_replace_its_input(tmp_path, output, message):
   data = b"TFCA" + bytes(range(60))
   (tmp_path / "a.tfcae").write_bytes(data)
@@ -276,13 +284,16 @@ def model_copy(tmp_path):
   return model
 
 
-@pytest.mark.parametrize("tflite, message", [
+EXPORT_REFUSALS = [
     ("{model}", "is the input"),
     ("{link}", "is the input"),                 # a symlink to the model directory
     ("{model}/saved_model.pb", "is a file of the model"),
     ("{link}/encoder.tflite", "is a file of the model"),
     ("{dir}/encoder.png", "the tflite target writes .tflite files, not .png"),
-])
+]
+
+
+@pytest.mark.parametrize("tflite, message", tiered(EXPORT_REFUSALS, *EXPORT_REFUSALS[1:4:2]))
 def test_export_refuses_to_overwrite_the_model(model_copy, tflite, message):
   files = {p: open(os.path.join(model_copy, p), "rb").read()
            for p in ("saved_model.pb", "encoder.tflite")}
@@ -294,14 +305,17 @@ def test_export_refuses_to_overwrite_the_model(model_copy, tflite, message):
   assert not os.path.exists(model_copy.parent / "encoder.png")
 
 
-@pytest.mark.parametrize("args, message", [
+TARGET_FLAG_ERRORS = [
     (["--target=tflite", "--output={dir}/encoder.onnx"],
      "the tflite target writes .tflite files, not .onnx"),
     (["--tflite={dir}/a.tflite", "--output={dir}/b.tflite"], "give one of them"),
     (["--target=tflite"], "give --output=FILE"),
     (["--target=nothing", "--output={dir}/a.tflite"],
      "unknown device target 'nothing'; available: tflite"),
-])
+]
+
+
+@pytest.mark.parametrize("args, message", tiered(TARGET_FLAG_ERRORS, *TARGET_FLAG_ERRORS[::3]))
 def test_export_target_flags_are_checked(model_copy, args, message):
   before = (model_copy / "saved_model.pb").read_bytes()
   r = run_tool("export", f"--model={model_copy}",

@@ -46,6 +46,7 @@ def test_disabled_measures_nothing_quietly(capsys):
   assert capsys.readouterr().err == ""
 
 
+@pytest.mark.slow
 def test_evaluate_gives_encoder_joules_per_image(factorized_dir, monkeypatch):
   """Encoder joules = the image's encoding time × the CPU power measured over the run."""
   from tfcae.evaluation import rd

@@ -306,6 +306,7 @@ def test_evaluate_makes_one_point_per_quality_or_rate(vbr_dir, tmp_path):
   assert json.loads(output.read_text())["results"]["bpp"][0] <= 0.3
 
 
+@pytest.mark.slow
 def test_a_variable_rate_zoo_family_is_one_model(vbr_dir, tmp_path, monkeypatch, image):
   import shutil
   from tfcae import zoo
@@ -331,6 +332,7 @@ def test_the_side_information_sees_signed_latents():
   assert not build_model({"architecture": "meanscale", "num_filters": 8}).latent_codec().signed
 
 
+@pytest.mark.slow
 def test_a_converted_model_has_exact_indices_and_codes_at_every_quality(vbr_dir, image,
                                                                         tmp_path):
   from tfcae.serving.export import export_model

@@ -23,8 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __all__ = ["COMMANDS", "define_flags_from_dataclass", "dataclass_from_flags",
            "define_model_flags", "model_dir_from_flags", "resolve_model", "resolve_models",
+           "is_variable_rate",
            "check_output",
-           "define_max_pixels_flag", "fail", "run", "run_command", "main"]
+           "define_max_pixels_flag", "define_tile_flag", "fail", "run", "run_command", "main"]
 
 # One module of this package per command (bin/<command> runs the same).
 COMMANDS = ("train", "compress", "decompress", "evaluate", "export", "analyze", "zoo", "plot",
@@ -152,15 +153,20 @@ def model_dir_from_flags(required=True):
   return None
 
 
-def _variable_rate(folder):
+def is_variable_rate(reference) -> bool:
+  """Whether a model reference (resolve_model) names one variable-rate model; False for
+  one that names no model."""
   from tfcae.serving import open_model
-  return open_model(folder).rate_points is not None
+  try:
+    return open_model(resolve_model(reference)).rate_points is not None
+  except TfcaeError:
+    return False
 
 
 def coding_quality_from_flags(folder):
   """--quality when the model in `folder` is variable-rate (the quality it codes at),
   else None (--quality then picked the zoo model)."""
-  return flags.FLAGS.quality if _variable_rate(folder) else None
+  return flags.FLAGS.quality if is_variable_rate(folder) else None
 
 
 # --- outputs ---------------------------------------------------------------------------
@@ -201,6 +207,15 @@ def define_max_pixels_flag(what):
                        f"Refuse {what} of more pixels than this (default: Pillow's "
                        "decompression-bomb limit, PIL.Image.MAX_IMAGE_PIXELS); 0: no limit.",
                        lower_bound=0)
+
+
+def define_tile_flag():
+  from tfcae.models.tiling import AUTO_ABOVE_PIXELS, DEFAULT_TILE
+  flags.DEFINE_integer("tile", None, "Run the transforms in core tiles of this many pixels "
+                       "(with halos of their receptive field; the same file): memory bounded "
+                       f"by the tile, not the image. Default: tiles of {DEFAULT_TILE} for "
+                       f"images of more than {AUTO_ABOVE_PIXELS} pixels; 0: the whole "
+                       "image at once.", lower_bound=0)
 
 
 # --- running ---------------------------------------------------------------------------

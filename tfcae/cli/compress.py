@@ -39,6 +39,7 @@ flags.DEFINE_float("target_psnr", None, "Variable-rate models: the lowest qualit
                    "decoded image reaches this PSNR (dB): the smallest such file.")
 cli.define_max_pixels_flag("input images")
 flags.mark_flags_as_required(["input", "output"])
+cli.define_tile_flag()
 FLAGS = flags.FLAGS
 
 
@@ -47,8 +48,8 @@ def main():
   model_dir = cli.model_dir_from_flags()
   if FLAGS.tflite_runtime:
     os.environ[tflite.RUNTIME_VARIABLE] = FLAGS.tflite_runtime
-  coder = (hostcoding.HostCoder(FLAGS.tflite, model_dir) if FLAGS.tflite
-           else codec.Codec(model_dir))
+  coder = (hostcoding.HostCoder(FLAGS.tflite, model_dir, tile=FLAGS.tile) if FLAGS.tflite
+           else codec.Codec(model_dir, FLAGS.tile))
   quality = None if FLAGS.tflite else cli.coding_quality_from_flags(model_dir)
   stats = codec.compress_file(coder, FLAGS.input, FLAGS.output, FLAGS.max_pixels,
                               quality=quality, max_bytes=FLAGS.max_bytes,

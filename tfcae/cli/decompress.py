@@ -19,6 +19,7 @@ flags.DEFINE_string("output", None, "Output PNG (written atomically, only on suc
                     "the input).")
 cli.define_max_pixels_flag("files whose header claims an image")
 flags.mark_flags_as_required(["input", "output"])
+cli.define_tile_flag()
 FLAGS = flags.FLAGS
 
 
@@ -26,6 +27,7 @@ def main():
   cli.check_output(FLAGS.input, FLAGS.output, (".png",), "decompress writes .png files")
   model_dir = cli.model_dir_from_flags(required=False)
   # Without a model: the zoo model whose fingerprint the file carries.
-  stats = codec.decompress_file(codec.Codec(model_dir) if model_dir else None,
-                                FLAGS.input, FLAGS.output, FLAGS.max_pixels)
+  stats = codec.decompress_file(codec.Codec(model_dir, FLAGS.tile) if model_dir else None,
+                                FLAGS.input, FLAGS.output, FLAGS.max_pixels,
+                                tile=FLAGS.tile)
   print(f"{FLAGS.output}: {stats['width']}x{stats['height']} ({stats['seconds']:.3f} s)")

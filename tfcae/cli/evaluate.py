@@ -34,6 +34,7 @@ flags.DEFINE_string("images", None, "Images: folder, glob or comma list.")
 flags.DEFINE_string("output", None, "Results JSON (CompressAI layout).")
 flags.DEFINE_string("name", "tfcae", "Name recorded in the JSON (legend of plots).")
 flags.DEFINE_string("description", "", "Free-text description recorded in the JSON.")
+cli.define_tile_flag()
 flags.DEFINE_enum("energy", "auto", ["auto", "off"], "Encoder joules per image: the encoding "
                   "time × the CPU power codecarbon measures over the run (offline; auto: when "
                   "it can, with one warning line where it cannot).")
@@ -48,11 +49,11 @@ def main():
   if bool(FLAGS.model) == bool(FLAGS.model_dir):
     raise TfcaeError("give --model (directories or zoo models) or --model_dir")
   if FLAGS.model_dir and FLAGS.quality and not (
-      len(FLAGS.model_dir) == 1 and _variable_rate(FLAGS.model_dir[0])):
+      len(FLAGS.model_dir) == 1 and cli.is_variable_rate(FLAGS.model_dir[0])):
     raise TfcaeError("--quality goes with a zoo family: --model=<family> --quality=<q>")
   qualities, target_bpps = FLAGS.quality, _numbers(FLAGS.target_bpp, "--target_bpp")
   single = (FLAGS.model or FLAGS.model_dir or [])
-  variable = len(single) == 1 and _variable_rate(single[0])
+  variable = len(single) == 1 and cli.is_variable_rate(single[0])
   if variable:
     model_dirs = [cli.resolve_model(single[0])]
     qualities = _numbers(FLAGS.quality, "--quality")
@@ -66,7 +67,7 @@ def main():
   results = evaluation.evaluate_model_dirs(model_dirs, paths, FLAGS.name,
                                            FLAGS.description, progress=sys.stderr.isatty(),
                                            qualities=qualities, target_bpps=target_bpps,
-                                           energy=FLAGS.energy == "auto")
+                                           energy=FLAGS.energy == "auto", tile=FLAGS.tile)
   write_results(FLAGS.output, results)
   r = results["results"]
   joules = "encoder_joules" in r
@@ -80,19 +81,6 @@ def main():
     print(f"encoder joules: encoding time × {results['energy']['cpu_power_w']:.1f} W CPU "
           f"({results['energy']['power_source']})")
   print(f"wrote {FLAGS.output}")
-
-
-def _variable_rate(reference):
-  """Whether a model reference names one variable-rate model (a zoo family or a folder)."""
-  try:
-    return _rate_points(cli.resolve_model(reference)) is not None
-  except TfcaeError:
-    return False
-
-
-def _rate_points(folder):
-  from tfcae.serving import open_model
-  return open_model(folder).rate_points
 
 
 def _numbers(values, flag):

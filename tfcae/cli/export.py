@@ -41,10 +41,14 @@ flags.DEFINE_float("qat_learning_rate", 1e-5, "Adam learning rate of the fine-tu
 flags.DEFINE_float("qat_lmbda", 0., "λ of the fine-tuning's R + λ·D (0: the run's --lmbda).")
 flags.DEFINE_string("int8_reference", "", "int8: also save the int8 encoder as a SavedModel "
                     "here (signature `symbols`: what the device computes, on a server).")
+flags.DEFINE_integer("tile", 0, "A static input shape: windows of this core tile (pixels, "
+                     "rounded up to the latent stride) plus the receptive field's halo on "
+                     "each side; bin/compress --tflite feeds any image in such windows. "
+                     "0: any input size.", lower_bound=0)
 FLAGS = flags.FLAGS
 # The TFLite target's options, passed to its convert().
 TFLITE_OPTIONS = ("quantize", "representative_images", "qat_steps", "qat_images",
-                  "qat_learning_rate", "qat_lmbda", "int8_reference")
+                  "qat_learning_rate", "qat_lmbda", "int8_reference", "tile")
 
 
 def _inside(path, folder):

@@ -41,6 +41,12 @@ class DeviceEncoder:
     """The channels of the symbols (-1 when the encoder leaves them open)."""
     raise NotImplementedError
 
+  @property
+  def input_window(self):
+    """(height, width) of an encoder with a static input shape (one window of a tiled
+    image, tfcae.deploy.hostcoding), None when it takes any padded size."""
+    return None
+
   def symbols(self, padded: np.ndarray) -> np.ndarray:
     """The encoder's output for one image.
 

@@ -50,6 +50,13 @@ QUANTIZE = ("none", "float16", "int8")
 _IMAGE = tf.TensorSpec([1, None, None, 3], tf.float32, name="image")
 
 
+def _image_spec(window=None):
+  """The encoder's input: any padded size, or a static [1, window, window, 3] (one window
+  of a tiled image, tfcae.deploy.hostcoding)."""
+  return _IMAGE if not window else tf.TensorSpec([1, window, window, 3], tf.float32,
+                                                 name="image")
+
+
 # --- running a flatbuffer ------------------------------------------------------------
 # The interpreter that runs a flatbuffer here. LiteRT (the `ai-edge-litert` package, the
 # runtime devices ship; its XNNPACK runs tfcae's int8 encoders ≈ 2× faster than float32)
@@ -116,8 +123,17 @@ class TFLiteEncoder(DeviceEncoder):
   def latent_channels(self) -> int:
     return int(self._output["shape_signature"][-1])
 
+  @property
+  def input_window(self):
+    signature = [int(d) for d in self._input["shape_signature"]]
+    return None if min(signature[1:3]) < 0 else (signature[1], signature[2])
+
   def prepare(self, height: int, width: int) -> None:
     """Resizes the input to a padded [1, height, width, 3] (re-plans the graph once)."""
+    window = self.input_window
+    if window is not None and window != (height, width):
+      raise TfcaeError(f"this encoder takes {window[1]}x{window[0]} windows only, got "
+                       f"{width}x{height}")
     if self._shape != (height, width):
       self.interpreter.resize_tensor_input(self._input["index"], [1, height, width, 3])
       self.interpreter.allocate_tensors()
@@ -155,13 +171,14 @@ def latent_offset(model):
   return model.latent_codec().offset().numpy()
 
 
-def encoder_function(model, encoder=None):
-  """tf.function: float32 [1, H, W, 3] pixels -> int32 symbols round(y − o)."""
+def encoder_function(model, encoder=None, window=None):
+  """tf.function: float32 [1, H, W, 3] pixels (H = W = window when given) -> int32
+  symbols round(y − o)."""
   encoder = encoder if encoder is not None else model.analysis_transform
   offset = tf.constant(latent_offset(model), tf.float32)
   gain = float(model.latent_codec().symbol_gain)
 
-  @tf.function(input_signature=[_IMAGE])
+  @tf.function(input_signature=[_image_spec(window)])
   def encode(image):
     y = encoder(image)
     if gain != 1.:  # a codec that codes g·y (LatentCodec.symbol_gain)
@@ -198,11 +215,12 @@ def representative_crops(paths, crop=256, per_image=2, seed=0):
   return crops
 
 
-def convert(model, quantize="none", representative=None, encoder=None):
+def convert(model, quantize="none", representative=None, encoder=None, window=None):
   """The device encoder as TFLite flatbuffer bytes (builtin ops only).
 
   `representative`: a list of float32 [1, h, w, 3] arrays (int8 only: they calibrate the
-  activation ranges of `tfcae.deploy.qat.integer_encoder`).
+  activation ranges of `tfcae.deploy.qat.integer_encoder`). `window`: a static input
+  shape [1, window, window, 3] (None: any size).
   """
   if quantize not in QUANTIZE:
     raise TfcaeError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
@@ -210,8 +228,8 @@ def convert(model, quantize="none", representative=None, encoder=None):
     if not representative:
       raise TfcaeError("--quantize=int8 needs representative images "
                        "(--representative_images=GLOB)")
-    return convert_integer(int8_encoder(model, representative, encoder))
-  function = encoder_function(model, encoder)
+    return convert_integer(int8_encoder(model, representative, encoder), window)
+  function = encoder_function(model, encoder, window)
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
       [function.get_concrete_function()], model)
   if quantize == "float16":
@@ -220,9 +238,10 @@ def convert(model, quantize="none", representative=None, encoder=None):
   return _convert(converter)
 
 
-def convert_integer(integer):
-  """Flatbuffer bytes of a `tfcae.deploy.qat.IntegerEncoder` (calibrated, maybe fine-tuned)."""
-  function = tf.function(integer.scaled_symbols, input_signature=[_IMAGE])
+def convert_integer(integer, window=None):
+  """Flatbuffer bytes of a `tfcae.deploy.qat.IntegerEncoder` (calibrated, maybe fine-tuned),
+  with a static input shape of `window` pixels when given."""
+  function = tf.function(integer.scaled_symbols, input_signature=[_image_spec(window)])
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
       [function.get_concrete_function()], _variables_only(integer.quantized))
   # The fake-quant ranges of the Keras model become the integer kernels' ranges.
@@ -317,12 +336,14 @@ def fine_tune_int8(integer, model_dir, model, qat_images, steps, learning_rate=1
 
 def export_tflite(model_dir, tflite_path, quantize="none", representative_images="",
                   qat_steps=0, qat_images="", qat_learning_rate=1e-5, qat_lmbda=None,
-                  int8_reference=""):
+                  int8_reference="", tile=0):
   """What bin/export does: writes the device encoder and `<tflite_path>.json`.
 
   int8 only: `qat_steps` > 0 fine-tunes the calibrated int8 encoder quantization-aware on
   crops of `qat_images` (tfcae.deploy.qat.fine_tune; λ: the run's --lmbda unless `qat_lmbda`);
   `int8_reference` names a folder for the int8 encoder's SavedModel (save_int8_reference).
+  `tile` > 0: a static input shape, windows of the core tile (rounded up to the latent
+  stride) plus the analysis transform's halo on each side (tfcae.deploy.hostcoding).
   """
   from tfcae.io.fileio import atomic_write_bytes
   if quantize != "int8" and (qat_steps or int8_reference):
@@ -332,13 +353,20 @@ def export_tflite(model_dir, tflite_path, quantize="none", representative_images
     # Its symbols are round(g(q) ⊙ y − o): the gains of one quality would be baked in.
     raise TfcaeError(f"{exported}: device encoders of variable-rate models are not "
                      "supported yet (their symbols depend on the quality)")
+  window = None
+  if tile:
+    exported.check_tile(tile)
+    halos = exported.tiling
+    window = -(-int(tile) // halos["latent_stride"]) * halos["latent_stride"] + (
+        2 * halos["analysis_halo"])
   model = exported.restore_keras()
   encoder, reduced = device_encoder(model)
   info = {"model_dir": os.path.abspath(exported.path), "quantize": quantize,
           "reduced_encoder": reduced, "fingerprint": model.fingerprint.numpy().hex(),
           "stride": model.stride, "latent_channels": model.latent_channels,
-          "input": "float32 [1, H, W, 3] in [0, 255]" if quantize != "int8" else
-                   "uint8 [1, H, W, 3]",
+          "input": ("float32 [1, H, W, 3] in [0, 255]" if quantize != "int8" else
+                    "uint8 [1, H, W, 3]").replace("H, W", f"{window}, {window}" if window
+                                                   else "H, W"),
           "output": "int32 symbols [1, H/stride, W/stride, C] = round(y - latent_offset)"}
   if quantize == "int8":
     if not representative_images:
@@ -352,9 +380,9 @@ def export_tflite(model_dir, tflite_path, quantize="none", representative_images
     if int8_reference:
       save_int8_reference(integer, int8_reference)
       info["int8_reference"] = os.path.abspath(int8_reference)
-    data = convert_integer(integer)
+    data = convert_integer(integer, window)
   else:
-    data = convert(model, quantize, None, encoder)
+    data = convert(model, quantize, None, encoder, window)
   atomic_write_bytes(tflite_path, data)
   info.update(ops=op_names(data), bytes=len(data))
   write_export_info(tflite_path, info)
@@ -370,7 +398,7 @@ class TFLiteTarget(DeviceTarget):
 
   def convert(self, exported, output_path, **options):
     """export_tflite's options: quantize, representative_images, qat_steps, qat_images,
-    qat_learning_rate, qat_lmbda, int8_reference."""
+    qat_learning_rate, qat_lmbda, int8_reference, tile."""
     return export_tflite(exported, output_path, **options)
 
   def load(self, encoder, num_threads=1):

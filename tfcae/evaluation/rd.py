@@ -107,7 +107,7 @@ def evaluate_model_dirs(model_dirs: Sequence[str], image_paths: Sequence[str],
                         name: str = "tfcae", description: str = "",
                         progress: bool = True, qualities: Sequence[float] | None = None,
                         target_bpps: Sequence[float] | None = None,
-                        energy: bool = False) -> dict[str, Any]:
+                        energy: bool = False, tile: int | None = None) -> dict[str, Any]:
   """Evaluates each exported model directory as one operating point of a curve (a
   variable-rate model as one point per quality or target rate: operating_points).
 
@@ -120,6 +120,7 @@ def evaluate_model_dirs(model_dirs: Sequence[str], image_paths: Sequence[str],
     qualities, target_bpps: a variable-rate model's points (operating_points).
     energy: measure the CPU power (tfcae.training.energy.EnergyMeter) and give each image
       its encoder_joules; the results' "energy" holds what was measured.
+    tile: the core tile the transforms run in (Codec; None: the export's default).
 
   Returns:
     A results dict in CompressAI's layout (tfcae.evaluation.results.make_results), one
@@ -134,7 +135,7 @@ def evaluate_model_dirs(model_dirs: Sequence[str], image_paths: Sequence[str],
   points = []
   with EnergyMeter(enabled=energy) as meter:
     for model_dir in model_dirs:
-      codec = Codec(model_dir)
+      codec = Codec(model_dir, tile)
       for setting in operating_points(codec, qualities, target_bpps):
         label = model_dir + "".join(
             f"@q{v:g}" if k == "quality" else f"@{v:g}bpp" for k, v in setting.items())

@@ -207,6 +207,7 @@ def parse(data, expected_fingerprint=None, max_pixels=DEFAULT_MAX_PIXELS):
 # ---------------------------------------------------------------------------------------
 _CRC_CHUNK = 256
 _CRC_LEVELS = 32  # supports messages up to 256 * 2**32 bytes
+_CRC_BLOCK_LEVELS = 12  # blocks of 1 MiB: ≈ 70 MB of temporaries, whatever the message
 
 
 def _crc_table():
@@ -294,31 +295,48 @@ def crc32_tf(message):
 
 
 def crc32_bytes_tf(values):
-  """CRC-32 (zlib.crc32) of a 1-D tensor of byte values (0..255), as an int64 scalar."""
+  """CRC-32 (zlib.crc32) of a 1-D tensor of byte values (0..255), as an int64 scalar.
+
+  The message is reduced a block of at most 2^_CRC_BLOCK_LEVELS chunks at a time (the
+  register so far shifted over each block, Z^(C·2^l), plus the block's own), so the
+  unpacked bits of a long message (a large image's table indices) never exist all at
+  once: memory is bounded by the block.
+  """
   import tensorflow as tf
   chunk_mats, combine_mats, prefix = _crc_constants()
   data = tf.concat([tf.constant(list(prefix), tf.int32), tf.cast(values, tf.int32)], 0)
   n = tf.size(data)
   num_chunks = (n + _CRC_CHUNK - 1) // _CRC_CHUNK
-  levels = tf.cast(tf.math.ceil(tf.math.log(tf.cast(num_chunks, tf.float64)) / tf.math.log(
-      tf.constant(2., tf.float64))), tf.int32)
-  padded_chunks = tf.bitwise.left_shift(1, levels)
-  data = tf.pad(data, [[padded_chunks * _CRC_CHUNK - n, 0]])  # zeros: no effect
-  bits = tf.bitwise.bitwise_and(
-      tf.bitwise.right_shift(tf.reshape(data, [-1, _CRC_CHUNK, 1]), tf.range(8)), 1)
-  # Sums are at most 256 * 8, exact in float32.
-  regs = tf.math.floormod(tf.einsum("kci,cji->kj", tf.cast(bits, tf.float32),
-                                    _unpacked(chunk_mats)), 2.)
-  combine = _unpacked(combine_mats)
+  levels = tf.minimum(tf.cast(tf.math.ceil(tf.math.log(tf.cast(num_chunks, tf.float64)) /
+                                           tf.math.log(tf.constant(2., tf.float64))),
+                              tf.int32), _CRC_BLOCK_LEVELS)
+  block = tf.bitwise.left_shift(1, levels) * _CRC_CHUNK  # bytes
+  blocks = (n + block - 1) // block
+  data = tf.reshape(tf.pad(data, [[blocks * block - n, 0]]), [blocks, -1])  # zeros: no effect
+  chunks, combine = _unpacked(chunk_mats), _unpacked(combine_mats)
 
-  def body(level, regs):
-    pairs = tf.reshape(regs, [-1, 2, 32])
-    left = tf.linalg.matvec(combine[level], pairs[:, 0])
-    return level + 1, tf.math.floormod(left + pairs[:, 1], 2.)
+  def block_register(part):
+    bits = tf.bitwise.bitwise_and(
+        tf.bitwise.right_shift(tf.reshape(part, [-1, _CRC_CHUNK, 1]), tf.range(8)), 1)
+    # Sums are at most 256 * 8, exact in float32.
+    regs = tf.math.floormod(tf.einsum("kci,cji->kj", tf.cast(bits, tf.float32), chunks), 2.)
 
-  _, regs = tf.while_loop(lambda level, regs: level < levels, body, [0, regs],
-                          shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, 32])])
-  value = tf.reduce_sum(tf.cast(regs[0], tf.int64) * tf.bitwise.left_shift(
+    def body(level, regs):
+      pairs = tf.reshape(regs, [-1, 2, 32])
+      left = tf.linalg.matvec(combine[level], pairs[:, 0])
+      return level + 1, tf.math.floormod(left + pairs[:, 1], 2.)
+
+    _, regs = tf.while_loop(lambda level, regs: level < levels, body, [0, regs],
+                            shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, 32])])
+    return regs[0]
+
+  def next_block(i, register):
+    shifted = tf.linalg.matvec(combine[levels], register)
+    return i + 1, tf.math.floormod(shifted + block_register(data[i]), 2.)
+
+  _, register = tf.while_loop(lambda i, _: i < blocks, next_block,
+                              [0, tf.zeros([32], tf.float32)], parallel_iterations=1)
+  value = tf.reduce_sum(tf.cast(register, tf.int64) * tf.bitwise.left_shift(
       tf.constant(1, tf.int64), tf.range(32, dtype=tf.int64)))
   return tf.bitwise.bitwise_xor(value, tf.constant(0xFFFFFFFF, tf.int64))
 

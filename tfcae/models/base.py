@@ -22,6 +22,8 @@ import tensorflow as tf
 
 from tfcae import TfcaeError
 from tfcae.io import bitstream, safedecode
+from tfcae.models import tiling
+from tfcae.models.tiling import edge_pad
 
 __all__ = ["to_float32", "edge_pad", "ObjectiveModel", "CompressionModel"]
 
@@ -32,18 +34,6 @@ def to_float32(tensor):
   policy (--precision) compute in float16/bfloat16, while TFC's entropy models and every
   loss term work in float32."""
   return tf.cast(tensor, tf.float32)
-
-
-def edge_pad(image, height, width):
-  """Pads [B, h, w, C] at the bottom/right to [B, height, width, C] by repeating edges.
-
-  Unlike reflection this works for any image size (even 1×1), and unlike zeros it adds
-  no artificial edge for the transforms to spend bits on.
-  """
-  pad_h = height - tf.shape(image)[1]
-  pad_w = width - tf.shape(image)[2]
-  image = tf.concat([image, tf.repeat(image[:, -1:], pad_h, axis=1)], axis=1)
-  return tf.concat([image, tf.repeat(image[:, :, -1:], pad_w, axis=2)], axis=2)
 
 
 class ObjectiveModel(tf.keras.Model):
@@ -130,8 +120,9 @@ class CompressionModel(ObjectiveModel):
   # export (tfcae.serving) saves each method under its name, and the inputs are the
   # method's input_signature; a model that takes another input (a quality, a gain)
   # overrides the method with a longer signature, or adds one here.
-  SIGNATURES = {"compress": "bitstream", "decompress": "image",
-                "decompress_limited": "image", "estimate_bits": "bits",
+  SIGNATURES = {"compress": "bitstream", "compress_tiled": "bitstream",
+                "decompress": "image", "decompress_limited": "image",
+                "decompress_tiled": "image", "estimate_bits": "bits",
                 "compress_symbols": "bitstream"}
   # What the synthesis sees in training ("noise" or "mixed"); a training setting that
   # tfcae.training.loop sets, not part of the architecture (the weights do not depend on it).
@@ -142,6 +133,7 @@ class CompressionModel(ObjectiveModel):
     self.fingerprint = tf.Variable(b"\0" * bitstream.FINGERPRINT_BYTES, trainable=False,
                                    dtype=tf.string, name="fingerprint")
     self._compression_ready = False
+    self._halos = None
 
   # --- to implement (and forward) ---------------------------------------------------
   def _make_entropy_models(self, compression):
@@ -255,34 +247,95 @@ class CompressionModel(ObjectiveModel):
     s = self.stride
     return (height + s - 1) // s * s, (width + s - 1) // s * s
 
+  # --- tiling (tfcae.models.tiling) ---------------------------------------------------
+  @property
+  def coding_stride(self) -> int:
+    """The latents' down-sampling s: what windows and tiles are multiples of."""
+    return int(self.latent_stride or self.stride)
+
+  def tiling_halos(self) -> dict:
+    """{"analysis_halo": pixels, "synthesis_halo": latents, "latent_stride": s}: the
+    windows' halos, measured once (tiling.receptive_field) on the trained transforms."""
+    if self._halos is None:
+      with tf.init_scope():  # measured eagerly, also while a tf.function traces
+        step = self.coding_stride
+        self._halos = {
+            "analysis_halo": tiling.analysis_halo(lambda x: self.encode(x), step),
+            "synthesis_halo": tiling.synthesis_halo(lambda y: self.decode(y),
+                                                    self.latent_codec().channels, step),
+            "latent_stride": step}
+    return dict(self._halos)
+
+  def check_tile(self, tile, height, width) -> tf.Tensor:
+    """The tile of a height x width image (int32; 0: the whole image; tiling.AUTO: the
+    default, tiling.resolve_tile), refused in-graph when it is smaller than the analysis
+    transform's receptive field."""
+    tile = tiling.resolve_tile(tile, height, width)
+    halo = self.tiling_halos()["analysis_halo"]
+    check = tf.debugging.Assert(tf.logical_or(tile <= 0, tile >= halo), [
+        f"a tile must be 0 (the whole image) or at least the receptive field, {halo} "
+        "pixels; got", tile])
+    with tf.control_dependencies([check]):
+      return tf.identity(tile)
+
+  def encode_image(self, image, tile) -> tf.Tensor:
+    """uint8 [H, W, 3] -> the latents y of the edge-padded image, window by window."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    return tiling.tiled_analysis(self.encode, image[None], self.check_tile(tile, height, width),
+                                 self.coding_stride, self.tiling_halos()["analysis_halo"],
+                                 self.padded_shape(height, width))
+
+  def decode_image(self, y_hat, height, width, tile) -> tf.Tensor:
+    """ŷ -> the uint8 [height, width, 3] image, window by window."""
+    return tiling.tiled_synthesis(self.decode, y_hat, self.check_tile(tile, height, width),
+                                  self.coding_stride, self.tiling_halos()["synthesis_halo"],
+                                  height, width)
+
+  # --- coding: the serving signatures ------------------------------------------------
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
   def compress(self, image):
-    """uint8 [H, W, 3] image -> scalar string: the complete tfcae file."""
+    """uint8 [H, W, 3] image -> scalar string: the complete tfcae file (the transforms run
+    in tiles above 640 x 640 pixels: tiling.resolve_tile)."""
+    return self.compress_tiled(image, tf.constant(tiling.AUTO))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image"),
+                                tf.TensorSpec([], tf.int32, name="tile")])
+  def compress_tiled(self, image, tile):
+    """`compress` with the analysis run in core tiles of `tile` pixels (0: the whole
+    image at once; tiling.AUTO: `compress`'s choice); the same file bar rare rounding
+    ties (tfcae.models.tiling)."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    x = tf.cast(image, tf.float32)[None]
-    x = edge_pad(x, *self.padded_shape(height, width))
-    strings, index_check = self.latent_codec().compress(self.encode(x))
+    strings, index_check = self.latent_codec().compress(self.encode_image(image, tile))
     return bitstream.pack_tf(self.fingerprint, height, width, strings, index_check)
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="bitstream")])
   def decompress(self, data):
     """Scalar string (a tfcae file) -> uint8 [H, W, 3]; InvalidArgumentError if bad.
     Images over bitstream.DEFAULT_MAX_PIXELS are refused (see decompress_limited)."""
-    # One copy of the decoder's graph in a SavedModel (≈ 0.5 MB): the limited one's.
+    # One copy of the decoder's graph in a SavedModel (≈ 0.5 MB): decompress_tiled's.
     return self.decompress_limited(data, tf.constant(bitstream.DEFAULT_MAX_PIXELS, tf.int64))
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="bitstream"),
                                 tf.TensorSpec([], tf.int64, name="max_pixels")])
   def decompress_limited(self, data, max_pixels):
     """`decompress` with the largest image size it accepts, in pixels (0: no limit)."""
-    return self._decompress(data, max_pixels)
+    return self.decompress_tiled(data, max_pixels, tf.constant(tiling.AUTO))
 
-  def _decompress(self, data, max_pixels):
+  @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="bitstream"),
+                                tf.TensorSpec([], tf.int64, name="max_pixels"),
+                                tf.TensorSpec([], tf.int32, name="tile")])
+  def decompress_tiled(self, data, max_pixels, tile):
+    """`decompress_limited` with the synthesis run in core tiles of `tile` pixels (0:
+    the whole image at once; tiling.AUTO: `decompress`'s choice)."""
+    return self._decompress(data, max_pixels, tile)
+
+  def _decompress(self, data, max_pixels, tile):
     height, width, strings, index_check = bitstream.parse_tf(data, self.fingerprint,
                                                              self.num_strings, max_pixels)
-    return self._decode_strings(self.latent_codec(), height, width, strings, index_check)
+    return self._decode_strings(self.latent_codec(), height, width, strings, index_check,
+                                tile)
 
-  def _decode_strings(self, codec, height, width, strings, index_check):
+  def _decode_strings(self, codec, height, width, strings, index_check, tile):
     """The image of a parsed file's strings, decoded by `codec`."""
     padded_shape = self.padded_shape(height, width)
     # Before any latent tensor exists: a payload shorter than the tables allow for this
@@ -293,8 +346,7 @@ class CompressionModel(ObjectiveModel):
         for string, least in zip(strings, minimum)])
     with tf.control_dependencies(checks):
       y_hat = codec.decompress([tf.identity(s) for s in strings], padded_shape, index_check)
-      x_hat = self.decode(y_hat)
-    return tf.saturate_cast(tf.round(x_hat[0, :height, :width]), tf.uint8)
+      return self.decode_image(y_hat, height, width, tile)
 
   @tf.function(input_signature=[tf.TensorSpec([1, None, None, None], tf.int32, name="symbols"),
                                 tf.TensorSpec([], tf.int32, name="height"),
@@ -308,6 +360,5 @@ class CompressionModel(ObjectiveModel):
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
   def estimate_bits(self, image):
     """The entropy model's estimate of the payload size in bits (rounded latents)."""
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    x = edge_pad(tf.cast(image, tf.float32)[None], *self.padded_shape(height, width))
-    return tf.reduce_sum(self.forward(x, training=False)["bits"])
+    y = self.encode_image(image, tf.constant(tiling.AUTO))
+    return tf.reduce_sum(self.latent_codec().forward(y, training=False)["bits"])

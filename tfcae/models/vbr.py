@@ -24,8 +24,7 @@ import math
 import tensorflow as tf
 
 from tfcae.io import bitstream
-from tfcae.models import factorized
-from tfcae.models.base import edge_pad
+from tfcae.models import factorized, tiling
 from tfcae.models.hyperprior import MeanScaleHyperpriorModel
 from tfcae.models.latent_codecs import GainLatentCodec
 from tfcae.models.registry import ARCHITECTURES
@@ -168,17 +167,23 @@ class VariableRateMeanScaleModel(MeanScaleHyperpriorModel):
   def compress(self, image, quality):
     """uint8 [H, W, 3] image and a quality in [1, K] -> scalar string: the complete
     tfcae file (version 3: the quality is in the header)."""
+    return self.compress_tiled(image, quality, tf.constant(tiling.AUTO))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image"),
+                                tf.TensorSpec([], tf.float32, name="quality"),
+                                tf.TensorSpec([], tf.int32, name="tile")])
+  def compress_tiled(self, image, quality, tile):
+    """`compress` with the analysis run in core tiles of `tile` pixels (0: whole)."""
     quality = self._coding_quality(quality)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    x = edge_pad(tf.cast(image, tf.float32)[None], *self.padded_shape(height, width))
-    strings, index_check = self.latent_codec(quality).compress(self.encode(x))
+    strings, index_check = self.latent_codec(quality).compress(self.encode_image(image, tile))
     return bitstream.pack_tf(self.fingerprint, height, width, strings, index_check, quality)
 
-  def _decompress(self, data, max_pixels):
+  def _decompress(self, data, max_pixels, tile):
     height, width, strings, index_check, quality = bitstream.parse_variable_rate_tf(
         data, self.fingerprint, self.num_strings, self.rate_points, max_pixels)
     return self._decode_strings(self.latent_codec(quality), height, width, strings,
-                                index_check)
+                                index_check, tile)
 
   @tf.function(input_signature=[tf.TensorSpec([1, None, None, None], tf.int32, name="symbols"),
                                 tf.TensorSpec([], tf.int32, name="height"),
@@ -197,6 +202,5 @@ class VariableRateMeanScaleModel(MeanScaleHyperpriorModel):
     """The entropy model's estimate of the payload at `quality`, in bits (rounded
     latents): what rate control bisects on before it codes."""
     quality = self._coding_quality(quality)
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    x = edge_pad(tf.cast(image, tf.float32)[None], *self.padded_shape(height, width))
-    return tf.reduce_sum(self.forward(x, training=False, quality=quality[None])["bits"])
+    y = self.encode_image(image, tf.constant(tiling.AUTO))
+    return tf.reduce_sum(self.latent_codec(quality[None]).forward(y, training=False)["bits"])

@@ -43,10 +43,15 @@ class Codec:
   Args:
     model: an ExportedModel, or a model reference (a directory or
       `zoo:<family>/<quality>`, tfcae.serving.open_model).
+    tile: the core tile, in pixels, the transforms run in (tfcae.models.tiling): None,
+      the export's default (tiles of tiling.DEFAULT_TILE above tiling.AUTO_ABOVE_PIXELS);
+      0, the whole image at once. Files are the same either way (bar rare rounding ties).
   """
 
-  def __init__(self, model: Union[str, os.PathLike, ExportedModel]):
+  def __init__(self, model: Union[str, os.PathLike, ExportedModel],
+               tile: Optional[int] = None):
     self.exported = open_model(model)
+    self.tile = self.exported.check_tile(tile)
     self.model_dir = self.exported.path
     self.info = self.exported.info
     self.module = self.exported.saved_model()
@@ -99,10 +104,12 @@ class Codec:
                                        target_psnr)
     if target not in (None, "quality"):
       return self.compress_to(image, max_bytes, target_bpp, target_psnr).data
-    image = _checked_image(image)
+    inputs = [tf.constant(_checked_image(image))]
     if self.rate_points:
-      return self.module.compress(tf.constant(image), self._quality(quality)).numpy()
-    return self.module.compress(tf.constant(image)).numpy()
+      inputs.append(self._quality(quality))
+    if self.tile is None:
+      return self.module.compress(*inputs).numpy()
+    return self.module.compress_tiled(*inputs, tf.constant(self.tile, tf.int32)).numpy()
 
   def compress_to(self, image: np.ndarray, max_bytes: Optional[int] = None,
                   target_bpp: Optional[float] = None, target_psnr: Optional[float] = None
@@ -215,7 +222,10 @@ class Codec:
     stream = self.parse(data, max_pixels) if stream is None else self.check_stream(stream)
     self.check_payload(stream)
     try:
-      if self.bounded:
+      if self.tile is not None:
+        image = self.module.decompress_tiled(tf.constant(data), tf.constant(max_pixels, tf.int64),
+                                             tf.constant(self.tile, tf.int32))
+      elif self.bounded:
         image = self.module.decompress_limited(tf.constant(data),
                                                tf.constant(max_pixels, tf.int64))
       else:
@@ -243,10 +253,11 @@ def _checked_image(image) -> np.ndarray:
   return image
 
 
-def codec_for_fingerprint(fingerprint: bytes, name: str = "the file") -> Codec:
+def codec_for_fingerprint(fingerprint: bytes, name: str = "the file",
+                          tile: Optional[int] = None) -> Codec:
   """The Codec of the zoo model with this fingerprint (what decodes a file when no model
-  is given); a one-line TfcaeError when the zoo has none."""
-  return Codec(ExportedModel(zoo_index.model_with(fingerprint, name)))
+  is given), running in `tile`s (Codec); a one-line TfcaeError when the zoo has none."""
+  return Codec(ExportedModel(zoo_index.model_with(fingerprint, name)), tile)
 
 
 def graph_error_message(error):
@@ -312,7 +323,8 @@ def compress_file(codec, input_path: str, output_path: str,
 
 
 def decompress_file(model, input_path: str, output_path: str,
-                    max_pixels: int = bitstream.DEFAULT_MAX_PIXELS) -> dict:
+                    max_pixels: int = bitstream.DEFAULT_MAX_PIXELS,
+                    tile: Optional[int] = None) -> dict:
   """Decompresses a tfcae file to PNG; nothing is written unless decoding succeeds.
 
   Args:
@@ -321,6 +333,7 @@ def decompress_file(model, input_path: str, output_path: str,
     input_path: the tfcae file.
     output_path: the PNG to write.
     max_pixels: as Codec.decompress.
+    tile: for the zoo model found by fingerprint, the Codec's tile.
 
   Returns:
     {"height", "width", "seconds"}.
@@ -331,7 +344,7 @@ def decompress_file(model, input_path: str, output_path: str,
     data = f.read()
   stream = bitstream.parse(data, max_pixels=max_pixels)  # the one parse of the file
   if model is None:
-    codec = codec_for_fingerprint(stream.fingerprint, input_path)
+    codec = codec_for_fingerprint(stream.fingerprint, input_path, tile)
   else:
     codec = model if isinstance(model, Codec) else Codec(model)
   start = time.perf_counter()

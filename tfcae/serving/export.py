@@ -11,6 +11,10 @@ today's models:
                                     -> {"image": uint8 [H, W, 3]}  with a size limit (0: none);
                                        decompress's is bitstream.DEFAULT_MAX_PIXELS
   estimate_bits(image: uint8 [H, W, 3]) -> {"bits": float32}  entropy-model estimate
+  compress_tiled(image, tile: int32 []), decompress_tiled(bitstream, max_pixels, tile: int32 [])
+                                    the same with the transforms run in core tiles of
+                                       `tile` pixels (0: whole image; -1: as the others,
+                                       tiles above 640 x 640), tfcae.models.tiling
   compress_symbols(symbols: int32 [1, h, w, C], height: int32 [], width: int32 [])
                                     -> {"bitstream": string}  the file of a device encoder's
                                        symbols round(y − o) (tfcae.deploy)
@@ -32,7 +36,7 @@ __all__ = ["export_model", "reexport"]
 
 # Keys export_model writes; everything else in tfcae_export.json is the caller's.
 _OWN_KEYS = ("architecture", "fingerprint", "stride", "num_strings", "signatures",
-             "signature_inputs", "string_layout", "latent_codec")
+             "signature_inputs", "string_layout", "latent_codec", "tiling")
 
 
 def export_model(model, model_dir: str, extra_info: Optional[dict] = None) -> dict:
@@ -69,7 +73,10 @@ def export_model(model, model_dir: str, extra_info: Optional[dict] = None) -> di
                                       for spec in function.input_signature]
                                for name, (function, _) in sorted(functions.items())},
           "string_layout": type(model).string_layout(),
-          "latent_codec": type(model.latent_codec()).__name__}
+          "latent_codec": type(model.latent_codec()).__name__,
+          # The windows' halos (tfcae.models.tiling): what a host that tiles a device
+          # encoder's input, and a check of a requested tile, need.
+          "tiling": model.tiling_halos()}
   info.update(extra_info or {})
   ExportedModel(model_dir).write_info(info)
   return info

@@ -158,6 +158,35 @@ class ExportedModel:
     return None if points is None else int(points)
 
   @property
+  def tiling(self) -> Optional[dict]:
+    """{"analysis_halo": pixels, "synthesis_halo": latents, "latent_stride": s} of an
+    export that codes in tiles (tfcae.models.tiling); None for an older export."""
+    tiling = self.info.get("tiling")
+    return dict(tiling) if isinstance(tiling, dict) and "compress_tiled" in self.signatures \
+        else None
+
+  def check_tile(self, tile: Optional[int]) -> Optional[int]:
+    """A requested core tile in pixels (None: the export's default; 0: the whole image).
+
+    Raises:
+      TfcaeError: a negative tile, one smaller than the analysis transform's receptive
+        field, or a tile for an export without tiled coding.
+    """
+    if tile is None:
+      return None
+    tile = int(tile)
+    if tile < 0:
+      raise TfcaeError(f"--tile must be 0 (the whole image) or a size in pixels, got {tile}")
+    tiling = self.tiling
+    if tiling is None:
+      raise TfcaeError(f"{self}: this export codes whole images only (it predates tiled "
+                       "coding); re-export it (tfcae.serving.reexport, bin/zoo --refresh)")
+    if 0 < tile < tiling["analysis_halo"]:
+      raise TfcaeError(f"--tile={tile} is smaller than the model's receptive field "
+                       f"({tiling['analysis_halo']} pixels)")
+    return tile
+
+  @property
   def num_strings(self) -> int:
     return int(self.info["num_strings"])
 

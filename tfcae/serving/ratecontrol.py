@@ -34,9 +34,11 @@ __all__ = ["QUALITY_STEPS", "RateControlResult", "highest_quality", "lowest_qual
 # within the real-file bracket (BRACKET) that decides.
 QUALITY_STEPS = 8
 # The real-file bisection of a size target: ±BRACKET around the estimate's quality, in
-# REAL_STEPS steps (0.25 / 2^5 ≈ 0.008 in quality, ≈ 0.5 % in rate).
+# REAL_STEPS steps (0.25 / 2^5 ≈ 0.008 in quality, ≈ 0.5 % in rate); a bracket widened
+# because the estimate missed takes the steps that keep that resolution.
 BRACKET = 0.125
 REAL_STEPS = 5
+REAL_RESOLUTION = 2. * BRACKET / 2 ** REAL_STEPS
 # Steps of a PSNR bisection, each a real coding and decoding: (K − 1) / 2^10 ≈ 0.007.
 PSNR_STEPS = 10
 
@@ -188,7 +190,9 @@ def _to_size(codec, image, budget, what, top):
     low, high = 1., low
   elif fits(high):
     low, high = high, top
-  quality = highest_quality(fits, low, high, REAL_STEPS)
+  steps = max(REAL_STEPS, math.ceil(math.log2(max(high - low, REAL_RESOLUTION) /
+                                              REAL_RESOLUTION)))
+  quality = highest_quality(fits, low, high, steps)
   if quality is None:
     raise TfcaeError(f"cannot fit the image in {what}: the smallest file this model "
                      f"writes for it (quality 1) has {real(1.)} bytes")
