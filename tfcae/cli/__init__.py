@@ -136,13 +136,13 @@ def model_dir_from_flags(required=True):
   if f.model is not None:
     if zoo_index.parse_spec(f.model) is not None or os.path.isdir(f.model):
       folder = resolve_model(f.model)  # --quality: a variable-rate model's coding quality
-      if f.quality is not None and not _variable_rate(folder):
+      if f.quality is not None and not is_variable_rate(folder):
         raise TfcaeError(f"--quality goes with --model=<family>, not --model={f.model}")
       return folder
     return resolve_model(f.model, f.quality)
   if f.model_dir:
     folder = zoo_index.resolve(f.model_dir)
-    if f.quality is not None and not _variable_rate(folder):
+    if f.quality is not None and not is_variable_rate(folder):
       raise TfcaeError("--quality goes with a zoo family (--model=<family> --quality=<q>) "
                        "or a variable-rate model")
     return folder
