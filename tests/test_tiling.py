@@ -105,6 +105,7 @@ def test_an_export_without_tiled_coding_codes_whole_images_and_says_so():
     Codec(legacy, tile=256)
 
 
+@pytest.mark.slow  # three tool processes; the Codec test above covers the same in-process
 def test_cli_tiled_file_decodes_untiled_and_a_small_tile_writes_nothing(factorized_dir,
                                                                        tmp_path):
   source = os.path.join(REPO, "data", "sample", "eval", "kodim23.png")
