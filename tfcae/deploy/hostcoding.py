@@ -118,7 +118,7 @@ class HostCoder:
       grown = np.pad(padded, ((0, max(self.window[0] - height, 0)),
                               (0, max(self.window[1] - width, 0)), (0, 0)), mode="edge")
     else:
-      core = -(-self.tile // step) * step
+      core = tiling.core_pixels(self.tile, step)
       cores, grown = [core, core], padded
     spans = [[[int(v) for v in tiling.window(k, n, core, halo)]
               for k in range(-(-n // core))]

@@ -38,6 +38,7 @@ import tensorflow_compression  # noqa: F401  (registers the range coding ops)
 from tfcae import TfcaeError
 from tfcae.deploy.device import DEVICE_TARGETS, DeviceEncoder, DeviceTarget
 from tfcae.io.fileio import expand_images, load_rgb_image
+from tfcae.models import tiling
 from tfcae.serving import open_model
 
 __all__ = ["QUANTIZE", "RUNTIMES", "RUNTIME_VARIABLE", "TFLiteEncoder", "TFLiteTarget",
@@ -357,16 +358,15 @@ def export_tflite(model_dir, tflite_path, quantize="none", representative_images
   if tile:
     exported.check_tile(tile)
     halos = exported.tiling
-    window = -(-int(tile) // halos["latent_stride"]) * halos["latent_stride"] + (
-        2 * halos["analysis_halo"])
+    window = tiling.core_pixels(tile, halos["latent_stride"]) + 2 * halos["analysis_halo"]
   model = exported.restore_keras()
   encoder, reduced = device_encoder(model)
+  size = f"{window}, {window}" if window else "H, W"
   info = {"model_dir": os.path.abspath(exported.path), "quantize": quantize,
           "reduced_encoder": reduced, "fingerprint": model.fingerprint.numpy().hex(),
           "stride": model.stride, "latent_channels": model.latent_channels,
-          "input": ("float32 [1, H, W, 3] in [0, 255]" if quantize != "int8" else
-                    "uint8 [1, H, W, 3]").replace("H, W", f"{window}, {window}" if window
-                                                   else "H, W"),
+          "input": f"float32 [1, {size}, 3] in [0, 255]" if quantize != "int8" else
+                   f"uint8 [1, {size}, 3]",
           "output": "int32 symbols [1, H/stride, W/stride, C] = round(y - latent_offset)"}
   if quantize == "int8":
     if not representative_images:

@@ -20,7 +20,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".
 
 
 def atomic_write_bytes(path, data):
-  """Writes `data` to `path` so that readers never see a partial file.
+  """Writes `data` (bytes, or a function that writes to an open binary file) to `path` so
+  that readers never see a partial file.
 
   The bytes go to a temporary file in the same directory, which is fsync'ed and
   renamed over `path` (atomic on POSIX). On any error nothing is left behind, an
@@ -181,10 +182,7 @@ def save_png(path, array):
     import png
     writer = png.Writer(width, height, greyscale=False, bitdepth=8)
     rows = (array[i].reshape(-1) for i in range(height))
-    try:
-      _atomic_write(os.fspath(path), lambda f: writer.write(f, rows))
-    except OSError as e:
-      raise TfcaeError(f"{path}: cannot write it ({e.strerror or e})") from None
+    atomic_write_bytes(path, lambda f: writer.write(f, rows))
     return
   import io
   buf = io.BytesIO()

@@ -34,7 +34,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["AUTO", "DEFAULT_TILE", "AUTO_ABOVE_PIXELS", "resolve_tile", "edge_pad", "receptive_field", "analysis_halo", "synthesis_halo",
+__all__ = ["AUTO", "DEFAULT_TILE", "AUTO_ABOVE_PIXELS", "resolve_tile", "core_pixels",
+           "edge_pad", "receptive_field", "analysis_halo", "synthesis_halo",
            "window", "tiled_analysis", "tiled_synthesis"]
 
 # The coders' default (tile = AUTO): core tiles of DEFAULT_TILE pixels, whose windows
@@ -54,6 +55,12 @@ def resolve_tile(tile, height, width) -> tf.Tensor:
   pixels = tf.cast(height, tf.int64) * tf.cast(width, tf.int64)
   auto = tf.where(pixels > AUTO_ABOVE_PIXELS, DEFAULT_TILE, 0)
   return tf.where(tile < 0, auto, tile)
+
+
+def core_pixels(tile: int, stride: int) -> int:
+  """A requested tile rounded up to a multiple of the latent stride: the core a window
+  computes (a window is that plus twice the analysis halo)."""
+  return -(-int(tile) // stride) * stride
 
 
 def edge_pad(image, height, width):
