@@ -5,14 +5,16 @@ and the interpreter bundled in TensorFlow 2.14, at 1 and 2 threads.
   .venv/bin/python bench/device_latency.py \\
       --models=zoo:factorized/5,zoo:factorized-l11/5 --output=docs/benchmark/device_latency.json
 
-For each model, its float32 and int8 encoders: the zoo folder's encoder.tflite and
+For each model, its float32 and int8 encoders (int8: GDNs in int8 but for the division, and,
+as `int8-float-gdn`, wholly in float; --int8_gdn): the zoo folder's encoder.tflite and
 encoder_int8.tflite when it ships them, else converted here as `tfcae export --target=tflite`
 does (the reduced encoder when the model has dead filters; int8 calibrated on crops of
 --representative_images), cached in --cache_dir. Each encoder runs on --image (Kodak's
 kodim23, 768×512) in every installed runtime; at one thread count all the arms (model ×
 precision × runtime) are interleaved, one invoke each in turn, after one warm-up, and the
 median of --repeats is reported, so a machine busy with other work slows every arm alike.
-Also: encoder MACs per pixel (reduced), the flatbuffer's bytes, and joules per image: the
+Also: encoder MACs per pixel (reduced), the flatbuffer's bytes, Kodak bpp / PSNR through a
+shipped flatbuffer and host coding (from the zoo card), and joules per image: the
 arm's time × the CPU power codecarbon measured (offline, tfcae.training.energy) over that
 thread count's interleaved loop — RAPL where readable, else its load × TDP estimate, which
 the JSON names. Writes the JSON and a Markdown table (<output>.md).
@@ -25,10 +27,11 @@ import numpy as np
 import tensorflow as tf  # noqa: F401  (before cli.run: see its docstring)
 from absl import flags
 
-from tfcae import TfcaeError
+from tfcae import TfcaeError, zoo
 from tfcae.analysis import accounting
 from tfcae.deploy import tflite, timing
 from tfcae.deploy.hostcoding import pad_to_stride
+from tfcae.evaluation import green
 from tfcae.io.fileio import atomic_write_json, load_rgb_image
 from tfcae.serving import open_model
 from tfcae.training.energy import EnergyMeter
@@ -38,29 +41,46 @@ flags.DEFINE_string("models", "zoo:factorized/5,zoo:factorized-l11/5",
 flags.DEFINE_string("image", "data/sample/eval/kodim23.png", "The image the encoders run on.")
 flags.DEFINE_string("representative_images", "data/sample/train",
                     "int8 calibration images, for models without shipped int8 encoders.")
+flags.DEFINE_string("int8_gdn", "integer,float",
+                    "int8 arms: how their GDNs run (tfcae export --int8_gdn): integer is "
+                    "`int8`, float `int8-float-gdn`.")
 flags.DEFINE_string("threads", "1,2", "Thread counts.")
 flags.DEFINE_integer("repeats", 15, "Timed invokes per arm (median).")
 flags.DEFINE_string("cache_dir", "runs/device_latency", "Converted encoders.")
 flags.DEFINE_string("output", "docs/benchmark/device_latency.json", "JSON output.")
 FLAGS = flags.FLAGS
 
-SHIPPED = {"none": "encoder.tflite", "int8": "encoder_int8.tflite"}
+SHIPPED = {"float32": "encoder.tflite", "int8": "encoder_int8.tflite"}
+# Arm -> (export's quantize, its int8_gdn).
+ARMS = {"float32": ("none", None), "int8": ("int8", "integer"),
+        "int8-float-gdn": ("int8", "float")}
+
+
+def _int8_gdn(path):
+  """How a flatbuffer's GDNs run, from its .json (exports that predate the option: float)."""
+  with open(path + ".json", encoding="utf-8") as f:
+    return json.load(f).get("int8_gdn", "float")
 
 
 def encoders(reference):
-  """{"float32" | "int8": path} of a model's device encoders (shipped or converted)."""
+  """{arm: path} of a model's device encoders: the zoo folder's when it ships the arm's
+  flatbuffer, else converted here as `tfcae export` does (cached)."""
   exported = open_model(reference)
+  wanted = ["float32"] + [arm for arm, (_, gdn) in ARMS.items()
+                          if gdn in FLAGS.int8_gdn.split(",")]
   found = {}
-  for quantize, name in SHIPPED.items():
-    path = exported.join(name)
-    if not os.path.isfile(path):
+  for arm in wanted:
+    quantize, gdn = ARMS[arm]
+    path = exported.join(SHIPPED.get(arm, "-"))
+    if not os.path.isfile(path) or (gdn and _int8_gdn(path) != gdn):
       folder = os.path.join(FLAGS.cache_dir, reference.replace(":", "_").replace("/", "_"))
       os.makedirs(folder, exist_ok=True)
-      path = os.path.join(folder, name)
+      path = os.path.join(folder, f"encoder_{arm}.tflite")
       if not os.path.isfile(path):
+        options = {"int8_gdn": gdn} if gdn else {}
         tflite.export_tflite(exported, path, quantize,
-                             FLAGS.representative_images if quantize == "int8" else "")
-    found["float32" if quantize == "none" else "int8"] = path
+                             FLAGS.representative_images if gdn else "", **options)
+    found[arm] = path
   return exported, found
 
 
@@ -83,9 +103,22 @@ def main():
     exported, paths = encoders(reference)
     report = accounting.analyze(exported.restore_keras(for_compression=False))
     total = report["encoder"]["total"]
+    # Kodak through the shipped flatbuffers and host coding, from the zoo card, and its
+    # ΔPSNR at equal bpp against the dense family's curve.
+    card = exported.card or {}
+    shipped = card.get("device_encoders", {})
+    kodak = {arm: dict(shipped[SHIPPED[arm]]["kodak"]) for arm in paths
+             if SHIPPED.get(arm) in shipped and os.path.dirname(paths[arm]) == exported.path}
+    if kodak:
+      dense = card.get("encoder", {}).get("dense_sibling", card.get("name", "")).split("/")[0]
+      curve = green.curve_of_cards([c for c in zoo.list() if c["family"] == dense])
+      for result in kodak.values():
+        result["delta_psnr_at_equal_bpp"] = green.delta_psnr_at_bpp(curve, result["bpp"],
+                                                                    result["psnr-rgb"])
     models.append({"model": reference, "macs_per_pixel": total["maccs_per_pixel"],
                    "macs_per_pixel_reduced": total["maccs_per_pixel_reduced"],
-                   "bytes": {k: os.path.getsize(p) for k, p in paths.items()}})
+                   "bytes": {k: os.path.getsize(p) for k, p in paths.items()},
+                   "kodak": kodak})
     padded = pad_to_stride(image, exported.stride)
     for precision, path in paths.items():
       arms.append((reference, precision, path, padded))
@@ -107,7 +140,7 @@ def main():
       rows.append({"model": reference, "precision": precision, "runtime": name,
                    "threads": threads, "ms": round(1000 * s, 2), "joules": joules,
                    "cpu_power_w": power, "power_source": energy.get("power_source")})
-      print(f"{reference} {precision:7s} {name:24s} {threads} thread(s): {1000 * s:7.1f} ms"
+      print(f"{reference} {precision:14s} {name:24s} {threads} thread(s): {1000 * s:7.1f} ms"
             + (f", {joules:.2f} J" if joules else ""))
   result = {"image": FLAGS.image, "shape": list(image.shape), "repeats": FLAGS.repeats,
             "cpu": _cpu(), "models": models, "latency": rows}
@@ -135,21 +168,28 @@ def markdown(result):
             for r in result["latency"]}
   lines = ["| model | MACs/px (reduced) | encoder | .tflite bytes | runtime | "
            + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads)
-           + " | int8 / float32 (1 thread) | J/image (1 thread) |",
-           "|---|---|---|---|---|" + "---|" * len(threads) + "---|---|"]
+           + " | int8 / float32 (1 thread) | J/image (1 thread) | Kodak bpp / PSNR "
+           "(ΔPSNR @ bpp vs dense) |",
+           "|---|---|---|---|---|" + "---|" * len(threads) + "---|---|---|"]
   for model in result["models"]:
-    for precision in ("float32", "int8"):
+    for precision in model["bytes"]:
       for name in names:
         key = (model["model"], precision, name)
         cells = " | ".join(f"{ms[key + (t,)]:.1f} ms" for t in threads)
         ratio = ""
-        if precision == "int8":
-          int8 = ms[(model["model"], "int8", name, threads[0])]
+        if precision != "float32":
+          int8 = ms[key + (threads[0],)]
           ratio = f"{int8 / ms[(model['model'], 'float32', name, threads[0])]:.2f}"
         j = joules[key + (threads[0],)]
+        kodak = model.get("kodak", {}).get(precision)
+        rd = ""
+        if kodak:
+          delta = kodak.get("delta_psnr_at_equal_bpp")
+          rd = (f"{kodak['bpp']:.4f} / {kodak['psnr-rgb']:.2f}"
+                + ("" if delta is None else f" ({delta:+.2f} dB)"))
         lines.append(f"| {model['model']} | {model['macs_per_pixel_reduced']:,.0f} | "
                      f"{precision} | {model['bytes'][precision]:,} | {name} | {cells} | "
-                     f"{ratio} | {'' if j is None else f'{j:.2f}'} |")
+                     f"{ratio} | {'' if j is None else f'{j:.2f}'} | {rd} |")
   return "\n".join(lines) + "\n"
 
 

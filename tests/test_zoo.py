@@ -341,7 +341,7 @@ def test_sparse_family_trains_from_the_zoo_and_ships_device_encoders(tiny_zoo, t
   from tfcae.analysis import accounting
   from tfcae.deploy import hostcoding
   from tfcae.training.export import load_trained
-  from tfcae.zoo import sparse
+  from tfcae.zoo import device, sparse
   root, _ = tiny_zoo
   own = tmp_path / "zoo"
   shutil.copytree(root / "factorized", own / "factorized")
@@ -390,7 +390,7 @@ def test_sparse_family_trains_from_the_zoo_and_ships_device_encoders(tiny_zoo, t
   image = sample_image()
   codec = zoo.load("tiny-l11", 2)
   reference = codec.decompress(codec.compress(image))
-  for name in sparse.TFLITE_FILES:
+  for name in device.TFLITE_FILES:
     info = json.loads((folder / (name + ".json")).read_text())
     assert info["model_dir"] == "zoo:tiny-l11/2" and info["reduced_encoder"]
     assert card["device_encoders"][name]["bytes"] == os.path.getsize(folder / name)
@@ -401,8 +401,8 @@ def test_sparse_family_trains_from_the_zoo_and_ships_device_encoders(tiny_zoo, t
       assert (np.abs(decoded.astype(int) - reference.astype(int)) > 1).mean() <= 0.01
   assert ladder.card_table([card]).count(f"{encoder['macs_per_pixel_reduced'] / 1e3:.1f} / ") == 1
   # A refresh (today's serving graph) keeps the device encoders and the card's blocks.
-  before = {name: (folder / name).read_bytes() for name in sparse.TFLITE_FILES}
+  before = {name: (folder / name).read_bytes() for name in device.TFLITE_FILES}
   refreshed = ladder.refresh(str(folder), IMAGE)
   assert refreshed["encoder"] == encoder and refreshed["device_encoders"] == card[
       "device_encoders"]
-  assert {name: (folder / name).read_bytes() for name in sparse.TFLITE_FILES} == before
+  assert {name: (folder / name).read_bytes() for name in device.TFLITE_FILES} == before

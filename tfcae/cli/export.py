@@ -2,7 +2,7 @@
 
   tfcae export --model=runs/quickstart --target=tflite --output=encoder.tflite \\
       [--quantize=none|float16|int8] [--representative_images='data/sample/train/*.jpg']
-      [--qat_steps=N --qat_images=GLOB] [--int8_reference=DIR]
+      [--int8_gdn=integer|float] [--qat_steps=N --qat_images=GLOB] [--int8_reference=DIR]
   tfcae export --model=zoo:factorized/3 --tflite=encoder.tflite     # the same as --target=tflite
 
 The encoder holds the analysis transform (physically reduced when the model is sparse)
@@ -15,7 +15,7 @@ from absl import flags
 
 from tfcae import TfcaeError, cli
 import tensorflow as tf  # noqa: F401  (before cli.run: see its docstring)
-from tfcae.deploy import tflite
+from tfcae.deploy import qat, tflite
 from tfcae.deploy.targets import DEVICE_TARGETS
 from tfcae.serving import open_model
 
@@ -41,6 +41,10 @@ flags.DEFINE_float("qat_learning_rate", 1e-5, "Adam learning rate of the fine-tu
 flags.DEFINE_float("qat_lmbda", 0., "λ of the fine-tuning's R + λ·D (0: the run's --lmbda).")
 flags.DEFINE_string("int8_reference", "", "int8: also save the int8 encoder as a SavedModel "
                     "here (signature `symbols`: what the device computes, on a server).")
+flags.DEFINE_enum("int8_gdn", "integer", list(qat.GDN_MODES),
+                  "int8: how the encoder's GDNs run. integer: |x| and the C×C pool in int8, "
+                  "only the division in float (≈ 0.34× float32's time on LiteRT); float: "
+                  "each whole GDN in float between DEQUANTIZE and QUANTIZE (≈ 0.44×).")
 flags.DEFINE_integer("tile", 0, "A static input shape: windows of this core tile (pixels, "
                      "rounded up to the latent stride) plus the receptive field's halo on "
                      "each side; bin/compress --tflite feeds any image in such windows. "
@@ -48,7 +52,7 @@ flags.DEFINE_integer("tile", 0, "A static input shape: windows of this core tile
 FLAGS = flags.FLAGS
 # The TFLite target's options, passed to its convert().
 TFLITE_OPTIONS = ("quantize", "representative_images", "qat_steps", "qat_images",
-                  "qat_learning_rate", "qat_lmbda", "int8_reference", "tile")
+                  "qat_learning_rate", "qat_lmbda", "int8_reference", "tile", "int8_gdn")
 
 
 def _inside(path, folder):

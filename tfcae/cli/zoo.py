@@ -5,6 +5,8 @@
   bin/zoo --ladder=factorized --out=runs/zoo --images='../shared/data/kodak/*.png'
   bin/zoo --ladder=factorized-l11 --out=runs/zoo   # double descent from factorized/3 and /5
   bin/zoo --ladder=meanscale-vbr --out=runs/zoo    # one variable-rate model (zoo/meanscale-vbr)
+  bin/zoo --device_encoders --ladder=factorized --qualities=3,5   # ship their TFLite encoders
+      [--qat_steps=1000 --qat_images=../shared/data/train]
 
 Training is resumable: run the same command again after an interruption. Each quality is
 a bin/train run (two at a time, one core each; see tfcae/zoo/ladder.py); once all have
@@ -18,7 +20,7 @@ from tfcae import cli
 import tensorflow as tf  # noqa: F401  (before cli.run: see its docstring)
 from tfcae import TfcaeError, zoo
 from tfcae.io.fileio import expand_images
-from tfcae.zoo import ladder, sparse, vbr
+from tfcae.zoo import device, ladder, sparse, vbr
 
 __all__ = ["main"]
 
@@ -35,6 +37,13 @@ flags.DEFINE_bool("publish", True, "Copy the trained qualities into zoo/ with th
 flags.DEFINE_bool("refresh", False, "Write the shipped models (of --ladder, or all) again "
                   "with today's serving graph, in place: same weights, tables, fingerprint "
                   "and files (checked on --refresh_image).")
+flags.DEFINE_bool("device_encoders", False, "Write float32 and int8 TFLite encoders into "
+                  "the shipped models of --ladder (--qualities, else all) and measure them "
+                  "on --images for their cards (tfcae/zoo/device.py).")
+flags.DEFINE_integer("qat_steps", 1000, "--device_encoders: quantization-aware fine-tuning "
+                     "steps of the int8 encoder (tfcae export --qat_steps).", lower_bound=0)
+flags.DEFINE_string("qat_images", "../shared/data/train", "--device_encoders: the "
+                    "fine-tuning's training images (the zoo's training set).")
 flags.DEFINE_string("refresh_image", os.path.join(ladder.ROOT, "data/sample/eval/kodim23.png"),
                     "The image --refresh codes with the old and the new SavedModel.")
 FLAGS = flags.FLAGS
@@ -60,6 +69,11 @@ def main():
   if not FLAGS.ladder:
     raise TfcaeError("give --ladder (one of " + ", ".join(FAMILIES) + ") or --list")
   qualities = [int(q) for q in FLAGS.qualities] if FLAGS.qualities else None
+  if FLAGS.device_encoders:
+    cards = [device.ship(FLAGS.ladder, q, _images(), FLAGS.qat_steps, FLAGS.qat_images)
+             for q in qualities or zoo.qualities(FLAGS.ladder)]
+    print(ladder.card_table(cards))
+    return
   if FLAGS.ladder in vbr.VARIABLE_RATE_FAMILIES:
     spec = vbr.VARIABLE_RATE_FAMILIES[FLAGS.ladder]
     codes = vbr.train(spec, FLAGS.out)

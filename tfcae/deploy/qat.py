@@ -11,8 +11,12 @@ quantization-aware Keras model in which
   so the uint8 input integers are exactly the pixels (no MUL on the device);
 * every Conv2D has TF-MOT's default int8 scheme (per-channel symmetric weights,
   per-tensor asymmetric outputs);
-* a GDN keeps its float parameters and quantises only its output (TFLite has no integer
-  DIV/RSQRT: it runs in float between DEQUANTIZE and QUANTIZE, as it does after PTQ);
+* a GDN, `gdn="float"`: keeps its float parameters and quantises only its output (TFLite
+  has no integer DIV: it runs in float between DEQUANTIZE and QUANTIZE, as it does after
+  PTQ); `gdn="integer"`: |x| (an int8 LEAKY_RELU of slope −1) and its C×C pool Γ, the
+  GDN's MACs (an int8 1×1 CONV_2D with bias β), run in int8 and only the division is a
+  float island (`_unroll_gdn`; TFLite has no int8 DIV, and its int8 ABS and RSQRT are
+  reference kernels XNNPACK does not take, slower than the float island);
 * a ChannelSelect (gather, reduced encoders) and a reflection padding keep their input's
   scale;
 * a PReLU keeps its float slopes and quantises its output (TF-MOT has no rule for it; the
@@ -45,8 +49,9 @@ from tfcae import TfcaeError
 from tfcae.models.caep import BottleneckBlock, ReflectionPad
 from tfcae.nn import layers as tfcae_layers
 
-__all__ = ["OutputQuantizeConfig", "PassThroughQuantizeConfig", "SymbolQuantizeConfig",
-           "SCOPE", "IntegerEncoder", "integer_encoder", "widen_empty_kernel_ranges",
+__all__ = ["GDN_MODES", "OutputQuantizeConfig", "PassThroughQuantizeConfig",
+           "SymbolQuantizeConfig", "GDNPool", "GDNNormalize", "SCOPE", "IntegerEncoder",
+           "integer_encoder", "NARROWEST_KERNEL_RANGE", "widen_narrow_kernel_ranges",
            "calibrate", "fine_tune"]
 
 _qkeras = tfmot.quantization.keras
@@ -97,7 +102,46 @@ class SymbolQuantizeConfig(_registry8.Default8BitConvQuantizeConfig):
     return {}
 
 
-SCOPE = {"OutputQuantizeConfig": OutputQuantizeConfig,
+# How an int8 encoder's GDNs run (see the module docstring).
+GDN_MODES = ("float", "integer")
+
+
+@tf.keras.utils.register_keras_serializable(package="tfcae")
+class GDNPool(tf.keras.layers.Layer):
+  """A GDN's pool input |x|^α (α ∈ {1, 2}) in ops XNNPACK runs in int8: |x| as a
+  LeakyReLU of slope −1 (TFLite's int8 ABS is a reference kernel, ≈ 8× slower), x² as
+  a MUL."""
+
+  def __init__(self, alpha=1., **kwargs):
+    super().__init__(**kwargs)
+    self.alpha = float(alpha)
+
+  def get_config(self):
+    return dict(super().get_config(), alpha=self.alpha)
+
+  def call(self, x):
+    return tf.nn.leaky_relu(x, alpha=-1.) if self.alpha == 1. else x * x
+
+
+@tf.keras.utils.register_keras_serializable(package="tfcae")
+class GDNNormalize(tf.keras.layers.Layer):
+  """x / n^ε (ε ∈ {½, 1}) of a GDN's input x and pool n = β + Γ'·pool (float on the device:
+  TFLite has no integer DIV, and its int8 RSQRT is a slow reference kernel)."""
+
+  def __init__(self, epsilon=1., **kwargs):
+    super().__init__(**kwargs)
+    self.epsilon = float(epsilon)
+
+  def get_config(self):
+    return dict(super().get_config(), epsilon=self.epsilon)
+
+  def call(self, inputs):
+    x, norm = inputs
+    return x / norm if self.epsilon == 1. else x * tf.math.rsqrt(norm)
+
+
+SCOPE = {"OutputQuantizeConfig": OutputQuantizeConfig, "GDNPool": GDNPool,
+         "GDNNormalize": GDNNormalize,
          "PassThroughQuantizeConfig": PassThroughQuantizeConfig,
          "SymbolQuantizeConfig": SymbolQuantizeConfig, "GDN": tfcae_layers.GDN,
          "ReflectionPad": ReflectionPad}
@@ -156,9 +200,24 @@ def _trainable_gdn(layer):
   return copy
 
 
-def integer_encoder(encoder, offset):
+def integer_encoder(encoder, offset, gdn: str = "integer"):
   """`IntegerEncoder` of a Sequential float encoder (the analysis transform, or its
-  reduced rebuild) whose symbols are round(encoder(x) − offset)."""
+  reduced rebuild) whose symbols are round(encoder(x) − offset).
+
+  Args:
+    encoder: the float encoder (tf.keras.Sequential).
+    offset: the latent offset o per latent channel.
+    gdn: a GDN_MODES value: "integer" (|x| and the pool in int8, the division in float)
+      or "float" (each whole GDN in float between DEQUANTIZE and QUANTIZE).
+
+  Returns:
+    An uncalibrated IntegerEncoder (`calibrate` sets its ranges).
+
+  Raises:
+    TfcaeError: an unknown `gdn`, or a layer with no quantisation rule.
+  """
+  if gdn not in GDN_MODES:
+    raise TfcaeError(f"unknown int8 GDN mode {gdn!r}; one of {', '.join(GDN_MODES)}")
   from tfcae.deploy.reduction import ChannelInsert, ChannelSelect
   chain = list(encoder.layers)
   offset = np.asarray(offset, np.float32)
@@ -188,6 +247,8 @@ def integer_encoder(encoder, offset):
         graph.add(_clone(layer), None, weights)  # TF-MOT's default for Conv2D
     elif isinstance(layer, (ChannelSelect, ReflectionPad)):  # keep the input's scale
       graph.add(_clone(layer), PassThroughQuantizeConfig())
+    elif isinstance(layer, tfc.GDN) and not layer.inverse and gdn == "integer":
+      _unroll_gdn(graph, layer)
     elif isinstance(layer, tfc.GDN) and not layer.inverse:
       graph.add(_trainable_gdn(layer), OutputQuantizeConfig())  # weights: its own
     elif isinstance(layer, tf.keras.layers.PReLU):
@@ -257,6 +318,33 @@ def _unroll_bottleneck(graph, block):
             [w.numpy() for w in block.act3.weights])
 
 
+def _unroll_gdn(graph, layer):
+  """A GDN y = x / (β + Γᵀ·|x|^α)^ε (α ∈ {1, 2}, ε ∈ {½, 1}) with its C×C pool in int8:
+  the pool |x|^α, the 1×1 convolution with kernel Γ and bias β (TF-MOT's int8
+  convolution: the GDN's MACs) and the normalisation x / n^ε (float), each output
+  quantised."""
+  alpha, epsilon = float(layer.alpha.numpy()), float(layer.epsilon.numpy())
+  if layer.rectify or alpha not in (1., 2.) or epsilon not in (.5, 1.):
+    raise TfcaeError(f"int8 export with an integer GDN: GDN {layer.name} has "
+                     f"α = {alpha:g}, ε = {epsilon:g}{', rectify' if layer.rectify else ''}; "
+                     "only α ∈ {1, 2}, ε ∈ {0.5, 1} have an integer form")
+  name = layer.name
+  channels = int(layer.beta.shape[0])
+  x, float_x = graph.x, graph.float_x
+  graph.add(GDNPool(alpha, name=f"{name}_pool"), OutputQuantizeConfig())
+  # n_k = β_k + Σ_j γ_jk |x_j|^α: tfc.GDN's γ is the 1×1 kernel [C_in, C_out] as it is.
+  beta = layer.beta.numpy().copy()
+  if channels > 1 and np.all(beta == beta[0]):
+    # TF 2.14's converter quantises a constant bias whose values are all equal (e.g. an
+    # untrained β = 1) with the first channel's scale for every channel of per-channel
+    # weights; one ulp breaks the splat.
+    beta[-1] = np.nextafter(beta[-1], np.float32(np.inf))
+  graph.add(tf.keras.layers.Conv2D(channels, 1, name=f"{name}_gamma"), None,
+            [layer.gamma.numpy().reshape(1, 1, channels, channels), beta])
+  graph.add(GDNNormalize(epsilon, name=f"{name}_normalize"), OutputQuantizeConfig(),
+            inputs=([x, graph.x], [float_x, graph.float_x]))
+
+
 def _clone_named(layer, name):
   return layer.__class__.from_config(dict(layer.get_config(), name=name))
 
@@ -277,23 +365,33 @@ def _range_variables(layer):
   return (found["min"], found["max"]) if len(found) == 2 else None
 
 
-def widen_empty_kernel_ranges(model):
-  """Gives all-zero filters (dead ones a sparse encoder keeps) a non-empty weight range.
+# A per-channel weight range narrower than the layer's widest by more than this factor is
+# widened to it (widen_narrow_kernel_ranges).
+NARROWEST_KERNEL_RANGE = 2. ** -8
 
-  TF-MOT's per-channel range of an all-zero filter is [0, 0]; the converter turns it into
-  a zero weight scale, and the bias, quantised with input scale × weight scale, into
-  garbage. Any non-empty range quantises zeros to zero: the layer's widest one is used.
+
+def widen_narrow_kernel_ranges(model):
+  """Gives every output channel's weights a range of at least NARROWEST_KERNEL_RANGE × the
+  layer's widest.
+
+  TFLite quantises a bias with the input scale × its channel's weight scale. An all-zero
+  filter (a dead one a sparse encoder keeps) has TF-MOT's range [0, 0], a weight scale of
+  zero and a garbage bias; a nearly-zero one (a GDN pool channel whose γ sits at its lower
+  bound, ≈ 4e-6) has a bias that overflows int32. A range 2⁸ times narrower than the
+  widest still quantises such weights finer than the widest channel's by 2⁸, and keeps
+  a bias of magnitude b below 2³¹ whenever b < 2³¹ · 2⁻⁸ / 127 · (input scale × widest).
   """
   for layer in model.layers:
     ranges = {v.name.split("/")[-1].split(":")[0]: v for v in layer.weights}
     low, high = ranges.get("kernel_min"), ranges.get("kernel_max")
     if low is None or high is None:
       continue
-    empty = (high.numpy() - low.numpy()) <= 0
-    if empty.any():
-      widest = float(np.max(np.maximum(-low.numpy(), high.numpy()))) or 1.
-      low.assign(np.where(empty, -widest, low.numpy()))
-      high.assign(np.where(empty, widest, high.numpy()))
+    extent = np.maximum(-low.numpy(), high.numpy())
+    floor = float(np.max(extent)) * NARROWEST_KERNEL_RANGE or 1.
+    narrow = extent < floor
+    if narrow.any():
+      low.assign(np.where(narrow, -floor, low.numpy()))
+      high.assign(np.where(narrow, floor, high.numpy()))
 
 
 def calibrate(integer, images):
@@ -318,7 +416,7 @@ def calibrate(integer, images):
       is_input = isinstance(layer, QuantizeLayer)
       variables[0].assign(0. if is_input else low[layer.name])
       variables[1].assign(255. * integer.input_scale if is_input else high[layer.name])
-  widen_empty_kernel_ranges(model)
+  widen_narrow_kernel_ranges(model)
 
 
 def fine_tune(integer, model, files, steps, lmbda, distortion="mse", learning_rate=1e-5,
@@ -363,5 +461,5 @@ def fine_tune(integer, model, files, steps, lmbda, distortion="mse", learning_ra
     if not np.isfinite(logs["loss"]):
       raise TfcaeError(f"quantization-aware fine-tuning diverged at step {i + 1}")
     progress.update(i + 1, list(logs.items()))
-  widen_empty_kernel_ranges(integer.quantized)  # training steps re-measured the ranges
+  widen_narrow_kernel_ranges(integer.quantized)  # training steps re-measured the ranges
   return logs

@@ -19,7 +19,8 @@ Range coding cannot run inside TFLite, so the work is split:
 
 Quantisation (`quantize`): "none" (float32), "float16" (float16 weights, float compute) or
 "int8" (full-integer post-training quantisation calibrated on crops of representative
-images, built by `tfcae.deploy.qat`: uint8 input, int8 weights and activations, GDN in float, and
+images, built by `tfcae.deploy.qat`: uint8 input, int8 weights and activations, GDN in int8
+but for its division (or wholly in float: `int8_gdn="float"`), and
 an int8 latent with step 1 that already is the symbol round(y − o); its Keras model,
 `int8_encoder`, is the reference the flatbuffer's symbols are checked against).
 
@@ -260,12 +261,13 @@ def _convert(converter):
     raise TfcaeError(f"TFLite conversion failed: {str(e).splitlines()[0]}") from None
 
 
-def int8_encoder(model, representative, encoder=None):
+def int8_encoder(model, representative, encoder=None, gdn="integer"):
   """The calibrated `tfcae.deploy.qat.IntegerEncoder` of the device encoder: what an int8
-  flatbuffer computes, as a Keras model (its `symbols` are the int8 reference)."""
+  flatbuffer computes, as a Keras model (its `symbols` are the int8 reference); `gdn`: a
+  `qat.GDN_MODES` value."""
   from tfcae.deploy import qat
   encoder = encoder if encoder is not None else model.analysis_transform
-  integer = qat.integer_encoder(encoder, latent_offset(model))
+  integer = qat.integer_encoder(encoder, latent_offset(model), gdn)
   qat.calibrate(integer, representative)
   return integer
 
@@ -337,12 +339,14 @@ def fine_tune_int8(integer, model_dir, model, qat_images, steps, learning_rate=1
 
 def export_tflite(model_dir, tflite_path, quantize="none", representative_images="",
                   qat_steps=0, qat_images="", qat_learning_rate=1e-5, qat_lmbda=None,
-                  int8_reference="", tile=0):
+                  int8_reference="", tile=0, int8_gdn="integer"):
   """What bin/export does: writes the device encoder and `<tflite_path>.json`.
 
   int8 only: `qat_steps` > 0 fine-tunes the calibrated int8 encoder quantization-aware on
   crops of `qat_images` (tfcae.deploy.qat.fine_tune; λ: the run's --lmbda unless `qat_lmbda`);
-  `int8_reference` names a folder for the int8 encoder's SavedModel (save_int8_reference).
+  `int8_reference` names a folder for the int8 encoder's SavedModel (save_int8_reference);
+  `int8_gdn` is how its GDNs run (tfcae.deploy.qat.GDN_MODES: "integer", their pool in
+  int8 and only the division in float, or "float", the whole GDN in float).
   `tile` > 0: a static input shape, windows of the core tile (rounded up to the latent
   stride) plus the analysis transform's halo on each side (tfcae.deploy.hostcoding).
   """
@@ -373,7 +377,8 @@ def export_tflite(model_dir, tflite_path, quantize="none", representative_images
       raise TfcaeError("--quantize=int8 needs --representative_images=GLOB (crops of them "
                        "calibrate the activation ranges)")
     integer = int8_encoder(model, representative_crops(image_paths(representative_images)),
-                           encoder)
+                           encoder, int8_gdn)
+    info["int8_gdn"] = int8_gdn
     if qat_steps:
       info["qat"] = fine_tune_int8(integer, exported, model, qat_images, qat_steps,
                                    qat_learning_rate, qat_lmbda)
@@ -398,7 +403,7 @@ class TFLiteTarget(DeviceTarget):
 
   def convert(self, exported, output_path, **options):
     """export_tflite's options: quantize, representative_images, qat_steps, qat_images,
-    qat_learning_rate, qat_lmbda, int8_reference, tile."""
+    qat_learning_rate, qat_lmbda, int8_reference, tile, int8_gdn."""
     return export_tflite(exported, output_path, **options)
 
   def load(self, encoder, num_threads=1):

@@ -8,8 +8,9 @@ Layout (CompressAI's zoo, as folders)::
                                   tfcae_export.json             architecture, fingerprint
                                   card.json                     the model card
                                   encoder.tflite, encoder_int8.tflite (+ .json)
-                                                                sparse families only: the
-                                                                reduced device encoders
+                                                                the device encoders of the
+                                                                sparse families and of some
+                                                                models (tfcae.zoo.device)
 
 The SavedModel carries the coding tables, so a file decodes the same wherever the
 SavedModel is loaded; its variables are also the warm-start weights

@@ -481,7 +481,7 @@ def refresh(path: str, image: str) -> dict[str, Any]:
   if _same_values(path, staging):
     for name in os.listdir(os.path.join(path, VARIABLES_DIR)):
       shutil.copy2(os.path.join(path, VARIABLES_DIR, name), os.path.join(staging, VARIABLES_DIR))
-  for name in os.listdir(path):  # device encoders (tfcae.zoo.sparse) are not re-exported
+  for name in os.listdir(path):  # device encoders (tfcae.zoo.device) are not re-exported
     if name.endswith(DEVICE_ENCODER_SUFFIXES):
       shutil.copy2(os.path.join(path, name), staging)
   new = tf.saved_model.load(staging)

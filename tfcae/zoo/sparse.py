@@ -6,10 +6,8 @@ from the dense model of that quality and at its λ. `publish` puts the result in
 like any model (tfcae.zoo.ladder.publish: SavedModel, card, Kodak figures from real files)
 and adds what a user of a cheap encoder needs:
 
-* `encoder.tflite` and `encoder_int8.tflite`: the channel-reduced analysis transform and
-  the rounding as float32 and full-integer flatbuffers (tfcae.deploy.tflite.export_tflite,
-  the int8 one calibrated on the repository's sample photographs), each with its
-  `.json` and its Kodak bpp / PSNR through host coding (`bin/compress --tflite`);
+* `encoder.tflite` and `encoder_int8.tflite`, the channel-reduced encoder's flatbuffers
+  with their Kodak bpp / PSNR through host coding (tfcae.zoo.device);
 * the card's "encoder" block: S, MACs per pixel before and after channel removal, weight
   bytes (dense, sparse, reduced), peak activation memory, the dense sibling and ΔPSNR at
   equal bpp against the dense family's curve (tfcae.evaluation.green).
@@ -21,16 +19,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from tfcae import TfcaeError, zoo
 from tfcae.training import jobs
 from tfcae.training.rundir import RunDir
-from tfcae.zoo import ladder as ladder_lib
+from tfcae.zoo import device, ladder as ladder_lib
 
-__all__ = ["SparseFamily", "LONG_SECOND_DESCENT", "SPARSE_FAMILIES", "TFLITE_FILES", "run_dir",
+__all__ = ["SparseFamily", "LONG_SECOND_DESCENT", "SPARSE_FAMILIES", "run_dir",
            "train_command",
            "train", "publish", "publish_family"]
-
-# The device encoders a sparse zoo model ships: file name -> bin/export --quantize.
-TFLITE_FILES = {"encoder.tflite": "none", "encoder_int8.tflite": "int8"}
-# Photographs the int8 encoder's activation ranges are calibrated on (shipped, not Kodak).
-CALIBRATION_IMAGES = "data/sample/train/*.jpg"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,28 +146,6 @@ def _encoder_block(total: dict, family: SparseFamily, quality: int, kodak: dict)
   }
 
 
-def _device_encoders(folder: str, name: str, images: Sequence[str]) -> dict:
-  """Writes the reduced encoder's flatbuffers into `folder`; returns the card's block."""
-  import numpy as np
-  from tfcae.deploy import hostcoding, tflite
-  block = {}
-  for filename, quantize in TFLITE_FILES.items():
-    path = os.path.join(folder, filename)
-    info = tflite.export_tflite(
-        folder, path, quantize,
-        os.path.join(ladder_lib.ROOT, CALIBRATION_IMAGES) if quantize == "int8" else "")
-    info["model_dir"] = f"{zoo.PREFIX}{name}"  # not this machine's path
-    info.pop("int8_reference", None)
-    tflite.write_export_info(path, info)
-    coded = hostcoding.host_coding_quality(path, folder, images)
-    block[filename] = {"quantize": quantize, "bytes": info["bytes"],
-                       "reduced_encoder": info["reduced_encoder"],
-                       "kodak": {"images": len(coded),
-                                 "bpp": float(np.mean([b for b, _ in coded])),
-                                 "psnr-rgb": float(np.mean([p for _, p in coded]))}}
-  return block
-
-
 def publish(model_dir: str, family: SparseFamily, quality: int, images: Sequence[str],
             command: str = "", zoo_root: Optional[str] = None) -> dict:
   """Publishes a double-descent run as zoo/<family>/<quality> with its device encoders.
@@ -203,7 +174,7 @@ def publish(model_dir: str, family: SparseFamily, quality: int, images: Sequence
     card["encoder"] = _encoder_block(report["encoder"]["total"], family, quality,
                                      card["kodak"])
     card["macs_per_pixel"]["encoder_reduced"] = card["encoder"]["macs_per_pixel_reduced"]
-    card["device_encoders"] = _device_encoders(staging, card["name"], images)
+    card["device_encoders"] = device.write_device_encoders(staging, card["name"], images)
 
   # "model": the deprecated name of "architecture" in configs written before the rename.
   architecture = settings.get("architecture", settings.get("model"))
