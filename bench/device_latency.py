@@ -23,18 +23,16 @@ import json
 import os
 
 from tfcae import cli  # first: it quiets TensorFlow's start-up
-import numpy as np
 import tensorflow as tf  # noqa: F401  (before cli.run: see its docstring)
 from absl import flags
 
-from tfcae import TfcaeError, zoo
+from tfcae import zoo
 from tfcae.analysis import accounting
-from tfcae.deploy import tflite, timing
+from tfcae.deploy import tflite
 from tfcae.deploy.hostcoding import pad_to_stride
 from tfcae.evaluation import green
 from tfcae.io.fileio import atomic_write_json, load_rgb_image
 from tfcae.serving import open_model
-from tfcae.training.energy import EnergyMeter
 
 flags.DEFINE_string("models", "zoo:factorized/5,zoo:factorized-l11/5",
                     "Comma-separated model references (directories or zoo:<family>/<q>).")
@@ -84,20 +82,12 @@ def encoders(reference):
   return exported, found
 
 
-def runtimes():
-  """The installed runtimes: LiteRT first, when ai-edge-litert is there."""
-  names = []
-  for runtime in ("litert", "tensorflow"):
-    try:
-      names.append((runtime, tflite.interpreter_class(runtime)[1]))
-    except TfcaeError:
-      print(f"{runtime}: not installed, skipped")
-  return names
-
-
 def main():
   image = load_rgb_image(FLAGS.image)
-  installed = runtimes()
+  installed = tflite.runtimes()
+  for runtime in ("litert", "tensorflow"):
+    if runtime not in dict(installed):
+      print(f"{runtime}: not installed, skipped")
   models, arms = [], []
   for reference in FLAGS.models.split(","):
     exported, paths = encoders(reference)
@@ -123,74 +113,20 @@ def main():
     for precision, path in paths.items():
       arms.append((reference, precision, path, padded))
   rows = []
-  for threads in [int(t) for t in FLAGS.threads.split(",")]:
-    calls, keys = [], []
-    for reference, precision, path, padded in arms:
-      for runtime, name in installed:
-        encoder = tflite.TFLiteEncoder(path, threads, runtime)
-        encoder.set_input(padded)
-        calls.append(encoder.invoke)
-        keys.append((reference, precision, runtime, name))
-    with EnergyMeter() as meter:
-      seconds = timing.interleaved_seconds(calls, FLAGS.repeats, warmup=1)
-    energy = meter.summary()
-    power = energy.get("cpu_power_w") if energy.get("measured") else None
-    for (reference, precision, runtime, name), s in zip(keys, seconds):
-      joules = round(s * power, 3) if power else None
-      rows.append({"model": reference, "precision": precision, "runtime": name,
-                   "threads": threads, "ms": round(1000 * s, 2), "joules": joules,
-                   "cpu_power_w": power, "power_source": energy.get("power_source")})
-      print(f"{reference} {precision:14s} {name:24s} {threads} thread(s): {1000 * s:7.1f} ms"
-            + (f", {joules:.2f} J" if joules else ""))
+  threads = [int(t) for t in FLAGS.threads.split(",")]
+  for row in tflite.measure_latency([((reference, precision), path, padded)
+                                     for reference, precision, path, padded in arms],
+                                    threads, FLAGS.repeats):
+    (reference, precision), joules = row.pop("key"), row["joules"]
+    rows.append(dict(model=reference, precision=precision, **row))
+    print(f"{reference} {precision:14s} {row['runtime']:24s} {row['threads']} thread(s): "
+          f"{row['ms']:7.1f} ms" + (f", {joules:.2f} J" if joules else ""))
   result = {"image": FLAGS.image, "shape": list(image.shape), "repeats": FLAGS.repeats,
-            "cpu": _cpu(), "models": models, "latency": rows}
+            "cpu": tflite.cpu_name(), "models": models, "latency": rows}
   atomic_write_json(FLAGS.output, result)
   with open(os.path.splitext(FLAGS.output)[0] + ".md", "w", encoding="utf-8") as f:
     f.write(markdown(result))
   print(f"wrote {FLAGS.output}")
-
-
-def _cpu():
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    return "unknown"
-
-
-def markdown(result):
-  """One row per model, precision and runtime: ms at each thread count, and int8/float32."""
-  ms = {(r["model"], r["precision"], r["runtime"], r["threads"]): r["ms"]
-        for r in result["latency"]}
-  threads = sorted({r["threads"] for r in result["latency"]})
-  names = list(dict.fromkeys(r["runtime"] for r in result["latency"]))
-  joules = {(r["model"], r["precision"], r["runtime"], r["threads"]): r.get("joules")
-            for r in result["latency"]}
-  lines = ["| model | MACs/px (reduced) | encoder | .tflite bytes | runtime | "
-           + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads)
-           + " | int8 / float32 (1 thread) | J/image (1 thread) | Kodak bpp / PSNR "
-           "(ΔPSNR @ bpp vs dense) |",
-           "|---|---|---|---|---|" + "---|" * len(threads) + "---|---|---|"]
-  for model in result["models"]:
-    for precision in model["bytes"]:
-      for name in names:
-        key = (model["model"], precision, name)
-        cells = " | ".join(f"{ms[key + (t,)]:.1f} ms" for t in threads)
-        ratio = ""
-        if precision != "float32":
-          int8 = ms[key + (threads[0],)]
-          ratio = f"{int8 / ms[(model['model'], 'float32', name, threads[0])]:.2f}"
-        j = joules[key + (threads[0],)]
-        kodak = model.get("kodak", {}).get(precision)
-        rd = ""
-        if kodak:
-          delta = kodak.get("delta_psnr_at_equal_bpp")
-          rd = (f"{kodak['bpp']:.4f} / {kodak['psnr-rgb']:.2f}"
-                + ("" if delta is None else f" ({delta:+.2f} dB)"))
-        lines.append(f"| {model['model']} | {model['macs_per_pixel_reduced']:,.0f} | "
-                     f"{precision} | {model['bytes'][precision]:,} | {name} | {cells} | "
-                     f"{ratio} | {'' if j is None else f'{j:.2f}'} | {rd} |")
-  return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

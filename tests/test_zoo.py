@@ -217,6 +217,45 @@ def test_refresh_keeps_the_old_model_when_the_new_one_decodes_differently(
   assert sorted(os.listdir(tmp_path / "factorized")) == ["2"]
 
 
+def test_device_encoders_ship_into_a_zoo_model_and_are_measured(tiny_zoo, tmp_path,
+                                                                monkeypatch):
+  """tfcae zoo --device_encoders on a shipped dense model: both flatbuffers and their .json
+  in its folder, the card's Kodak and latency blocks and its bytes; a file written through
+  the int8 encoder decodes with the zoo model; --device_latency measures again and refuses a
+  model without device encoders."""
+  from tfcae.deploy.hostcoding import HostCoder
+  from tfcae.zoo import device
+  root, _ = tiny_zoo
+  folder = tmp_path / "zoo" / "factorized" / "2"
+  shutil.copytree(root / "factorized" / "2", folder)
+  monkeypatch.setenv("TFCAE_ZOO", str(tmp_path / "zoo"))
+  with pytest.raises(TfcaeError, match="ships no device encoders"):
+    device.measure("factorized", 2)
+  card = device.ship("factorized", 2, EVAL_IMAGES[:1])
+  for name, quantize in device.TFLITE_FILES.items():
+    info = json.loads((folder / (name + ".json")).read_text())
+    assert info["model_dir"] == "zoo:factorized/2" and info["quantize"] == quantize
+    assert not info["reduced_encoder"]
+    assert card["device_encoders"][name]["bytes"] == os.path.getsize(folder / name)
+    assert card["device_encoders"][name]["kodak"]["images"] == 1
+  runs = card["device_latency"]["runs"]
+  assert {(r["file"], r["threads"]) for r in runs} == {
+      (name, t) for name in device.TFLITE_FILES for t in (1, 2)}
+  assert all(r["ms"] > 0 for r in runs) and card["device_latency"]["cpu"]
+  assert card["bytes"] == ladder.folder_bytes(str(folder))
+  image = sample_image()
+  codec = zoo.load("factorized", 2)
+  data = HostCoder(str(folder / "encoder_int8.tflite"), str(folder)).compress(image)
+  assert codec.decompress(data).shape == image.shape
+  again = device.measure("factorized", 2)
+  assert again["device_encoders"] == card["device_encoders"]
+  assert len(again["device_latency"]["runs"]) == len(runs)
+  with pytest.raises(TfcaeError, match="variable-rate"):
+    (tmp_path / "zoo" / "vbr").mkdir()
+    (tmp_path / "zoo" / "vbr" / "card.json").write_text("{}")
+    device.ship("vbr", None, EVAL_IMAGES[:1])
+
+
 def test_ladder_fine_tunes_in_a_chain_outwards_from_the_anchor():
   for spec in ladder.LADDERS.values():
     assert len(spec.lambdas) >= 6 and spec.cpu_minutes() <= 240  # ≤ 2 h on 2 cores
@@ -394,6 +433,7 @@ def test_sparse_family_trains_from_the_zoo_and_ships_device_encoders(tiny_zoo, t
     info = json.loads((folder / (name + ".json")).read_text())
     assert info["model_dir"] == "zoo:tiny-l11/2" and info["reduced_encoder"]
     assert card["device_encoders"][name]["bytes"] == os.path.getsize(folder / name)
+    assert {r["threads"] for r in card["device_latency"]["runs"] if r["file"] == name} == {1, 2}
     data = hostcoding.HostCoder(str(folder / name), str(folder)).compress(image)
     decoded = codec.decompress(data)
     assert decoded.shape == image.shape

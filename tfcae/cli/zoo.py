@@ -7,6 +7,7 @@
   bin/zoo --ladder=meanscale-vbr --out=runs/zoo    # one variable-rate model (zoo/meanscale-vbr)
   bin/zoo --device_encoders --ladder=factorized --qualities=3,5   # ship their TFLite encoders
       [--qat_steps=1000 --qat_images=../shared/data/train]
+  bin/zoo --device_latency --ladder=factorized-l11    # their latency on this machine, for the cards
 
 Training is resumable: run the same command again after an interruption. Each quality is
 a bin/train run (two at a time, one core each; see tfcae/zoo/ladder.py); once all have
@@ -40,6 +41,8 @@ flags.DEFINE_bool("refresh", False, "Write the shipped models (of --ladder, or a
 flags.DEFINE_bool("device_encoders", False, "Write float32 and int8 TFLite encoders into "
                   "the shipped models of --ladder (--qualities, else all) and measure them "
                   "on --images for their cards (tfcae/zoo/device.py).")
+flags.DEFINE_bool("device_latency", False, "Measure the device encoders of the shipped "
+                  "models of --ladder (--qualities) again on this machine, for their cards.")
 flags.DEFINE_integer("qat_steps", 1000, "--device_encoders: quantization-aware fine-tuning "
                      "steps of the int8 encoder (tfcae export --qat_steps).", lower_bound=0)
 flags.DEFINE_string("qat_images", "../shared/data/train", "--device_encoders: the "
@@ -69,9 +72,10 @@ def main():
   if not FLAGS.ladder:
     raise TfcaeError("give --ladder (one of " + ", ".join(FAMILIES) + ") or --list")
   qualities = [int(q) for q in FLAGS.qualities] if FLAGS.qualities else None
-  if FLAGS.device_encoders:
+  if FLAGS.device_encoders or FLAGS.device_latency:
+    todo = qualities or zoo.qualities(FLAGS.ladder)
     cards = [device.ship(FLAGS.ladder, q, _images(), FLAGS.qat_steps, FLAGS.qat_images)
-             for q in qualities or zoo.qualities(FLAGS.ladder)]
+             if FLAGS.device_encoders else device.measure(FLAGS.ladder, q) for q in todo]
     print(ladder.card_table(cards))
     return
   if FLAGS.ladder in vbr.VARIABLE_RATE_FAMILIES:

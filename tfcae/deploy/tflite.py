@@ -43,7 +43,7 @@ from tfcae.models import tiling
 from tfcae.serving import open_model
 
 __all__ = ["QUANTIZE", "RUNTIMES", "RUNTIME_VARIABLE", "TFLiteEncoder", "TFLiteTarget",
-           "interpreter_class", "latent_offset", "encoder_function", "device_encoder",
+           "interpreter_class", "runtimes", "cpu_name", "measure_latency", "latent_offset", "encoder_function", "device_encoder",
            "representative_crops", "convert", "convert_integer", "int8_encoder", "op_names",
            "write_export_info", "image_paths", "save_int8_reference", "fine_tune_int8",
            "export_tflite"]
@@ -164,6 +164,66 @@ class TFLiteEncoder(DeviceEncoder):
     self.set_input(padded)
     self.invoke()
     return self.output()
+
+
+def runtimes() -> list:
+  """[(runtime, its name and version)] of the installed TFLite runtimes, LiteRT first."""
+  found = []
+  for runtime in ("litert", "tensorflow"):
+    try:
+      found.append((runtime, interpreter_class(runtime)[1]))
+    except TfcaeError:
+      pass
+  return found
+
+
+def cpu_name() -> str:
+  """This machine's CPU model (/proc/cpuinfo), which a latency is only valid for."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    return "unknown"
+
+
+def measure_latency(arms, threads=(1, 2), repeats: int = 15) -> list:
+  """Device latency and energy of TFLite encoders, each arm's calls interleaved.
+
+  At each thread count every arm runs in every installed runtime, one invoke each in turn
+  after one warm-up (tfcae.deploy.timing.interleaved_seconds: a busy machine slows all
+  alike), under a codecarbon meter (tfcae.training.energy): joules per call are the
+  median seconds × the CPU power it measured over the loop (RAPL where readable, else its
+  load × TDP estimate, named in "power_source").
+
+  Args:
+    arms: [(key, .tflite path, padded uint8 [H, W, 3] image)].
+    threads: the interpreter thread counts.
+    repeats: timed invokes per arm (median).
+
+  Returns:
+    [{"key", "runtime", "threads", "ms", "joules", "cpu_power_w", "power_source"}], in the
+    order thread count × arm × runtime.
+  """
+  from tfcae.deploy import timing
+  from tfcae.training.energy import EnergyMeter
+  rows = []
+  for count in threads:
+    calls, keys = [], []
+    for key, path, padded in arms:
+      for runtime, name in runtimes():
+        encoder = TFLiteEncoder(path, count, runtime)
+        encoder.set_input(padded)
+        calls.append(encoder.invoke)
+        keys.append((key, name))
+    with EnergyMeter() as meter:
+      seconds = timing.interleaved_seconds(calls, repeats, warmup=1)
+    energy = meter.summary()
+    power = energy.get("cpu_power_w") if energy.get("measured") else None
+    for (key, name), s in zip(keys, seconds):
+      rows.append({"key": key, "runtime": name, "threads": count, "ms": round(1000 * s, 2),
+                   "joules": round(s * power, 3) if power else None, "cpu_power_w": power,
+                   "power_source": energy.get("power_source")})
+  return rows
 
 
 # --- the trained Keras model ---------------------------------------------------------

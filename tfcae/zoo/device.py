@@ -7,10 +7,14 @@ decodes (tfcae.deploy.hostcoding).
   repository's sample photographs, its GDNs in int8 but for the division), each with its
   `.json`, the same bytes `tfcae export` writes with the same flags;
 * the card's "device_encoders" block: per file its bytes and its Kodak bpp / PSNR through
-  host coding (what `bin/compress --tflite` then `bin/decompress` give).
+  host coding (what `bin/compress --tflite` then `bin/decompress` give);
+* the card's "device_latency" block: each flatbuffer's time and joules on kodim23 in every
+  installed TFLite runtime at 1 and 2 threads, on the CPU it names (tfcae.deploy.tflite.
+  measure_latency: a latency holds for the machine it was measured on).
 
 The sparse families ship them with every model (tfcae.zoo.sparse); `tfcae zoo
---device_encoders --ladder=F --qualities=…` adds them to models already shipped.
+--device_encoders --ladder=F --qualities=…` adds them to models already shipped, and
+`--device_latency` measures them again on this machine.
 """
 import os
 from typing import Sequence
@@ -22,12 +26,15 @@ from tfcae.io import zoo_index
 from tfcae.io.fileio import atomic_write_json
 from tfcae.zoo import ladder as ladder_lib
 
-__all__ = ["TFLITE_FILES", "CALIBRATION_IMAGES", "write_device_encoders", "ship"]
+__all__ = ["TFLITE_FILES", "CALIBRATION_IMAGES", "LATENCY_IMAGE", "write_device_encoders",
+           "latency_block", "ship", "measure"]
 
 # The device encoders a zoo model ships: file name -> bin/export --quantize.
 TFLITE_FILES = {"encoder.tflite": "none", "encoder_int8.tflite": "int8"}
 # Photographs the int8 encoder's activation ranges are calibrated on (shipped, not Kodak).
 CALIBRATION_IMAGES = "data/sample/train/*.jpg"
+# The image the cards' latencies are measured on (shipped; Kodak's kodim23, 768×512).
+LATENCY_IMAGE = "data/sample/eval/kodim23.png"
 
 
 def write_device_encoders(folder: str, name: str, images: Sequence[str], qat_steps: int = 0,
@@ -67,6 +74,59 @@ def write_device_encoders(folder: str, name: str, images: Sequence[str], qat_ste
   return block
 
 
+def latency_block(folder: str, threads: Sequence[int] = (1, 2), repeats: int = 15) -> dict:
+  """The card's "device_latency" block: a model folder's flatbuffers on LATENCY_IMAGE.
+
+  Args:
+    folder: a model folder holding TFLITE_FILES.
+    threads: interpreter thread counts.
+    repeats: timed invokes per flatbuffer, runtime and thread count (median).
+
+  Returns:
+    {"image", "cpu", "repeats", "date", "power_source", "runs": [{"file", "runtime",
+    "threads", "ms", "joules"}]}.
+  """
+  import datetime
+  from tfcae.deploy import tflite
+  from tfcae.deploy.hostcoding import pad_to_stride
+  from tfcae.io.fileio import load_rgb_image
+  from tfcae.serving import open_model
+  image = load_rgb_image(os.path.join(ladder_lib.ROOT, LATENCY_IMAGE))
+  padded = pad_to_stride(image, open_model(folder).stride)
+  rows = tflite.measure_latency([(name, os.path.join(folder, name), padded)
+                                 for name in TFLITE_FILES], threads, repeats)
+  return {"image": f"{os.path.basename(LATENCY_IMAGE)} ({image.shape[1]}x{image.shape[0]})",
+          "cpu": tflite.cpu_name(), "repeats": repeats,
+          "date": datetime.date.today().isoformat(),
+          "power_source": rows[0]["power_source"] if rows else None,
+          "runs": [{"file": r["key"], "runtime": r["runtime"], "threads": r["threads"],
+                    "ms": r["ms"], "joules": r["joules"]} for r in rows]}
+
+
+def _write_card(folder: str, card: dict) -> dict:
+  card = dict(card, bytes=ladder_lib.folder_bytes(folder))
+  card.pop("path", None)
+  atomic_write_json(os.path.join(folder, zoo_index.CARD), card)
+  return zoo_index.card_at(folder)
+
+
+def _shipped_folder(family: str, quality: int) -> str:
+  if zoo_index.is_variable_rate(family):
+    raise TfcaeError(f"{family}: device encoders of variable-rate models are not supported")
+  return zoo_index.path(family, quality)
+
+
+def measure(family: str, quality: int) -> dict:
+  """Measures a shipped model's device encoders again on this machine (its card's
+  "device_latency" block); returns the updated card. A one-line TfcaeError when the model
+  ships no device encoders."""
+  folder = _shipped_folder(family, quality)
+  card = zoo_index.card_at(folder)
+  if not card.get("device_encoders"):
+    raise TfcaeError(f"{card['name']} ships no device encoders (tfcae zoo --device_encoders)")
+  return _write_card(folder, dict(card, device_latency=latency_block(folder)))
+
+
 def ship(family: str, quality: int, images: Sequence[str], qat_steps: int = 0,
          qat_images: str = "") -> dict:
   """Adds (or rewrites) the device encoders of a shipped zoo model and its card's block.
@@ -79,18 +139,14 @@ def ship(family: str, quality: int, images: Sequence[str], qat_steps: int = 0,
     qat_steps, qat_images: as write_device_encoders.
 
   Returns:
-    The updated card.
+    The updated card (its "device_encoders" and "device_latency" blocks).
 
   Raises:
     TfcaeError: no such zoo model, or a variable-rate family.
   """
-  if zoo_index.is_variable_rate(family):
-    raise TfcaeError(f"{family}: device encoders of variable-rate models are not supported")
-  folder = zoo_index.path(family, quality)
+  folder = _shipped_folder(family, quality)
   card = zoo_index.card_at(folder)
   card["device_encoders"] = write_device_encoders(folder, card["name"], images, qat_steps,
                                                   qat_images)
-  card["bytes"] = ladder_lib.folder_bytes(folder)
-  card.pop("path", None)
-  atomic_write_json(os.path.join(folder, zoo_index.CARD), card)
-  return zoo_index.card_at(folder)
+  card["device_latency"] = latency_block(folder)
+  return _write_card(folder, card)

@@ -280,8 +280,10 @@ def _relative(path):
 
 
 def folder_bytes(path: str) -> int:
-  """Bytes of every file under `path` (a zoo folder's size, as its card counts it)."""
-  return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+  """Bytes of every file under `path` but its card (a zoo folder's size, as its card counts
+  it)."""
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs
+             if not (d == path and f == zoo.CARD))
 
 
 def reexport_into(model_dir: str, folder: str) -> None:

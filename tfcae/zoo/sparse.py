@@ -175,6 +175,7 @@ def publish(model_dir: str, family: SparseFamily, quality: int, images: Sequence
                                      card["kodak"])
     card["macs_per_pixel"]["encoder_reduced"] = card["encoder"]["macs_per_pixel_reduced"]
     card["device_encoders"] = device.write_device_encoders(staging, card["name"], images)
+    card["device_latency"] = device.latency_block(staging)
 
   # "model": the deprecated name of "architecture" in configs written before the rename.
   architecture = settings.get("architecture", settings.get("model"))
