@@ -43,6 +43,10 @@ flags.DEFINE_string("int8_gdn", "integer,float",
                     "int8 arms: how their GDNs run (tfcae export --int8_gdn): integer is "
                     "`int8`, float `int8-float-gdn`.")
 flags.DEFINE_string("threads", "1,2", "Thread counts.")
+flags.DEFINE_bool("stages", False, "Also time each model's int8 encoder cut after each "
+                  "convolution (calibrated, integer GDN; LiteRT, one thread, interleaved): "
+                  "where the time goes, layer by layer. Each prefix ends in the symbol output "
+                  "(DEQUANTIZE, ROUND, CAST) of its last convolution.")
 flags.DEFINE_integer("repeats", 15, "Timed invokes per arm (median).")
 flags.DEFINE_string("cache_dir", "runs/device_latency", "Converted encoders.")
 flags.DEFINE_string("output", "docs/benchmark/device_latency.json", "JSON output.")
@@ -80,6 +84,30 @@ def encoders(reference):
                              FLAGS.representative_images if gdn else "", **options)
     found[arm] = path
   return exported, found
+
+
+def stage_arms(reference, padded):
+  """[((reference, last conv), .tflite path, padded)]: the int8 encoder cut after each conv."""
+  import numpy as np
+  import tensorflow as tf
+  from tfcae.deploy import qat, reduction
+  model = open_model(reference).restore_keras()
+  encoder, _ = tflite.device_encoder(model)
+  layers = [l for l in encoder.layers if not isinstance(l, reduction.ChannelInsert)]
+  representative = tflite.representative_crops(tflite.image_paths(FLAGS.representative_images))
+  folder = os.path.join(FLAGS.cache_dir, reference.replace(":", "_").replace("/", "_"))
+  os.makedirs(folder, exist_ok=True)
+  arms = []
+  for end, layer in enumerate(layers):
+    if isinstance(layer, tf.keras.layers.Conv2D):
+      prefix = tf.keras.Sequential([tf.keras.Input([None, None, 3])] + layers[:end + 1])
+      integer = qat.integer_encoder(prefix, np.zeros(layer.filters, np.float32))
+      qat.calibrate(integer, representative)
+      path = os.path.join(folder, f"stage_{layer.name}.tflite")
+      with open(path, "wb") as f:
+        f.write(tflite.convert_integer(integer))
+      arms.append(((reference, layer.name), path, padded))
+  return arms
 
 
 def main():
@@ -123,10 +151,57 @@ def main():
           f"{row['ms']:7.1f} ms" + (f", {joules:.2f} J" if joules else ""))
   result = {"image": FLAGS.image, "shape": list(image.shape), "repeats": FLAGS.repeats,
             "cpu": tflite.cpu_name(), "models": models, "latency": rows}
+  if FLAGS.stages:
+    stages = [arm for reference in FLAGS.models.split(",")
+              for arm in stage_arms(reference, pad_to_stride(image, open_model(reference).stride))]
+    result["stages"] = [{"model": r["key"][0], "through": r["key"][1], "ms": r["ms"]}
+                        for r in tflite.measure_latency(stages, (1,), FLAGS.repeats)
+                        if r["runtime"].startswith("LiteRT")]
+    for r in result["stages"]:
+      print(f"{r['model']} int8 through {r['through']}: {r['ms']:.1f} ms")
   atomic_write_json(FLAGS.output, result)
   with open(os.path.splitext(FLAGS.output)[0] + ".md", "w", encoding="utf-8") as f:
     f.write(markdown(result))
+    if result.get("stages"):
+      f.write("\n| model | int8 encoder through | LiteRT, 1 thread |\n|---|---|---|\n")
+      f.writelines(f"| {r['model']} | {r['through']} | {r['ms']:.1f} ms |\n"
+                   for r in result["stages"])
   print(f"wrote {FLAGS.output}")
+
+
+def markdown(result):
+  """One row per model, precision and runtime: ms at each thread count, and int8/float32."""
+  ms = {(r["model"], r["precision"], r["runtime"], r["threads"]): r["ms"]
+        for r in result["latency"]}
+  threads = sorted({r["threads"] for r in result["latency"]})
+  names = list(dict.fromkeys(r["runtime"] for r in result["latency"]))
+  joules = {(r["model"], r["precision"], r["runtime"], r["threads"]): r.get("joules")
+            for r in result["latency"]}
+  lines = ["| model | MACs/px (reduced) | encoder | .tflite bytes | runtime | "
+           + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads)
+           + " | int8 / float32 (1 thread) | J/image (1 thread) | Kodak bpp / PSNR "
+           "(ΔPSNR @ bpp vs dense) |",
+           "|---|---|---|---|---|" + "---|" * len(threads) + "---|---|---|"]
+  for model in result["models"]:
+    for precision in model["bytes"]:
+      for name in names:
+        key = (model["model"], precision, name)
+        cells = " | ".join(f"{ms[key + (t,)]:.1f} ms" for t in threads)
+        ratio = ""
+        if precision != "float32":
+          int8 = ms[key + (threads[0],)]
+          ratio = f"{int8 / ms[(model['model'], 'float32', name, threads[0])]:.2f}"
+        j = joules[key + (threads[0],)]
+        kodak = model.get("kodak", {}).get(precision)
+        rd = ""
+        if kodak:
+          delta = kodak.get("delta_psnr_at_equal_bpp")
+          rd = (f"{kodak['bpp']:.4f} / {kodak['psnr-rgb']:.2f}"
+                + ("" if delta is None else f" ({delta:+.2f} dB)"))
+        lines.append(f"| {model['model']} | {model['macs_per_pixel_reduced']:,.0f} | "
+                     f"{precision} | {model['bytes'][precision]:,} | {name} | {cells} | "
+                     f"{ratio} | {'' if j is None else f'{j:.2f}'} | {rd} |")
+  return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
