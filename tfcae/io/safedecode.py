@@ -132,14 +132,16 @@ def decode(string, cdf, shape, indexes=None):
   string = tf.reshape(tf.convert_to_tensor(string, tf.string), [])
   shape = tf.cast(shape, tf.int32)
   count = tf.reduce_prod(tf.cast(shape, tf.int64))
-  chunk = 1 << 16
   # Gamma prefixes run through zero bits only (the payload's and the gap's) and their
   # suffixes are as long: 2 bytes per such byte, on top of 80 bits per symbol.
   length = tf.cast(tf.strings.length(string), tf.int64)
   need = count * GUARD_BYTES_PER_SYMBOL + 2 * (length + ZERO_GAP)
-  # Joined from 64 KiB pieces: 64-byte ones cost ~100 bytes each as string elements (184 MB
-  # more peak memory for a 24-megapixel image's 12 M symbols).
-  guard = tf.strings.reduce_join(tf.fill([need // chunk + 1], b"\xff" * chunk))
+  # Joined from 64 KiB pieces: 64-byte string elements cost ~100 bytes each (184 MB more
+  # peak memory for a 24-megapixel image's 12 M symbols). The piece is built at run time:
+  # a 64 KiB constant would be stored in every exported graph.
+  piece = 64
+  chunk = tf.strings.reduce_join(tf.fill([1024], b"\xff" * piece))
+  guard = tf.strings.reduce_join(tf.fill([need // (1024 * piece) + 1], chunk))
   padded = tf.strings.join([string, b"\0" * ZERO_GAP, guard])
   handle = gen_ops.create_range_decoder(tf.reshape(padded, [1]), cdf)
   if indexes is None:
