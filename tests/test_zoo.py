@@ -217,6 +217,7 @@ def test_refresh_keeps_the_old_model_when_the_new_one_decodes_differently(
   assert sorted(os.listdir(tmp_path / "factorized")) == ["2"]
 
 
+@pytest.mark.slow  # ≈ 1.5 min: the shipped models' device encoders are checked by default
 def test_device_encoders_ship_into_a_zoo_model_and_are_measured(tiny_zoo, tmp_path,
                                                                 monkeypatch):
   """tfcae zoo --device_encoders on a shipped dense model: both flatbuffers and their .json
