@@ -64,6 +64,13 @@ def _int8_gdn(path):
     return json.load(f).get("int8_gdn", "float")
 
 
+def _cache_folder(reference):
+  """The folder of a model's converted flatbuffers under --cache_dir."""
+  folder = os.path.join(FLAGS.cache_dir, reference.replace(":", "_").replace("/", "_"))
+  os.makedirs(folder, exist_ok=True)
+  return folder
+
+
 def encoders(reference):
   """{arm: path} of a model's device encoders: the zoo folder's when it ships the arm's
   flatbuffer, else converted here as `tfcae export` does (cached)."""
@@ -75,9 +82,7 @@ def encoders(reference):
     quantize, gdn = ARMS[arm]
     path = exported.join(SHIPPED.get(arm, "-"))
     if not os.path.isfile(path) or (gdn and _int8_gdn(path) != gdn):
-      folder = os.path.join(FLAGS.cache_dir, reference.replace(":", "_").replace("/", "_"))
-      os.makedirs(folder, exist_ok=True)
-      path = os.path.join(folder, f"encoder_{arm}.tflite")
+      path = os.path.join(_cache_folder(reference), f"encoder_{arm}.tflite")
       if not os.path.isfile(path):
         options = {"int8_gdn": gdn} if gdn else {}
         tflite.export_tflite(exported, path, quantize,
@@ -95,8 +100,7 @@ def stage_arms(reference, padded):
   encoder, _ = tflite.device_encoder(model)
   layers = [l for l in encoder.layers if not isinstance(l, reduction.ChannelInsert)]
   representative = tflite.representative_crops(tflite.image_paths(FLAGS.representative_images))
-  folder = os.path.join(FLAGS.cache_dir, reference.replace(":", "_").replace("/", "_"))
-  os.makedirs(folder, exist_ok=True)
+  folder = _cache_folder(reference)
   arms = []
   for end, layer in enumerate(layers):
     if isinstance(layer, tf.keras.layers.Conv2D):

@@ -125,7 +125,7 @@ class GDNPool(tf.keras.layers.Layer):
 
 @tf.keras.utils.register_keras_serializable(package="tfcae")
 class GDNNormalize(tf.keras.layers.Layer):
-  """x / n^ε (ε ∈ {½, 1}) of a GDN's input x and pool n = β + Γ'·pool (float on the device:
+  """x / n^ε (ε ∈ {½, 1}) of a GDN's input x and pool n = β + Γᵀ·pool (float on the device:
   TFLite has no integer DIV, and its int8 RSQRT is a slow reference kernel)."""
 
   def __init__(self, epsilon=1., **kwargs):
@@ -265,6 +265,18 @@ def integer_encoder(encoder, offset, gdn: str = "integer"):
   return IntegerEncoder(quantized, insert, offset, kept_offset, input_scale, probe)
 
 
+def _unsplat(bias):
+  """`bias`, or, when its values are all equal and not zero (e.g. a GDN pool's untrained
+  β = 1), a copy with the last one ulp higher: TF 2.14's converter quantises such a
+  constant with the first channel's scale for every channel of per-channel weights."""
+  bias = np.asarray(bias, np.float32)
+  if bias.size < 2 or not np.all(bias == bias.flat[0]) or bias.flat[0] == 0:
+    return bias
+  bias = bias.copy()
+  bias.flat[-1] = np.nextafter(bias.flat[-1], np.float32(np.inf))
+  return bias
+
+
 class _Graph:
   """The encoder rebuilt twice from the same layer copies: annotated for TF-MOT (`x`), and
   in float (`float_outputs`: {"quant_<name>": output}, the names quantize_apply gives)."""
@@ -275,11 +287,14 @@ class _Graph:
     self.copies = []
 
   def add(self, layer, config, weights=(), inputs=None):
+    weights = list(weights)
+    if isinstance(layer, tf.keras.layers.Conv2D) and len(weights) == 2:
+      weights[1] = _unsplat(weights[1])
     annotated = _qkeras.quantize_annotate_layer(layer, config)
     args = inputs if inputs is not None else (self.x, self.float_x)
     self.x = annotated(args[0])
     self.float_x = self.float_outputs["quant_" + layer.name] = layer(args[1])
-    self.copies.append((layer, list(weights)))
+    self.copies.append((layer, weights))
 
   def set_weights(self):  # after the calls above have built the copies
     for layer, weights in self.copies:
@@ -333,14 +348,8 @@ def _unroll_gdn(graph, layer):
   x, float_x = graph.x, graph.float_x
   graph.add(GDNPool(alpha, name=f"{name}_pool"), OutputQuantizeConfig())
   # n_k = β_k + Σ_j γ_jk |x_j|^α: tfc.GDN's γ is the 1×1 kernel [C_in, C_out] as it is.
-  beta = layer.beta.numpy().copy()
-  if channels > 1 and np.all(beta == beta[0]):
-    # TF 2.14's converter quantises a constant bias whose values are all equal (e.g. an
-    # untrained β = 1) with the first channel's scale for every channel of per-channel
-    # weights; one ulp breaks the splat.
-    beta[-1] = np.nextafter(beta[-1], np.float32(np.inf))
   graph.add(tf.keras.layers.Conv2D(channels, 1, name=f"{name}_gamma"), None,
-            [layer.gamma.numpy().reshape(1, 1, channels, channels), beta])
+            [layer.gamma.numpy().reshape(1, 1, channels, channels), layer.beta.numpy()])
   graph.add(GDNNormalize(epsilon, name=f"{name}_normalize"), OutputQuantizeConfig(),
             inputs=([x, graph.x], [float_x, graph.float_x]))
 

@@ -43,7 +43,8 @@ from tfcae.models import tiling
 from tfcae.serving import open_model
 
 __all__ = ["QUANTIZE", "RUNTIMES", "RUNTIME_VARIABLE", "TFLiteEncoder", "TFLiteTarget",
-           "interpreter_class", "runtimes", "cpu_name", "measure_latency", "latent_offset", "encoder_function", "device_encoder",
+           "interpreter_class", "runtimes", "cpu_name", "measure_latency", "latent_offset",
+           "encoder_function", "device_encoder",
            "representative_crops", "convert", "convert_integer", "int8_encoder", "op_names",
            "write_export_info", "image_paths", "save_int8_reference", "fine_tune_int8",
            "export_tflite"]
@@ -206,11 +207,11 @@ def measure_latency(arms, threads=(1, 2), repeats: int = 15) -> list:
   """
   from tfcae.deploy import timing
   from tfcae.training.energy import EnergyMeter
-  rows = []
+  rows, installed = [], runtimes()
   for count in threads:
     calls, keys = [], []
     for key, path, padded in arms:
-      for runtime, name in runtimes():
+      for runtime, name in installed:
         encoder = TFLiteEncoder(path, count, runtime)
         encoder.set_input(padded)
         calls.append(encoder.invoke)

@@ -5,7 +5,9 @@ decodes (tfcae.deploy.hostcoding).
 * `encoder.tflite` and `encoder_int8.tflite` (tfcae.deploy.tflite.export_tflite, the
   channel-reduced encoder when the model has dead filters; int8 calibrated on the
   repository's sample photographs, its GDNs in int8 but for the division), each with its
-  `.json`, the same bytes `tfcae export` writes with the same flags;
+  `.json`, what `tfcae export` writes with the same flags (the same computation; tensor
+  names can differ between processes, and quantization-aware fine-tuning is not
+  bit-reproducible);
 * the card's "device_encoders" block: per file its bytes and its Kodak bpp / PSNR through
   host coding (what `bin/compress --tflite` then `bin/decompress` give);
 * the card's "device_latency" block: each flatbuffer's time and joules on kodim23 in every
@@ -46,8 +48,9 @@ def write_device_encoders(folder: str, name: str, images: Sequence[str], qat_ste
     name: the model's zoo name (e.g. "factorized/5"), recorded instead of this machine's path.
     images: the images the Kodak figures are measured on.
     qat_steps: quantization-aware fine-tuning steps of the int8 encoder (its GDN pools run
-      in int8, whose step a model with a wide pool range needs to learn: factorized/3 −1.71
-      dB on Kodak calibrated only, −0.08 dB after 1,000 steps); 0: calibration only.
+      in int8, whose step a model with a wide pool range needs to learn: factorized/3 −1.7
+      dB on Kodak calibrated only, −0.17 dB at equal bpp after 1,000 steps); 0: calibration
+      only.
     qat_images: the fine-tuning's training images (a glob or folder), with `qat_steps`.
 
   Returns:
