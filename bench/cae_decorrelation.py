@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cross-channel correlation of a CAE's latents y on an image set (issue 6, part 4).
+"""Cross-channel correlation of a CAE's latents y on an image set.
 
   .venv/bin/python bench/cae_decorrelation.py --images='../shared/data/kodak/*.png' \\
       --model_dirs=runs/dec/cae_l0.01_a0,runs/dec/cae_l0.01_a1e-4 \\

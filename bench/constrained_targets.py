@@ -1,4 +1,4 @@
-"""D-CO and R-CO with default settings: targets against reached values (issue 17).
+"""D-CO and R-CO with default settings: targets against reached values.
 
   .venv/bin/python bench/constrained_targets.py --runs_dir=runs/targets
 
@@ -34,7 +34,7 @@ flags.DEFINE_list("settings", ["scratch", "warm"], "Which settings to run.")
 flags.DEFINE_list("factors", ["1.3", "0.8"], "Targets as multiples of the β run's value.")
 flags.DEFINE_integer("parallel", 2, "Trainings at a time (one core each).")
 flags.DEFINE_bool("paper_control", True, "Also the first scratch D-CO target with the "
-                  "paper's multiplier settings and training signal (what the issue measured).")
+                  "paper's multiplier settings and training signal (the paper's own protocol).")
 flags.DEFINE_string("output", "docs/benchmark/constrained_targets.json", "The results.")
 FLAGS = flags.FLAGS
 

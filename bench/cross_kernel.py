@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The kernel-switch experiment of issue 16: files written with TensorFlow's oneDNN
+"""The kernel-switch experiment: files written with TensorFlow's oneDNN
 kernels on, read with them off (tfcae.deploy.crossplatform), on Kodak.
 
   .venv/bin/python bench/cross_kernel.py --model_dir=runs/qs_hyperprior \

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""D-CO vs hinge vs β on BSDS500: van Rozendaal et al.'s Fig. 1 on our data (issue 4).
+"""D-CO vs hinge vs β on BSDS500: van Rozendaal et al.'s Fig. 1 on our data.
 
   .venv/bin/python bench/dco_sweep.py --targets=300,330,360,420 --signals=validation \
       --betas=0.003 --hinge_targets=360 --runs_dir=runs/dco --jobs=2 \

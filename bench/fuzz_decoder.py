@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fuzzes the decoder with CRC-valid hostile files (issue 18), in one long-lived process.
+"""Fuzzes the decoder with CRC-valid hostile files, in one long-lived process.
 
   bench/fuzz_decoder.py --model_dir=tests/fixtures/legacy/factorized \
       --file=tests/fixtures/legacy/factorized/kodim23_crop.tfcae --cases=10000 \
@@ -179,7 +179,7 @@ def fuzz(model_dir, seed_file, cases, seed=0, corpus=None, signature=False, time
   stream = mutations(seed_bytes, rng)
   jobs += [next(stream) for _ in range(cases)]
   # What each path may refuse with: the library's one-line error, the signature's
-  # InvalidArgumentError (issue 18); anything else is a traceback.
+  # InvalidArgumentError; anything else is a traceback.
   paths = [("codec", lambda data: codec.decompress(data), TfcaeError)]
   if signature:
     sig = codec.module.signatures["decompress"]

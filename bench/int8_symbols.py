@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """int8 TFLite encoders: how many symbols equal the float model's and the int8 Keras
-reference's, and what int8 costs in bpp/PSNR (issue 7), for tfcae's int8 export and for
+reference's, and what int8 costs in bpp/PSNR, for tfcae's int8 export and for
 the TFLite converter's own full-integer post-training quantisation, beside the float32
 flatbuffer. Writes docs/benchmark/int8_symbols.json.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The rate-distortion cost of integer-safe scale indices (issue 16, part 2).
+"""The rate-distortion cost of integer-safe scale indices.
 
   .venv/bin/python bench/integer_hyperprior.py --out=runs/ihs \
       --output=docs/benchmark/integer_hyperprior.json

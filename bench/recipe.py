@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Training recipes side by side at equal wall-clock time (issue 14).
+"""Training recipes side by side at equal wall-clock time.
 
   .venv/bin/python bench/recipe.py --arms=tfc_example,base,lr5e-4_cosine,... \
       --budget_minutes=12 --parallel=2 --out=runs/recipe

@@ -1,4 +1,4 @@
-"""Training throughput by strategy, precision and XLA on this machine (issue 19).
+"""Training throughput by strategy, precision and XLA on this machine.
 
   .venv/bin/python bench/scaling.py --out=runs/scaling        # ≈ 10 min, idle machine
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where a trained model's training and validation distortion differ (issue 4).
+"""Where a trained model's training and validation distortion differ.
 
   .venv/bin/python bench/split_gap.py --model_dir=runs/factorized_cpu6k_l0.01 \\
       --train_images=../shared/data/train --batches=60

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """TFLite encoder latency (1 and 2 threads), .tflite size, S and MACCs per model, and the
-PSNR/bpp cost of int8, calibrated and (--qat_steps) fine-tuned quantization-aware (issue 7).
+PSNR/bpp cost of int8, calibrated and (--qat_steps) fine-tuned quantization-aware.
 Writes docs/benchmark/tflite.json.
 
   .venv/bin/python bench/tflite_latency.py \

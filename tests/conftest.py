@@ -14,6 +14,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_TRAIN = os.path.join(REPO, "data", "sample", "train")
 SAMPLE_EVAL = os.path.join(REPO, "data", "sample", "eval")
 
+# Builtin TFLite operators a converted analysis transform may use: a device encoder with
+# any other operator (a Flex/Select-TF op, a custom op) would not run on a plain runtime.
+# GDN: ABS, CONV_2D, DIV; the integer GDN's |x|: LEAKY_RELU with slope -1; the rounding:
+# SUB, ROUND, CAST; int8: QUANTIZE/DEQUANTIZE; reduced encoders: GATHER, CONCATENATION.
+TFLITE_ENCODER_OPS = {"ABS", "ADD", "CAST", "CONCATENATION", "CONV_2D", "DEQUANTIZE", "DIV",
+                      "GATHER", "LEAKY_RELU", "MUL", "QUANTIZE", "ROUND", "RSQRT", "SQRT",
+                      "SUB", "FILL", "BROADCAST_TO", "SHAPE", "STRIDED_SLICE", "PACK",
+                      "RESHAPE", "TILE"}
+
 
 def tiny_config(model_dir, architecture="factorized", **overrides):
   from tfcae.training.config import TrainConfig

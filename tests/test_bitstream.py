@@ -52,7 +52,7 @@ def test_pack_tf_is_byte_identical_to_pack(strings, height, width, index_check):
       [tf.constant(s) for s in strings],
       None if index_check is None else tf.constant(index_check, tf.int64))
   assert got.numpy() == expected
-  if max(height, width) > bitstream.MAX_SIDE:  # writable, but no reader takes it (issue 18)
+  if max(height, width) > bitstream.MAX_SIDE:  # writable, but no reader takes it
     with pytest.raises(TfcaeError, match="too large"):
       bitstream.parse(expected, FP, max_pixels=0)
     with pytest.raises(tf.errors.InvalidArgumentError, match="too large"):
@@ -154,7 +154,7 @@ def test_parse_rejects_other_model():
                                   GOOD2[:4] + b"\x01" + GOOD2[5:],
                                   b"", b"TC", GOOD[:10], b"TCAE" + bytes(range(200, 256))])
 def test_parse_tf_rejects_bad_files(data):
-  """With one of its own messages (issue 18: short or non-UTF-8 input used to fail in
+  """With one of its own messages (short or non-UTF-8 input used to fail in
   another op, whose message quoted the bytes)."""
   with pytest.raises(tf.errors.InvalidArgumentError, match="tfcae"):
     bitstream.parse_tf(tf.constant(data), tf.constant(FP), 2)

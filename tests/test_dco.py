@@ -345,7 +345,7 @@ def test_training_with_the_validation_signal_logs_the_held_out_distortion(tmp_pa
   assert state["lambda"] < 10. and 0 < summary["train"]["heldout_mse"] < 1e5
 
 
-# --- The default ("auto") multiplier rule and R-CO (issue 17) ---------------------------
+# --- The default ("auto") multiplier rule and R-CO --------------------------------------
 
 
 def test_auto_rule_derives_lambda0_and_the_step_from_target_and_run_length():

@@ -1,4 +1,4 @@
-"""Bottleneck decorrelation (issue 6): the penalty, its loss term, the MNIST reader and model."""
+"""Bottleneck decorrelation: the penalty, its loss term, the MNIST reader and model."""
 import gzip
 import json
 import os

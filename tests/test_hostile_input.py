@@ -1,4 +1,4 @@
-"""Hostile files and failing disks (issue 18): bounded decoding, no hangs, no garbage
+"""Hostile files and failing disks: bounded decoding, no hangs, no garbage
 accepted where the coder can tell, one-line errors.
 
 Old-graph checks use the committed legacy factorized model (its SavedModel decodes with

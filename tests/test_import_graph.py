@@ -1,4 +1,4 @@
-"""The import graph of the tfcae package (issue 15): no cycles, and imports that only run
+"""The import graph of the tfcae package: no cycles, and imports that only run
 downwards where the layering is already definable.
 
 Why: two modules that import each other can be neither read, tested nor moved one
@@ -34,7 +34,7 @@ ALLOWED_CYCLES = {
     # frozenset({"tfcae.a", "tfcae.b"}): "a <-> b: why, and who removes it",
 }
 
-# The stages of the pipeline, bottom to top (issue 15): each folder of tfcae/ is one stage,
+# The stages of the pipeline, bottom to top: each folder of tfcae/ is one stage,
 # and a module imports only from its own stage or below. Siblings of equal rank may import
 # each other (analysis reads deploy's reduction, evaluation runs deploy's host coding) as long as
 # no cycle forms (test_no_import_cycles). A new top-level module or folder needs a row.
@@ -300,7 +300,7 @@ def _scripts():
 
 
 def test_every_module_declares_its_public_names():
-  """Each module with public definitions lists them in __all__ (issue 15), and every
+  """Each module with public definitions lists them in __all__, and every
   listed name exists in it."""
   problems = []
   for module, path in sorted(package_modules(os.path.join(REPO, PACKAGE)).items()):

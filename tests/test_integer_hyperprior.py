@@ -1,4 +1,4 @@
-"""The integer hyper-synthesis (issue 16, part 2; tfcae/models/integer.py): scale indices
+"""The integer hyper-synthesis (tfcae/models/integer.py): scale indices
 computed with exact integer arithmetic from frozen integers, so that every platform's
 decoder gets the encoder's indices."""
 import numpy as np

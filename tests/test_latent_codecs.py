@@ -1,4 +1,4 @@
-"""The latent-codec seam (issue 15, tfcae.models.latent_codecs): every architecture codes
+"""The latent-codec seam (tfcae.models.latent_codecs): every architecture codes
 through its codec, the codec's strings are the model's file, device symbols round-trip,
 and the deployment paths (TFLite host coding, int8 fine-tuning) work for every
 architecture.

@@ -1,4 +1,4 @@
-"""Files of the package layout before issue 15 keep working (its "Must show").
+"""Files of the package layout before the redesign keep working.
 
 tests/fixtures/legacy/ holds, per architecture, a real bin/train run directory written
 before the redesign moved the package tree (train_config.json, tfcae_export.json,
@@ -12,7 +12,7 @@ copy.
 
 Exact pixels and bytes assume the CPU kernels the fixture was written with (x86-64,
 TensorFlow 2.14's defaults): a machine whose floating-point kernels round differently can
-pick other latents or scale indices (issue 16), which is not what these tests are about.
+pick other latents or scale indices, which is not what these tests are about.
 """
 import json
 import os

@@ -1,4 +1,4 @@
-"""--strategy=multi_worker (issue 19): MultiWorkerMirroredStrategy over TF_CONFIG, the
+"""--strategy=multi_worker: MultiWorkerMirroredStrategy over TF_CONFIG, the
 chief alone writing, sharded input, and resume after a killed worker.
 
 The slow tests start two `bin/train` processes on localhost (free ports), as two machines

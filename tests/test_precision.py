@@ -1,4 +1,4 @@
-"""--precision (issue 19): mixed-precision transforms train, the rate and the losses stay
+"""--precision: mixed-precision transforms train, the rate and the losses stay
 float32, and the exported SavedModel codes in float32."""
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""tfcae.deploy.qat: int8 device encoders whose integer latent is the codec's symbol (issue 7).
+"""tfcae.deploy.qat: int8 device encoders whose integer latent is the codec's symbol.
 
 No training here: models with random (and hand-made sparse) weights, calibrated on crops
 of the shipped images, converted and run in a plain tf.lite.Interpreter.
@@ -9,16 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SAMPLE_TRAIN, sample_image
+from conftest import SAMPLE_TRAIN, TFLITE_ENCODER_OPS, sample_image
 from test_reduction import sparse_factorized_model
 from tfcae import TfcaeError
 from tfcae.deploy import qat, reduction, tflite
 from tfcae.models import build_model
 from tfcae.deploy.hostcoding import pad_to_stride
-
-INT8_OPS = {"ABS", "ADD", "CAST", "CONCATENATION", "CONV_2D", "DEQUANTIZE", "DIV",
-            "GATHER", "LEAKY_RELU", "MUL", "QUANTIZE", "ROUND", "SUB", "FILL", "BROADCAST_TO", "SHAPE",
-            "STRIDED_SLICE", "PACK", "RESHAPE", "TILE"}
 
 
 def representative():
@@ -48,7 +44,7 @@ def compare(model, encoder=None, gdn="integer"):
   rep = representative()
   integer = tflite.int8_encoder(model, rep, encoder, gdn)
   data = tflite.convert_integer(integer)
-  assert set(tflite.op_names(data)) <= INT8_OPS, tflite.op_names(data)
+  assert set(tflite.op_names(data)) <= TFLITE_ENCODER_OPS, tflite.op_names(data)
   device = tflite.TFLiteEncoder(data)
   # uint8 input whose integers are the pixels: scale 1/255 (the Rescaling), zero point 0.
   scale, zero_point = device._input["quantization"]

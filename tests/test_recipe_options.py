@@ -1,4 +1,4 @@
-"""Training-recipe settings (issue 14): the learning-rate schedule over progress, the
+"""Training-recipe settings: the learning-rate schedule over progress, the
 wall-clock budget, GDN forms, mixed quantisation, the mean-scale hyperprior, cached data."""
 import json
 import os

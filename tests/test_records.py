@@ -1,4 +1,4 @@
-"""Sharded TFRecord training sets (tfcae/data/records.py, bin/prepare_data; issue 19)."""
+"""Sharded TFRecord training sets (tfcae/data/records.py, bin/prepare_data)."""
 import json
 import os
 import shutil

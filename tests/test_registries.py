@@ -1,4 +1,4 @@
-"""The registries (issue 15, item 2): the generic Registry, the architectures it lists
+"""The registries: the generic Registry, the architectures it lists
 and the settings they declare, the classical codecs, and the training methods.
 
 Why: an architecture used to be named in three places (models.MODELS, the --model flag's

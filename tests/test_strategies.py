@@ -1,4 +1,4 @@
-"""ADMM latent pruning and double descent under tf.distribute.MirroredStrategy (issue 19):
+"""ADMM latent pruning and double descent under tf.distribute.MirroredStrategy:
 their state (Z, U and the code sums; masks, projections, the rewind) stays identical on
 every replica and matches a single device. Each script runs in its own process with two
 logical CPU devices (they must be configured before TensorFlow starts)."""

@@ -1,22 +1,16 @@
-"""TFLite encoders and host-side coding (issue 7), and the TF-MOT pruning baseline."""
+"""TFLite encoders and host-side coding, and the TF-MOT pruning baseline."""
 import json
 import os
 
 import numpy as np
 import pytest
 
-from conftest import SAMPLE_EVAL, SAMPLE_TRAIN, run_tool, sample_image, shared_model_dir
+from conftest import (SAMPLE_EVAL, SAMPLE_TRAIN, TFLITE_ENCODER_OPS, run_tool, sample_image,
+                      shared_model_dir)
 from tfcae.deploy.hostcoding import pad_to_stride
 
 # TFLite conversion of trained encoders (minutes in all): second tier.
 pytestmark = pytest.mark.slow
-
-# Builtin TFLite operators the analysis transforms may use (GDN: ABS, CONV_2D, DIV; the
-# rounding: SUB, ROUND, CAST; int8: QUANTIZE/DEQUANTIZE; reduced encoders: GATHER,
-# CONCATENATION).
-BUILTIN_OPS = {"ABS", "ADD", "CAST", "CONCATENATION", "CONV_2D", "DEQUANTIZE", "DIV",
-               "GATHER", "MUL", "QUANTIZE", "ROUND", "RSQRT", "SQRT", "SUB", "FILL",
-               "BROADCAST_TO", "SHAPE", "STRIDED_SLICE", "PACK", "RESHAPE", "TILE"}
 
 
 def kodak_crops():
@@ -54,7 +48,7 @@ def test_float_tflite_builtin_ops_and_equal_latents(trained, float_tflite):
   import tensorflow as tf
   from tfcae.deploy import tflite
   ops = tflite.op_names(float_tflite)
-  assert set(ops) <= BUILTIN_OPS, ops
+  assert set(ops) <= TFLITE_ENCODER_OPS, ops
   assert "CONV_2D" in ops and "ROUND" in ops
   # A plain interpreter (no Flex delegate) loads and runs it.
   plain = tf.lite.Interpreter(model_content=float_tflite)
@@ -96,7 +90,7 @@ def test_int8_latents_equal_the_int8_reference_and_nearly_the_float_model(traine
       crop=128, per_image=1)
   data = tflite.convert(trained, "int8", representative)
   ops = tflite.op_names(data)
-  assert set(ops) <= BUILTIN_OPS, ops
+  assert set(ops) <= TFLITE_ENCODER_OPS, ops
   encoder = tflite.TFLiteEncoder(data)
   assert encoder._input["dtype"] == np.uint8
   reference = tflite.int8_encoder(trained, representative)

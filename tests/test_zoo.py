@@ -1,5 +1,5 @@
 """The model zoo: publishing, lookup by name and fingerprint, the CLI, warm starts, and
-every shipped model's round trip (issue 14).
+every shipped model's round trip.
 
 Most tests use a zoo built here from a tiny trained model (TFCAE_ZOO points at it); the
 `shipped` tests run on every model in the repository's zoo/.

@@ -1,8 +1,7 @@
-"""Every model shipped in zoo/ (issue 14): it loads by name, round-trips a shipped image
+"""Every model shipped in zoo/: it loads by name, round-trips a shipped image
 bit-exactly through the CLI and the SavedModel signatures, carries its card's fingerprint,
-is found by that fingerprint, and decodes across TensorFlow's oneDNN kernels on and off
-(issue 16's check). A module of its own: tests/test_zoo.py points TFCAE_ZOO at a tiny zoo
-for its whole module."""
+is found by that fingerprint, and decodes across TensorFlow's oneDNN kernels on and off.
+A module of its own: tests/test_zoo.py points TFCAE_ZOO at a tiny zoo for its whole module."""
 import json
 import os
 
