@@ -83,6 +83,21 @@ def test_hyperprior_accounting_covers_hyper_transforms():
   assert "hyper_synthesis/deconv_0" in _rows(report, "decoder")
 
 
+def test_an_integer_hyper_synthesis_costs_what_the_float_one_does():
+  """The integer network (tfcae.models.integer) runs the float layers' convolutions: the
+  same MACs per pixel, layer by layer (the variable-rate zoo model has one)."""
+  config = {"architecture": "meanscale-vbr", "num_filters": 8, "hyper_filters": 4,
+            "rate_points": 2}
+  float_report = accounting.analyze(build_model(config))
+  integer_report = accounting.analyze(build_model(dict(config, integer_hyper_synthesis=True)))
+  float_rows, integer_rows = _rows(float_report, "decoder"), _rows(integer_report, "decoder")
+  assert set(integer_rows) == set(float_rows)
+  for name, row in float_rows.items():
+    assert integer_rows[name]["maccs_per_pixel"] == row["maccs_per_pixel"], name
+  assert [integer_rows[f"hyper_synthesis/deconv_{i}"]["maccs_per_pixel"] for i in range(3)] \
+      == [25 * 4 * 4 / 64 ** 2, 25 * 4 * 4 / 32 ** 2, 9 * 4 * 2 * 8 / 16 ** 2]
+
+
 def _save_model_dir(model, model_dir):
   """A minimal bin/train directory: train_config.json + a checkpoint (no export)."""
   os.makedirs(model_dir, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Hyperprior files record the scale indices the encoder used (format version 2, issue 16):
+"""Hyperprior files record the scale indices the encoder used (format version 2):
 a decoder whose indices differ refuses the file instead of decoding garbage; version-1
 files still decode; factorized files stay version 1."""
 import zlib
@@ -105,3 +105,34 @@ def test_factorized_files_stay_version_1(image):
   model = _model("factorized")
   data = model.compress(tf.constant(image)).numpy()
   assert data[4] == 1 and bitstream.parse(data).index_check is None
+
+
+@pytest.mark.slow  # fresh processes loading a SavedModel: ≈ 1 min
+def test_the_kernel_switch_check_classifies_each_file_in_one_process(hyperprior, image,
+                                                                     tmp_path):
+  """tfcae.deploy.crossplatform decodes a list of files in one fresh process: a file
+  whose index check differs is "refused", a damaged one an "error", and the files after
+  either still decode; a decoder that gives no result in time is a "hang"."""
+  from tfcae.deploy import crossplatform
+  from tfcae.serving.export import export_model
+  model_dir = str(tmp_path / "model")
+  export_model(hyperprior, model_dir)
+  data = hyperprior.compress(tf.constant(image)).numpy()
+  parsed = bitstream.parse(data)
+  files = {"good": data, "forged": bitstream.pack(
+      parsed.fingerprint, parsed.height, parsed.width, parsed.strings,
+      index_check=parsed.index_check ^ 1), "damaged": data[:len(data) // 2], "again": data}
+  paths, outputs = [], []
+  for name, content in files.items():
+    (tmp_path / name).write_bytes(content)
+    paths.append(str(tmp_path / name))
+    outputs.append(str(tmp_path / f"{name}.npy"))
+  results = crossplatform.decompress_all_under(model_dir, 1, paths, outputs)
+  assert results[0] is None and results[3] is None, results
+  assert results[1][0] == "refused" and "platform whose arithmetic" in results[1][1]
+  assert results[2][0] == "error" and results[2][1], results[2]
+  expected = hyperprior.decompress(tf.constant(data)).numpy()
+  for i in (0, 3):
+    np.testing.assert_array_equal(np.load(outputs[i]), expected)
+  assert crossplatform.decompress_all_under(model_dir, 1, paths[:2], outputs[:2],
+                                            timeout=0.01) == [("hang", "no result after 0.01 s")] * 2

@@ -86,6 +86,43 @@ def test_the_settings_ask_for_a_lambda_range_only_of_variable_rate_models(tmp_pa
   assert config.architecture_config()["rate_points"] == 5
 
 
+def test_a_fixed_rate_point_is_one_of_the_model_and_trains_at_its_lambda(tmp_path):
+  """--rate_point=k: every image at point k, in training and validation (the fixed-λ arm);
+  not an architecture setting, so a copy of a variable-rate run resumes with it."""
+  with pytest.raises(ValueError, match="rate_point applies"):
+    tiny_config(tmp_path, "factorized", rate_point=2).validate()
+  for bad in (-1, 6):
+    with pytest.raises(ValueError, match="not a rate point"):
+      tiny_config(tmp_path, "meanscale-vbr", lmbda_max=0.1, rate_points=5,
+                  rate_point=bad).validate()
+  config = tiny_config(tmp_path, "meanscale-vbr", lmbda_max=0.1, rate_points=5, rate_point=3)
+  config.validate()
+  assert "rate_point" not in config.architecture_config()
+  model = build_model(config.architecture_config())
+  drawn = model.sample_quality(tf.constant(64), training=True).numpy()
+  assert set(drawn) == {1., 2., 3., 4., 5.}  # uniform over the points, P(miss one) < 1e-5
+  # Validation spreads a batch over the ladder, whatever its size.
+  for batch, expected in ((5, [1, 2, 3, 4, 5]), (10, [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]),
+                          (2, [1, 3])):
+    np.testing.assert_array_equal(model.sample_quality(tf.constant(batch), False), expected)
+  from tfcae.training import loop
+  assert loop._compiled_model(config, None).fixed_rate_point == 3  # what bin/train builds
+  model.fixed_rate_point = 3
+  for training in (True, False):
+    np.testing.assert_array_equal(model.sample_quality(tf.constant(4), training), [3.] * 4)
+
+
+def test_a_variable_rate_family_trains_in_stages_on_one_run_folder():
+  from tfcae.zoo import vbr
+  family = vbr.VARIABLE_RATE_FAMILIES["meanscale-vbr"]
+  commands = [vbr.train_command(family, "out", stage) for stage in range(len(family.stages))]
+  assert len(commands) == 2 and commands[-1] == vbr.train_command(family, "out")
+  for argv, flags in zip(commands, family.stages):
+    assert "--model_dir=out/meanscale-vbr" in argv and argv[-len(flags):] == list(flags)
+    assert f"--time_budget_minutes={family.minutes:g}" in argv  # one schedule for both
+  assert "--epochs=67" in commands[0] and "--patch_size=256" in commands[1]
+
+
 @pytest.mark.slow
 def test_a_factorized_model_warm_starts_the_transforms(tmp_path):
   from tfcae.training.loop import warm_start

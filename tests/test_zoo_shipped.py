@@ -55,16 +55,15 @@ def test_the_zoo_ships_a_ladder():
     assert len({c["distortion"] for c in cards}) == 1
 
 
-def check_decodes_across_onednn(model_dir, tmp_path, same_bytes=True, quality=None):
+def check_decodes_across_onednn(model_dir, tmp_path, quality=None):
   """A file written with oneDNN on decodes with it off and the other way round, to pixels
-  within ±1, and (same_bytes) the bytes written do not depend on the setting. A float
-  encoder guarantees no such thing: another summation order can flip the rounding of a
-  latent that lies at .5 (factorized-l11/5 on kodim23); the files then differ and each
-  still decodes across."""
+  within ±1. Whether the two settings write the same bytes is not checked: a float encoder
+  does not guarantee it, as another summation order can flip the rounding of a latent that
+  lies at .5 (factorized-msssim/6 and factorized-l11/5 on kodim23 on an AVX-512 EPYC); the
+  files then differ and each still decodes across."""
   for write in (0, 1):
     (record,) = crossplatform.cross_check(model_dir, [IMAGE], str(tmp_path / f"w{write}"),
                                           write=write, read=1 - write, quality=quality)
-    assert record["bytes_equal"] or not same_bytes
     assert record["status"] == "ok", record
 
 
@@ -112,15 +111,13 @@ def test_shipped_model_round_trips_through_the_cli(card, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("card", ENDS, ids=[c["name"] for c in ENDS])
 def test_shipped_model_decodes_across_onednn(card, tmp_path):
-  check_decodes_across_onednn(card["path"], tmp_path,
-                              same_bytes=card["family"] not in SPARSE_FAMILIES,
-                              quality=coding(card).get("quality"))
+  check_decodes_across_onednn(card["path"], tmp_path, quality=coding(card).get("quality"))
 
 
 def test_zoo_fits_its_budget():
   total = sum(os.path.getsize(os.path.join(d, f))
               for d, _, fs in os.walk(os.path.join(REPO, "zoo")) for f in fs)
-  assert total <= 110e6  # docs/zoo.md, "Size budget"
+  assert total <= 130e6  # docs/zoo.md, "Size budget"
 
 
 # --- sparse families (tfcae.zoo.sparse): cheap encoders and their device flatbuffers --------

@@ -46,6 +46,11 @@ import tensorflow_compression as tfc
 
 from tfcae.deploy import reduction
 from tfcae.methods.constraints import sparsity_report
+from tfcae.models.integer import IntegerConv2DTranspose
+
+# Transposed convolutions: k²·C_in·C_out per input position. The integer hyper-synthesis'
+# layers (tfcae.models.integer) compute what a Conv2DTranspose of the same kernel does.
+_TRANSPOSED = (tf.keras.layers.Conv2DTranspose, IntegerConv2DTranspose)
 
 __all__ = ["FLOAT_BYTES", "KODAK_PIXELS", "analyze", "format_report", "format_tradeoff"]
 
@@ -68,7 +73,7 @@ def _tensors(layer):
 def _conv_geometry(layer):
   kernel = layer.kernel.numpy()
   k = int(np.prod(kernel.shape[:2]))
-  if isinstance(layer, tf.keras.layers.Conv2DTranspose):
+  if isinstance(layer, _TRANSPOSED):
     c_out, c_in = kernel.shape[2], kernel.shape[3]
     kernel = np.swapaxes(kernel, 2, 3)  # -> [kh, kw, in, out] for sparsity_report
   else:
@@ -88,7 +93,7 @@ def _layer_row(layer, prefix, stride_in, plan=None):
          "memory_dense_bytes": FLOAT_BYTES * params,
          "memory_sparse_bytes": sum(_sparse_bytes(t) for t in tensors)}
   stride_out, maccs, maccs_reduced, params_reduced = stride_in, 0., 0., params
-  if isinstance(layer, tf.keras.layers.Conv2D):  # includes Conv2DTranspose
+  if isinstance(layer, (tf.keras.layers.Conv2D, IntegerConv2DTranspose)):
     k, c_in, c_out, kernel = _conv_geometry(layer)
     report = sparsity_report(kernel)
     row.update(kernel_params=int(kernel.size), kernel_zeros=int(kernel.size -
@@ -97,8 +102,8 @@ def _layer_row(layer, prefix, stride_in, plan=None):
                zero_input_channels=int(report["zero_input_channels"]),
                kernel=f"{layer.kernel.shape[0]}x{layer.kernel.shape[1]}", c_in=c_in,
                c_out=c_out)
-    step = int(layer.strides[0])
-    if isinstance(layer, tf.keras.layers.Conv2DTranspose):
+    step = int(np.ravel(layer.strides)[0])
+    if isinstance(layer, _TRANSPOSED):
       maccs = k * c_in * c_out / stride_in ** 2
       stride_out = stride_in / step
     else:
@@ -145,7 +150,9 @@ def _chains(model):
     chains.append(("encoder", "hyper_analysis/", list(hyper_analysis.layers), None,
                    latent_stride))
     # The hyper-synthesis runs on both sides (the sender needs the scale indexes).
-    decoder.insert(0, ("decoder", "hyper_synthesis/", list(hyper_synthesis.layers), None,
+    # (An integer hyper-synthesis holds its layers in `stack`.)
+    layers = getattr(hyper_synthesis, "stack", None) or hyper_synthesis.layers
+    decoder.insert(0, ("decoder", "hyper_synthesis/", list(layers), None,
                        model.stride))
   return chains + decoder
 

@@ -15,8 +15,11 @@ A decode is classified as
   "error"    failed otherwise, or "hang": no result within the timeout.
 """
 import os
+import queue
 import subprocess
 import sys
+import tempfile
+import threading
 
 import numpy as np
 
@@ -24,7 +27,7 @@ from tfcae.io import bitstream
 from tfcae.io.fileio import load_rgb_image
 from tfcae.objectives import metrics
 
-__all__ = ["compress_under", "decompress_under", "cross_check"]
+__all__ = ["compress_under", "decompress_under", "decompress_all_under", "cross_check"]
 
 _PRELUDE = ("import sys, numpy as np, tensorflow as tf, tensorflow_compression\n"
             "from PIL import Image\nm = tf.saved_model.load(sys.argv[1])\n")
@@ -33,8 +36,18 @@ _COMPRESS = ("q = () if not sys.argv[2] else (tf.constant(float(sys.argv[2])),)\
              "for src, dst in zip(sys.argv[3::2], sys.argv[4::2]):\n"
              "  x = np.asarray(Image.open(src).convert('RGB'))\n"
              "  open(dst, 'wb').write(m.compress(tf.constant(x), *q).numpy())\n")
-_DECOMPRESS = ("data = open(sys.argv[2], 'rb').read()\n"
-               "np.save(sys.argv[3], m.decompress(tf.constant(data)).numpy())\n")
+# argv: model, then (file, output .npy) pairs. One line per file on stdout once it is done:
+# "ok" or the error's last line (a decoder error is a file's result, not the process's).
+_DECOMPRESS = ("for src, dst in zip(sys.argv[2::2], sys.argv[3::2]):\n"
+               "  try:\n"
+               "    np.save(dst, m.decompress(tf.constant(open(src, 'rb').read())).numpy())\n"
+               "    print('ok', flush=True)\n"
+               "  except Exception as e:\n"
+               "    lines = [l.strip() for l in str(e).splitlines() if l.strip()] or ['']\n"
+               "    mismatch = [l for l in lines if %r in l]\n"
+               "    print('error ' + (mismatch[0] if mismatch else\n"
+               "                      type(e).__name__ + ': ' + lines[0]), flush=True)\n"
+               % bitstream.PLATFORM_MISMATCH[:40])
 
 
 def _run(code, onednn, args, timeout):
@@ -54,18 +67,59 @@ def compress_under(model_dir, onednn, images, outputs, timeout=1800, quality=Non
 
 
 def decompress_under(model_dir, onednn, path, output_npy, timeout=300):
-  """Decodes a file in a fresh process; returns None on success, else (status, message)
-  with status "refused", "error" or "hang"."""
-  try:
-    result = _run(_DECOMPRESS, onednn, [model_dir, path, output_npy], timeout)
-  except subprocess.TimeoutExpired:
-    return "hang", f"no result after {timeout} s"
-  if result.returncode == 0:
-    return None
-  lines = [line for line in result.stderr.splitlines() if line.strip()]
-  message = next((line for line in lines if bitstream.PLATFORM_MISMATCH[:40] in line),
-                 lines[-1] if lines else "")
-  return ("refused" if bitstream.PLATFORM_MISMATCH[:40] in message else "error"), message
+  """Decodes one file in a fresh process (decompress_all_under); returns None on success,
+  else (status, message) with status "refused", "error" or "hang"."""
+  return decompress_all_under(model_dir, onednn, [path], [output_npy], timeout)[0]
+
+
+def _lines_into(stream, lines):
+  """Puts each line of `stream` into the queue `lines`, then None at its end."""
+  for line in stream:
+    lines.put(line)
+  lines.put(None)
+
+
+def decompress_all_under(model_dir, onednn, paths, outputs, timeout=300):
+  """Decodes files in fresh processes whose oneDNN setting is `onednn`: one process for as
+  many files as it gets through (the SavedModel loads once), a new one after a file that
+  gives no result within `timeout` seconds, which counts as a hang.
+
+  Returns:
+    One entry per file: None (decoded into its output .npy) or (status, message), status
+    "refused" (the platform-mismatch error), "error" or "hang".
+  """
+  results = []
+  while len(results) < len(paths):
+    rest = list(zip(paths, outputs))[len(results):]
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=str(int(onednn)), TF_CPP_MIN_LOG_LEVEL="3")
+    argv = [sys.executable, "-c", _PRELUDE + _DECOMPRESS, model_dir,
+            *[p for pair in rest for p in pair]]
+    with tempfile.TemporaryFile("w+") as errors, subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=errors, text=True) as proc:
+      lines = queue.Queue()
+      threading.Thread(target=_lines_into, args=(proc.stdout, lines), daemon=True).start()
+      before = len(results)
+      while len(results) < len(paths):
+        # The first file's clock includes loading the model.
+        try:
+          line = lines.get(timeout=timeout * (2 if len(results) == before else 1))
+        except queue.Empty:
+          proc.kill()
+          results.append(("hang", f"no result after {timeout} s"))
+          break
+        if line is None:  # the process died: the file it was on fails with its message
+          proc.wait()
+          errors.seek(0)
+          tail = [l for l in errors.read().splitlines() if l.strip()]
+          results.append(("error", tail[-1] if tail else f"exit code {proc.returncode}"))
+          break
+        status, _, message = line.strip().partition(" ")
+        if status == "ok":
+          results.append(None)
+        else:
+          refused = bitstream.PLATFORM_MISMATCH[:40] in message
+          results.append(("refused" if refused else "error", message))
+  return results
 
 
 def cross_check(model_dir, images, work_dir, write=1, read=0, as_version_1=False,
@@ -81,37 +135,40 @@ def cross_check(model_dir, images, work_dir, write=1, read=0, as_version_1=False
   files = {o: [os.path.join(work_dir, f"{n}.w{o}.tfcae") for n in names] for o in (write, read)}
   for o in files:
     compress_under(model_dir, o, images, files[o], quality=quality)
-  records = []
-  for i, name in enumerate(names):
-    path = files[write][i]
-    with open(path, "rb") as a, open(files[read][i], "rb") as b:
-      written = a.read()
-      record = {"image": name, "bytes_equal": written == b.read(), "max_abs_diff": None,
-                "cross_psnr": None, "message": ""}
-    if as_version_1:
-      stream = bitstream.parse(written)
-      path = os.path.join(work_dir, f"{name}.w{write}.v1.tfcae")
-      with open(path, "wb") as f:
+  paths = list(files[write])
+  if as_version_1:
+    for i, name in enumerate(names):
+      with open(paths[i], "rb") as f:
+        stream = bitstream.parse(f.read())
+      paths[i] = os.path.join(work_dir, f"{name}.w{write}.v1.tfcae")
+      with open(paths[i], "wb") as f:
         f.write(bitstream.pack(stream.fingerprint, stream.height, stream.width,
                                stream.strings))
-    reference = os.path.join(work_dir, f"{name}.ref.npy")
-    cross = os.path.join(work_dir, f"{name}.cross.npy")
-    failure = decompress_under(model_dir, write, path, reference, timeout)
-    if failure is not None:
+  references = [os.path.join(work_dir, f"{n}.ref.npy") for n in names]
+  crosses = [os.path.join(work_dir, f"{n}.cross.npy") for n in names]
+  own = decompress_all_under(model_dir, write, paths, references, timeout)
+  other = decompress_all_under(model_dir, read, paths, crosses, timeout)
+  records = []
+  for i, name in enumerate(names):
+    with open(files[write][i], "rb") as a, open(files[read][i], "rb") as b:
+      record = {"image": name, "bytes_equal": a.read() == b.read(), "max_abs_diff": None,
+                "cross_psnr": None, "message": ""}
+    if own[i] is not None:
       raise RuntimeError(f"{name}: the writing kernels cannot decode their own file: "
-                         f"{failure[1]}")
+                         f"{own[i][1]}")
     original = load_rgb_image(images[i])
-    record["psnr"] = metrics.psnr(original, np.load(reference))
-    failure = decompress_under(model_dir, read, path, cross, timeout)
-    if failure is None:
-      decoded = np.load(cross)
-      diff = int(np.max(np.abs(decoded.astype(np.int16) - np.load(reference).astype(np.int16))))
+    reference = np.load(references[i])
+    record["psnr"] = metrics.psnr(original, reference)
+    if other[i] is None:
+      decoded = np.load(crosses[i])
+      diff = int(np.max(np.abs(decoded.astype(np.int16) - reference.astype(np.int16))))
       record.update(status="ok" if diff <= 1 else "garbage", max_abs_diff=diff,
                     cross_psnr=metrics.psnr(original, decoded))
     else:
-      record.update(status=failure[0], message=failure[1])
+      record.update(status=other[i][0], message=other[i][1])
     records.append(record)
     if log:
-      log(f"{name}: {record['status']}" + (f" (max |Δ| {diff})" if failure is None else
+      log(f"{name}: {record['status']}" + (f" (max |Δ| {record['max_abs_diff']})"
+                                           if other[i] is None else
                                            f": {record['message'][:100]}"))
   return records

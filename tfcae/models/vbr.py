@@ -82,6 +82,9 @@ class VariableRateMeanScaleModel(MeanScaleHyperpriorModel):
     initial = tf.tile(initial[:, None], [1, self.latent_channels])
     self.log_gain = tf.Variable(initial, name="log_gain")
     self.log_inverse_gain = tf.Variable(-initial, name="log_inverse_gain")
+    # A training setting, not part of the model: 0 draws each image's rate point, k in
+    # [1, K] trains (and validates) at point k only, i.e. at fixed λ.
+    self.fixed_rate_point = 0
     self.build((None, None, None, 3))
 
   def _make_transforms(self):
@@ -129,12 +132,16 @@ class VariableRateMeanScaleModel(MeanScaleHyperpriorModel):
 
   def sample_quality(self, batch: tf.Tensor, training: bool) -> tf.Tensor:
     """The rate point of each image of a batch, as a quality (float32 [B]): uniform in
-    training; in evaluation the points in turn (image i at point i mod K + 1), so that
-    validation figures average over the ladder reproducibly."""
+    training; in evaluation spread evenly over the ladder (image i of B at point
+    ⌊i·K/B⌋ + 1: every point equally often when K divides B, every (K/B)-th one when the
+    batch is smaller), so that validation figures average over the ladder reproducibly;
+    `fixed_rate_point` k in both when it is set."""
+    if self.fixed_rate_point:
+      return tf.fill([batch], float(self.fixed_rate_point))
     if training:
       points = tf.random.uniform([batch], 0, self.rate_points, dtype=tf.int32)
     else:
-      points = tf.range(batch) % self.rate_points
+      points = tf.range(batch) * self.rate_points // batch
     return tf.cast(points + 1, tf.float32)
 
   def latent_codec(self, quality=None):

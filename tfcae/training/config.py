@@ -76,6 +76,11 @@ class CoreSettings:
                          "for a variable-rate model, the λ of quality 1.")
   lmbda_max: float = setting(0., "Variable-rate models only: the λ of the highest quality "
                              "(quality q between has λ log-spaced from --lmbda).")
+  rate_point: int = setting(0, "Variable-rate models only: train and validate every image "
+                            "at this one rate point k in [1, K], i.e. at fixed λ: resuming a "
+                            "copy of a variable-rate run this way gives the fixed-λ model "
+                            "that measures what sharing one model costs; 0: each image at "
+                            "a rate point drawn at random.")
   distortion: str = setting("mse", "Distortion metric (caep-mix: CAE-ADMM's MS-SSIM + SSIM + "
                            "MSE + PSNR mix, tfcae/objectives/terms.py).",
                            ("mse", "ms-ssim", "ssim", "caep-mix"))
@@ -207,9 +212,13 @@ class TrainConfig(*reversed(settings_classes()), CoreSettings):
     if variable_rate and not self.lmbda_max > self.lmbda:
       raise ValueError(f"--architecture={self.architecture} needs --lmbda_max > --lmbda (the "
                        "λ of its highest and lowest quality)")
-    if self.lmbda_max and not variable_rate:
-      raise ValueError(f"--lmbda_max applies to variable-rate architectures, not "
-                       f"{self.architecture}")
+    for name, value in (("lmbda_max", self.lmbda_max), ("rate_point", self.rate_point)):
+      if value and not variable_rate:
+        raise ValueError(f"--{name} applies to variable-rate architectures, not "
+                         f"{self.architecture}")
+    if not 0 <= self.rate_point <= (self.rate_points if variable_rate else 0):
+      raise ValueError(f"--rate_point={self.rate_point} is not a rate point in "
+                       f"[1, {self.rate_points}]")
     if variable_rate and self.distortion not in ("mse", "ms-ssim"):
       raise ValueError(f"--architecture={self.architecture} trains on mse or ms-ssim")
     if self.distortion in ("ms-ssim", "caep-mix") and self.patch_size < 176:

@@ -473,6 +473,8 @@ def _compiled_model(config, model_fn, elapsed=None, init_from=""):
   model = (model_fn(objective) if model_fn else
            build_model(config.architecture_config(), objective=objective))
   model.decoder_quantization = config.decoder_quantization
+  if config.rate_point:  # a variable-rate model trained at one rate point (fixed λ)
+    model.fixed_rate_point = config.rate_point
   if init_from:
     warm_start(model, init_from)
   model.compile(optimizer=tf.keras.optimizers.Adam(
