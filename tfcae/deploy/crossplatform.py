@@ -29,6 +29,8 @@ from tfcae.objectives import metrics
 
 __all__ = ["compress_under", "decompress_under", "decompress_all_under", "cross_check"]
 
+# The start of the one-line error of a decoder whose scale indices differ from the file's.
+_MISMATCH = bitstream.PLATFORM_MISMATCH[:40]
 _PRELUDE = ("import sys, numpy as np, tensorflow as tf, tensorflow_compression\n"
             "from PIL import Image\nm = tf.saved_model.load(sys.argv[1])\n")
 # argv: model, quality ("" for a model of one rate), then (image, output) pairs.
@@ -47,12 +49,16 @@ _DECOMPRESS = ("for src, dst in zip(sys.argv[2::2], sys.argv[3::2]):\n"
                "    mismatch = [l for l in lines if %r in l]\n"
                "    print('error ' + (mismatch[0] if mismatch else\n"
                "                      type(e).__name__ + ': ' + lines[0]), flush=True)\n"
-               % bitstream.PLATFORM_MISMATCH[:40])
+               % _MISMATCH)
+
+
+def _env(onednn):
+  """The environment of a fresh process with TensorFlow's oneDNN kernels on or off."""
+  return dict(os.environ, TF_ENABLE_ONEDNN_OPTS=str(int(onednn)), TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def _run(code, onednn, args, timeout):
-  env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=str(int(onednn)), TF_CPP_MIN_LOG_LEVEL="3")
-  return subprocess.run([sys.executable, "-c", _PRELUDE + code, *args], env=env,
+  return subprocess.run([sys.executable, "-c", _PRELUDE + code, *args], env=_env(onednn),
                         capture_output=True, text=True, timeout=timeout)
 
 
@@ -91,11 +97,10 @@ def decompress_all_under(model_dir, onednn, paths, outputs, timeout=300):
   results = []
   while len(results) < len(paths):
     rest = list(zip(paths, outputs))[len(results):]
-    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=str(int(onednn)), TF_CPP_MIN_LOG_LEVEL="3")
     argv = [sys.executable, "-c", _PRELUDE + _DECOMPRESS, model_dir,
             *[p for pair in rest for p in pair]]
     with tempfile.TemporaryFile("w+") as errors, subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=errors, text=True) as proc:
+        argv, env=_env(onednn), stdout=subprocess.PIPE, stderr=errors, text=True) as proc:
       lines = queue.Queue()
       threading.Thread(target=_lines_into, args=(proc.stdout, lines), daemon=True).start()
       before = len(results)
@@ -117,8 +122,7 @@ def decompress_all_under(model_dir, onednn, paths, outputs, timeout=300):
         if status == "ok":
           results.append(None)
         else:
-          refused = bitstream.PLATFORM_MISMATCH[:40] in message
-          results.append(("refused" if refused else "error", message))
+          results.append(("refused" if _MISMATCH in message else "error", message))
   return results
 
 
